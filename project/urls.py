@@ -1,0 +1,9 @@
+"""URL routes: the admin, login pages and the backfill dashboard."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+]

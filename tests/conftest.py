@@ -1,0 +1,35 @@
+"""Fixtures that start real processes against the real PostgreSQL and Redis."""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.processes import Worker, purge_broker
+
+
+@pytest.fixture
+def output_dir(request: pytest.FixtureRequest) -> Path:
+    """A folder under test-output/ for logs and screenshots of this test."""
+    path = Path("test-output") / request.node.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def start_worker(output_dir: Path) -> Iterator[Callable[..., Worker]]:
+    """Start real Celery workers; every one is stopped when the test ends."""
+    purge_broker()
+    started: list[Worker] = []
+
+    def start(name: str | None = None, extra_args: list[str] | None = None) -> Worker:
+        name = name or f"w{len(started) + 1}"
+        worker = Worker(name=name, log_path=output_dir / f"{name}.log", extra_args=extra_args or [])
+        started.append(worker)
+        worker.start()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+    purge_broker()

@@ -1,0 +1,93 @@
+"""Real Celery worker processes for tests: started as subprocesses, stopped by pid."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+from project.celery import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker_environment() -> dict[str, str]:
+    """The environment a worker needs to see the test database and broker."""
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["DATABASE_URL"] = (
+        f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        if not db.get("PASSWORD")
+        else f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    )
+    env["TEST_REDIS_URL"] = settings.CELERY_BROKER_URL
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@dataclass
+class Worker:
+    """One `celery worker` process (prefork pool of one child)."""
+
+    name: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    def start(self, timeout: float = 30.0) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "project", "worker",
+                "-Q", "backfill,default", "-c", "1", "-n", f"{self.name}@%h",
+                "--without-gossip", "--without-mingle", "-l", "INFO", *self.extra_args,
+            ],
+            cwd=ROOT,
+            env=worker_environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_until_ready(timeout)
+
+    def wait_until_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited: {self.log_path.read_text()[-2000:]}")
+            if "ready." in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"worker {self.name} not ready after {timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the main process and its pool child."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Warm shutdown (SIGTERM); SIGKILL if it does not end in time."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def purge_broker() -> None:
+    """Drop messages left by an earlier test so each test starts from a clean queue."""
+    with app.connection_for_write() as conn:
+        for queue in ("backfill", "default"):
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:  # noqa: BLE001  (a queue that does not exist yet)
+                continue

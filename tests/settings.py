@@ -1,0 +1,15 @@
+"""Settings for the test run: the project's, with a broker database of its own.
+
+Worker processes started by the tests load this module too, so producer and
+consumer always agree. Redis database 15 keeps test messages away from a demo
+running on the same server.
+"""
+
+import os
+
+from project.settings import *  # noqa: F403
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
