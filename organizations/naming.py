@@ -29,11 +29,16 @@ BASE_LENGTH = 50
 SUFFIX = "Admin"
 COUNTER_TABLE = "organizations_adminnamecounter"
 
-# Window sizes per round, beyond the rows wanted: the first round probes just
-# enough numbers for a table where few names are taken; later rounds widen
-# geometrically, so a base with many taken numbers and no counter yet still
-# costs a handful of statements, not one per taken name.
-ROUND_SLACK = (0, 8, 64, 512, 4096, 32768, 262144)
+# Spare numbers probed per base beyond the rows wanted, round by round: the
+# first round probes just enough for a table where few names are taken; later
+# rounds widen geometrically, so a base with many taken numbers and no counter
+# yet costs a handful of statements, not one per taken name. The long tail of
+# rounds is for races: a round can lose every name to concurrent transactions,
+# but it waits for one of them to commit first, so each round makes progress.
+ROUND_SLACK = (0, 8, 64, 512, 4096, 32768, *([262144] * 26))
+
+# Namespace of the advisory locks that serialize app-path creations per base.
+ADVISORY_LOCK_CLASS = 0x0AD1
 
 
 class NamingError(RuntimeError):
@@ -192,6 +197,15 @@ def claim_admin_groups(
 
 
 def claim_admin_group(name: str, using: str = "default") -> int:
-    """Create the admin group for one new organization; return its id."""
+    """Create the admin group for one new organization; return its id.
+
+    Must run inside a transaction. Creations with the same base wait for each
+    other on an advisory lock held until commit, so a burst of "Acme" signups
+    gets 0, 1, 2... in one round each instead of all chasing the same number.
+    """
     with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+            [ADVISORY_LOCK_CLASS, name_base(name)],
+        )
         return claim_admin_groups(cursor, [0], [name])[0]

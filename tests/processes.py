@@ -44,9 +44,23 @@ class Worker:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "project", "worker",
-                "-Q", "backfill,default", "-c", "1", "-n", f"{self.name}@%h",
-                "--without-gossip", "--without-mingle", "-l", "INFO", *self.extra_args,
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "project",
+                "worker",
+                "-Q",
+                "backfill,default",
+                "-c",
+                "1",
+                "-n",
+                f"{self.name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "INFO",
+                *self.extra_args,
             ],
             cwd=ROOT,
             env=worker_environment(),
@@ -60,7 +74,9 @@ class Worker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"worker {self.name} exited: {self.log_path.read_text()[-2000:]}"
+                )
             if "ready." in self.log_path.read_text(errors="replace"):
                 return
             time.sleep(0.1)
@@ -89,5 +105,5 @@ def purge_broker() -> None:
         for queue in ("backfill", "default"):
             try:
                 conn.default_channel.queue_purge(queue)
-            except Exception:  # noqa: BLE001  (a queue that does not exist yet)
+            except Exception:
                 continue

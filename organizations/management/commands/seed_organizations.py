@@ -105,6 +105,18 @@ class Command(BaseCommand):
         Group.objects.bulk_create([Group(name=n) for n in sorted(names)], ignore_conflicts=True)
 
     def report(self) -> None:
+        """Counts; the pending one only once the expand migration added the column."""
         total = Organization.objects.count()
+        if not self.admin_column_exists():
+            self.stdout.write(f"Organizations: {total:,} in all (no admin column yet).")
+            return
         pending = Organization.objects.filter(admin__isnull=True).count()
         self.stdout.write(f"Organizations: {total:,} in all, {pending:,} without admin group.")
+
+    @staticmethod
+    def admin_column_exists() -> bool:
+        table = Organization._meta.db_table
+        column = Organization._meta.get_field("admin").column
+        with connection.cursor() as cursor:
+            description = connection.introspection.get_table_description(cursor, table)
+        return any(col.name == column for col in description)

@@ -1,0 +1,53 @@
+# One front door for the commands the README documents and CI runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MANAGE := $(BIN)/python manage.py
+ROWS ?= 200000
+WORKERS ?= 2
+
+.PHONY: help setup services database migrate demo test lint worker beat web clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: $(BIN)/.installed  ## Create the virtualenv with the pinned dependencies
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+services:  ## Start local PostgreSQL and Redis if they are down
+	scripts/ensure-services.sh
+
+database: setup services  ## Create the database if needed
+	$(BIN)/python scripts/create_database.py
+
+migrate: database  ## Apply migrations, each DDL statement under a short lock timeout
+	$(MANAGE) migrate_with_timeouts --lock-timeout-in-ms 2000 --lock-timeout-max-retries 10
+
+demo: migrate  ## Seed organizations, backfill them with real workers, check, finalize
+	ROWS=$(ROWS) WORKERS=$(WORKERS) VENV=$(VENV) scripts/demo.sh
+
+lint: setup  ## ruff, mypy, the import contracts and makemigrations --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	$(BIN)/lint-imports
+	$(MANAGE) makemigrations --check --dry-run
+
+test: setup services lint  ## Lint, then the whole test suite against real services
+	$(BIN)/pytest
+
+worker: setup  ## A Celery worker for the backfill queue
+	$(BIN)/celery -A project worker -Q backfill,default -c 2 -l INFO
+
+beat: setup  ## Celery beat (runs the sweeper)
+	$(BIN)/celery -A project beat -l INFO
+
+web: migrate  ## The dashboard on http://127.0.0.1:8000/backfill/
+	$(MANAGE) runserver 127.0.0.1:8000
+
+clean:  ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output
