@@ -17,17 +17,16 @@ DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/backfill"
 def main() -> int:
     config = dj_database_url.parse(os.environ.get("DATABASE_URL", DEFAULT_URL))
     name = config["NAME"]
-    params = {
-        "host": config.get("HOST") or None,
-        "port": config.get("PORT") or None,
-        "user": config.get("USER") or None,
-        "password": config.get("PASSWORD") or None,
-        "dbname": "postgres",
-        "autocommit": True,
-        "connect_timeout": 5,
-    }
+    conninfo = psycopg.conninfo.make_conninfo(
+        host=config.get("HOST") or None,
+        port=config.get("PORT") or None,
+        user=config.get("USER") or None,
+        password=config.get("PASSWORD") or None,
+        dbname="postgres",
+        connect_timeout=5,
+    )
     try:
-        with psycopg.connect(**{k: v for k, v in params.items() if v is not None}) as conn:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

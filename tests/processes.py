@@ -104,6 +104,6 @@ def purge_broker() -> None:
     with app.connection_for_write() as conn:
         for queue in ("backfill", "default"):
             try:
-                conn.default_channel.queue_purge(queue)
+                conn.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
             except Exception:
                 continue
