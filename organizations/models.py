@@ -4,6 +4,8 @@ from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db import models, router, transaction
+from django.db.models import Value
+from django.db.models.functions import Lower
 
 from organizations import naming
 
@@ -20,6 +22,9 @@ class Organization(models.Model):
         on_delete=models.PROTECT,
         related_name="administrators_of",
     )
+    # lower(name), computed by PostgreSQL on every write so that rows written
+    # by the app and rows filled by the search_names backfill always agree.
+    search_name = models.CharField(max_length=255, null=True, editable=False)  # noqa: DJ001
 
     class Meta:
         ordering = ["id"]
@@ -36,13 +41,20 @@ class Organization(models.Model):
         raw SQL bypass it on purpose; such rows count as legacy rows and the
         `admin_groups` backfill fills them.
         """
-        if not (self._state.adding and self.admin_id is None):
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "name" in update_fields:
+            self.search_name = Lower(Value(self.name))
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "search_name"}
+        if self._state.adding and self.admin_id is None:
+            using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+            with transaction.atomic(using=using):
+                self.admin_id = naming.claim_admin_group(self.name, using=using)
+                super().save(*args, **kwargs)
+        else:
             super().save(*args, **kwargs)
-            return
-        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        with transaction.atomic(using=using):
-            self.admin_id = naming.claim_admin_group(self.name, using=using)
-            super().save(*args, **kwargs)
+        # The value is the database's; read it on first access.
+        del self.search_name
 
 
 class AdminNameCounter(models.Model):

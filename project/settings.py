@@ -139,3 +139,20 @@ CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
+
+# The sweeper recovers killed workers and lost messages: a slice whose lease
+# expired (BACKFILL_LEASE_SECONDS) is dispatched again at the next sweep.
+CELERY_BEAT_SCHEDULE = {
+    "backfill-sweep": {
+        "task": "workers.tasks.sweep",
+        "schedule": float(os.environ.get("BACKFILL_SWEEP_SECONDS", "10")),
+        "options": {"queue": "backfill", "expires": 30},
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
+    "CELERY_BEAT_SCHEDULE_FILENAME", str(BASE_DIR / ".celerybeat-schedule")
+)
+
+# --- Backfill engine (defaults and meanings in backfill/conf.py) -------------
+BACKFILL_DISPATCHER = "workers.dispatch.CeleryDispatcher"
+BACKFILL_LEASE_SECONDS = int(os.environ.get("BACKFILL_LEASE_SECONDS", "45"))

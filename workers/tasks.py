@@ -1,9 +1,42 @@
 """Celery tasks. Thin by design: the work itself lives in the backfill engine."""
 
-from celery import shared_task
+import logging
+from typing import Any
+
+from celery import Task, shared_task
+
+from backfill import runner, service
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="workers.tasks.ping")
 def ping(payload: str = "pong") -> str:
     """Round trip through broker, worker and result backend, for health checks."""
     return payload
+
+
+@shared_task(
+    bind=True,
+    name="workers.tasks.run_slice",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def run_slice(self: Task[Any, Any], slice_id: int) -> str:
+    """Work one slice for a bounded time; the engine dispatches what comes next.
+
+    The lease in the database, not the message, says who works a slice, so a
+    duplicate or late delivery simply finds the slice taken and returns.
+    """
+    owner = str(self.request.id or f"local-{slice_id}")
+    outcome = runner.work_slice(slice_id, owner)
+    logger.info("slice %s: %s", slice_id, outcome)
+    return outcome.value
+
+
+@shared_task(name="workers.tasks.sweep", ignore_result=True)
+def sweep() -> dict[str, int]:
+    """Periodic: re-dispatch slices whose lease expired, finish finished jobs."""
+    report = service.reconcile()
+    return {"jobs": report.jobs, "dispatched": report.dispatched}

@@ -1,0 +1,112 @@
+"""What is left to fill, and whether what was filled is sound.
+
+One API for the `backfill check` command, the job total at start and the
+contract migration's gate.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.db import DatabaseError, connection, transaction
+from psycopg import sql
+
+from backfill import conf
+from backfill.models import Job
+from backfill.registry import Definition
+
+
+@dataclass(frozen=True)
+class PendingCount:
+    rows: int
+    is_estimate: bool
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    label: str
+    pending: int
+    problems: list[str] = field(default_factory=list)
+    latest_job_id: int | None = None
+    latest_job_status: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.pending == 0 and not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"{self.label}: nothing left to fill; verification passed."
+        parts = []
+        if self.pending:
+            parts.append(
+                f"{self.pending:,} rows of {self.label} are still empty; "
+                f"run `manage.py backfill start {self.name}`"
+            )
+        parts.extend(self.problems)
+        return "; ".join(parts)
+
+
+def pending_query(definition: Definition, select: str) -> str:
+    return (
+        sql.SQL("SELECT {select} FROM {table} WHERE {pending}")
+        .format(
+            select=sql.SQL(select),
+            table=sql.Identifier(definition.table),
+            pending=definition.pending_condition(),
+        )
+        .as_string()
+    )
+
+
+def count_pending(definition: Definition) -> int:
+    """Exact count; the planner uses an index on the column where one exists."""
+    with connection.cursor() as cursor:
+        cursor.execute(pending_query(definition, "count(*)"))
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def estimate_pending(definition: Definition) -> PendingCount:
+    """A job total without a full-table COUNT(*).
+
+    When the plan for the pending rows uses an index, count them exactly under
+    a short statement timeout; otherwise take the planner's estimate from the
+    catalog statistics and say it is one.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + pending_query(definition, "1"))
+        row = cursor.fetchone()
+    plan_doc = row[0] if row else [{"Plan": {}}]
+    plan = (json.loads(plan_doc) if isinstance(plan_doc, str) else plan_doc)[0]["Plan"]
+    estimate = int(plan.get("Plan Rows", 0))
+    if "Index" not in str(plan.get("Node Type", "")):
+        return PendingCount(estimate, True)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            timeout = conf.get_int("BACKFILL_EXACT_COUNT_TIMEOUT_MS")
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout}ms"])
+            cursor.execute(pending_query(definition, "count(*)"))
+            counted = cursor.fetchone()
+        return PendingCount(int(counted[0]) if counted else 0, False)
+    except DatabaseError:
+        return PendingCount(estimate, True)
+
+
+def check(definition: Definition) -> CheckResult:
+    pending = count_pending(definition)
+    with connection.cursor() as cursor:
+        problems = definition.verify(cursor)
+    latest = Job.objects.filter(definition=definition.name).order_by("-id").first()
+    return CheckResult(
+        name=definition.name,
+        label=definition.label,
+        pending=pending,
+        problems=problems,
+        latest_job_id=latest.pk if latest else None,
+        latest_job_status=latest.status if latest else None,
+    )

@@ -1,0 +1,91 @@
+"""Every BACKFILL_* setting, its default, and the only place that reads them.
+
+Override any of them in Django settings; values are read at call time so tests
+can change them with pytest-django's `settings` fixture.
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+DEFAULTS: dict[str, object] = {
+    # Rows per batch at the start of a job; the throttle then adapts it.
+    "BACKFILL_BATCH_SIZE": 5000,
+    "BACKFILL_MIN_BATCH_SIZE": 50,
+    "BACKFILL_MAX_BATCH_SIZE": 20000,
+    # The batch size adapts toward this duration: long enough to amortise the
+    # commit, short enough that an app write queued behind a locked row waits
+    # less than this.
+    "BACKFILL_TARGET_BATCH_SECONDS": 0.2,
+    # Slices worked at once (Celery tasks in flight) unless a job says otherwise.
+    "BACKFILL_CONCURRENCY": 2,
+    # Slices per unit of concurrency: more slices than workers evens out the tail.
+    "BACKFILL_SLICES_PER_WORKER": 4,
+    "BACKFILL_PAUSE_MS": 0,
+    # Local to each batch transaction.
+    "BACKFILL_LOCK_TIMEOUT_MS": 500,
+    "BACKFILL_STATEMENT_TIMEOUT_MS": 15000,
+    # Consecutive failed attempts before a slice (and its job) fail.
+    "BACKFILL_MAX_ATTEMPTS": 5,
+    "BACKFILL_BACKOFF_SECONDS": 0.5,
+    "BACKFILL_MAX_BACKOFF_SECONDS": 10.0,
+    # A task works one slice this long, then hands over to a continuation.
+    "BACKFILL_TASK_SECONDS": 15.0,
+    # A slice whose lease (or dispatch) is older than this is dispatched again.
+    "BACKFILL_LEASE_SECONDS": 45,
+    # Batch samples kept per job, for rate, ETA and charts.
+    "BACKFILL_SAMPLES_PER_JOB": 2000,
+    # Dotted path of the class that hands slices to workers (see dispatch.py).
+    "BACKFILL_DISPATCHER": None,
+    # Below this many pending rows an exact count is run to get the job total.
+    "BACKFILL_EXACT_COUNT_TIMEOUT_MS": 2000,
+    # The contract operation: per-statement lock timeout and retries.
+    "BACKFILL_DDL_LOCK_TIMEOUT_MS": 2000,
+    "BACKFILL_DDL_RETRIES": 10,
+    "BACKFILL_DDL_BACKOFF_SECONDS": 1.0,
+    # The contract operation may finish at most this many pending rows inline.
+    "BACKFILL_FINALIZE_INLINE_ROWS": 0,
+}
+
+
+def get(name: str) -> object:
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def get_int(name: str) -> int:
+    value = get(name)
+    assert isinstance(value, int), f"{name} must be an integer"
+    return value
+
+
+def get_float(name: str) -> float:
+    value = get(name)
+    assert isinstance(value, int | float), f"{name} must be a number"
+    return float(value)
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """The settings a batch runs under, read once per task."""
+
+    min_size: int
+    max_size: int
+    target_seconds: float
+    lock_timeout_ms: int
+    statement_timeout_ms: int
+    max_attempts: int
+    backoff_seconds: float
+    max_backoff_seconds: float
+
+    @classmethod
+    def from_settings(cls) -> "BatchLimits":
+        return cls(
+            min_size=get_int("BACKFILL_MIN_BATCH_SIZE"),
+            max_size=get_int("BACKFILL_MAX_BATCH_SIZE"),
+            target_seconds=get_float("BACKFILL_TARGET_BATCH_SECONDS"),
+            lock_timeout_ms=get_int("BACKFILL_LOCK_TIMEOUT_MS"),
+            statement_timeout_ms=get_int("BACKFILL_STATEMENT_TIMEOUT_MS"),
+            max_attempts=get_int("BACKFILL_MAX_ATTEMPTS"),
+            backoff_seconds=get_float("BACKFILL_BACKOFF_SECONDS"),
+            max_backoff_seconds=get_float("BACKFILL_MAX_BACKOFF_SECONDS"),
+        )

@@ -1,0 +1,62 @@
+"""How slices reach workers, without the engine knowing about Celery.
+
+The engine calls `current().dispatch(slice_id)` after the transaction that
+reserved the slice commits. Production names a Celery dispatcher in
+BACKFILL_DISPATCHER; `run --sync` and tests swap in a local queue with `using`.
+"""
+
+import contextlib
+from collections import deque
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Protocol
+
+from django.utils.module_loading import import_string
+
+from backfill import conf
+from backfill.errors import NotConfigured
+
+
+class Dispatcher(Protocol):
+    def dispatch(self, slice_id: int) -> None: ...
+
+
+class LocalQueue:
+    """Slices queued in memory, worked by the same process (`run --sync`)."""
+
+    def __init__(self) -> None:
+        self.queue: deque[int] = deque()
+
+    def dispatch(self, slice_id: int) -> None:
+        if slice_id not in self.queue:
+            self.queue.append(slice_id)
+
+    def pop(self) -> int | None:
+        return self.queue.popleft() if self.queue else None
+
+
+_override: ContextVar[Dispatcher | None] = ContextVar("backfill_dispatcher", default=None)
+
+
+@contextlib.contextmanager
+def using(dispatcher: Dispatcher) -> Iterator[Dispatcher]:
+    token = _override.set(dispatcher)
+    try:
+        yield dispatcher
+    finally:
+        _override.reset(token)
+
+
+def current() -> Dispatcher:
+    override = _override.get()
+    if override is not None:
+        return override
+    path = conf.get("BACKFILL_DISPATCHER")
+    if not path:
+        raise NotConfigured(
+            "no BACKFILL_DISPATCHER is configured: set it in settings, "
+            "or run the backfill in-process with `manage.py backfill run NAME --sync`"
+        )
+    dispatcher_class = import_string(str(path))
+    dispatcher: Dispatcher = dispatcher_class()
+    return dispatcher

@@ -1,0 +1,231 @@
+"""`manage.py backfill ...`: start, watch and steer backfill jobs.
+
+Exit codes a script can trust: 0 done or passed, 1 a job failed or a check did
+not pass, 2 bad usage or a refused action (nothing changed).
+"""
+
+import getpass
+import json
+import sys
+import time
+from argparse import Namespace
+from collections.abc import Callable
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from backfill import checker, display, service
+from backfill.arguments import non_negative_int, positive_int
+from backfill.errors import BackfillError
+from backfill.models import Job, JobStatus
+from backfill.progress import Progress, job_progress
+from backfill.registry import all_definitions, get_definition
+from backfill.state import FINISHED
+
+USAGE = 2
+NOT_DONE = 1
+
+
+def actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+class Command(BaseCommand):
+    help = "Start, watch and steer background backfills."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        named = CommandParser(add_help=False)
+        named.add_argument("name", help="backfill definition name (see `backfill list`)")
+        tuning = CommandParser(add_help=False)
+        tuning.add_argument("--batch-size", type=positive_int, help="rows per batch to start with")
+        tuning.add_argument("--concurrency", type=positive_int, help="slices worked at once")
+        tuning.add_argument("--pause-ms", type=non_negative_int, help="pause between batches")
+        as_json = CommandParser(add_help=False)
+        as_json.add_argument("--json", action="store_true", help="machine-readable output")
+
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        sub.add_parser("list", help="definitions and their latest job", parents=[as_json])
+        sub.add_parser("start", help="create a job run by the workers", parents=[named, tuning])
+        status = sub.add_parser("status", help="progress of jobs", parents=[as_json])
+        status.add_argument("name", nargs="?", help="one definition (default: all)")
+        status.add_argument("--watch", action="store_true", help="refresh until the job ends")
+        for action in ("pause", "resume", "cancel", "retry"):
+            sub.add_parser(action, help=f"{action} the job", parents=[named])
+        sub.add_parser(
+            "check",
+            help="exit 0 when nothing is left and verification passes",
+            parents=[named, as_json],
+        )
+        run = sub.add_parser("run", help="start and watch until done", parents=[named, tuning])
+        run.add_argument(
+            "--sync", action="store_true", help="run in this process, without Celery or Redis"
+        )
+        revert = sub.add_parser("revert", help="undo the latest job's fill", parents=[named])
+        revert.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        sub.add_parser(
+            "reconcile", help="re-dispatch expired slices and finish done jobs (the sweeper)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        handler: Callable[[Namespace], int] = getattr(self, f"do_{options['action']}")
+        try:
+            code = handler(Namespace(**options))
+        except BackfillError as exc:
+            raise CommandError(str(exc), returncode=USAGE) from None
+        if code:
+            sys.exit(code)
+
+    def job_options(self, options: Namespace) -> service.JobOptions:
+        return service.JobOptions.build(options.batch_size, options.concurrency, options.pause_ms)
+
+    def do_list(self, options: Namespace) -> int:
+        rows = []
+        for definition in all_definitions():
+            job = Job.objects.filter(definition=definition.name).order_by("-id").first()
+            rows.append(
+                {
+                    "name": definition.name,
+                    "target": definition.label,
+                    "description": definition.description,
+                    "latest_job": job.pk if job else None,
+                    "status": job.status if job else None,
+                }
+            )
+        if options.json:
+            self.stdout.write(json.dumps(rows, indent=2))
+            return 0
+        for row in rows:
+            state = (
+                f"job #{row['latest_job']} {row['status']}" if row["latest_job"] else "never run"
+            )
+            self.stdout.write(f"{row['name']:<20} {row['target']:<40} {state}")
+        return 0
+
+    def do_start(self, options: Namespace) -> int:
+        job = service.start(options.name, actor(), self.job_options(options))
+        self.stdout.write(
+            f"Started {job.definition} job #{job.pk}: {job.slices.count()} slices, "
+            f"concurrency {job.concurrency}, about {job.rows_total:,} rows. "
+            f"Watch it with `manage.py backfill status {job.definition} --watch`."
+        )
+        return 0
+
+    def do_status(self, options: Namespace) -> int:
+        if options.watch:
+            if not options.name:
+                raise BackfillError("status --watch needs a backfill name")
+            return self.watch(service.latest_job(options.name), options.json)
+        jobs = self.jobs_for_status(options.name)
+        if options.json:
+            payload = [job_progress(job).as_dict() for job in jobs]
+            self.stdout.write(json.dumps(payload[0] if options.name else payload, indent=2))
+            return 0
+        if not jobs:
+            self.stdout.write("No backfill has run yet.")
+        for job in jobs:
+            progress = job_progress(job)
+            self.stdout.write(display.progress_line(progress))
+            if job.error:
+                self.stdout.write(f"  error: {job.error}")
+        return 0
+
+    def jobs_for_status(self, name: str | None) -> list[Job]:
+        if name:
+            return [service.latest_job(name)]
+        latest = []
+        for definition in all_definitions():
+            job = Job.objects.filter(definition=definition.name).order_by("-id").first()
+            if job:
+                latest.append(job)
+        return latest
+
+    def watch(self, job: Job, as_json: bool = False) -> int:
+        while True:
+            job.refresh_from_db()
+            progress = job_progress(job)
+            self.show(progress, as_json, final=job.status in FINISHED)
+            if job.status in FINISHED or job.status == JobStatus.PAUSED:
+                return self.exit_code(job)
+            time.sleep(1)
+
+    def show(self, progress: Progress, as_json: bool, final: bool = False) -> None:
+        if as_json:
+            self.stdout.write(json.dumps(progress.as_dict()))
+            return
+        line = display.progress_line(progress)
+        if self.stdout.isatty():
+            self.stdout.write("\r" + line, ending="\n" if final else "")
+            self.stdout.flush()
+        else:
+            self.stdout.write(line)
+
+    def exit_code(self, job: Job) -> int:
+        if job.status == JobStatus.SUCCEEDED:
+            return 0
+        if job.error:
+            self.stderr.write(f"{job.definition} job #{job.pk} {job.status}: {job.error}")
+        return NOT_DONE if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else 0
+
+    def do_pause(self, options: Namespace) -> int:
+        return self.report(service.pause(options.name, actor()), "paused")
+
+    def do_resume(self, options: Namespace) -> int:
+        return self.report(service.resume(options.name, actor()), "resumed")
+
+    def do_cancel(self, options: Namespace) -> int:
+        return self.report(service.cancel(options.name, actor()), "cancel requested for")
+
+    def do_retry(self, options: Namespace) -> int:
+        return self.report(service.retry(options.name, actor()), "retrying")
+
+    def report(self, job: Job, verb: str) -> int:
+        self.stdout.write(f"{verb.capitalize()} {job.definition} job #{job.pk} (now {job.status}).")
+        return 0
+
+    def do_check(self, options: Namespace) -> int:
+        result = checker.check(get_definition(options.name))
+        if options.json:
+            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+        else:
+            self.stdout.write(result.summary())
+        return 0 if result.passed else NOT_DONE
+
+    def do_run(self, options: Namespace) -> int:
+        job_options = self.job_options(options)
+        if not options.sync:
+            job = service.start(options.name, actor(), job_options)
+            return self.watch(job)
+        job = service.run_sync(
+            options.name, actor(), job_options, on_progress=lambda p: self.show(p, False)
+        )
+        if self.stdout.isatty():
+            self.stdout.write("")
+        return self.exit_code(job)
+
+    def do_revert(self, options: Namespace) -> int:
+        job = service.latest_job(options.name)
+        if not options.yes and not self.confirm(job):
+            raise BackfillError("revert not confirmed; nothing changed (use --yes in scripts)")
+        reverted = service.revert(options.name, actor(), on_progress=self.revert_progress)
+        self.stdout.write(f"\nReverted {reverted:,} rows of {job.definition} job #{job.pk}.")
+        return 0
+
+    def confirm(self, job: Job) -> bool:
+        if not sys.stdin.isatty():
+            return False
+        answer = input(f"Undo what {job.definition} job #{job.pk} filled? [y/N] ")
+        return answer.strip().lower() in {"y", "yes"}
+
+    def revert_progress(self, done: int, total: int) -> None:
+        if self.stdout.isatty():
+            self.stdout.write(
+                f"\rreverting {display.bar(done / total)} {done:,}/{total:,} keys", ending=""
+            )
+
+    def do_reconcile(self, options: Namespace) -> int:
+        report = service.reconcile()
+        self.stdout.write(f"Reconciled {report.jobs} jobs; dispatched {report.dispatched} slices.")
+        return 0

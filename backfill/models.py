@@ -1,0 +1,149 @@
+"""A job (one run of a definition), its slices, batch samples and audit events.
+
+Progress is stored on slices and summed for the job, so parallel batches never
+contend on one job row; a slice's counters are advanced in the same transaction
+as the data they count.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    SUCCEEDED = "succeeded"
+
+
+# A definition may have at most one job in these states (a database constraint).
+ACTIVE_STATUSES = (
+    JobStatus.PENDING,
+    JobStatus.RUNNING,
+    JobStatus.PAUSED,
+    JobStatus.CANCELLING,
+)
+
+
+class SliceStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Job(models.Model):
+    definition = models.CharField(max_length=100, db_index=True)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING)
+    batch_size = models.PositiveIntegerField()
+    concurrency = models.PositiveIntegerField()
+    pause_ms = models.PositiveIntegerField(default=0)
+    # The key range the slices cover; it grows if rows appear beyond it.
+    key_low = models.BigIntegerField(null=True)
+    key_high = models.BigIntegerField(null=True)
+    rows_total = models.BigIntegerField(default=0)
+    rows_total_is_estimate = models.BooleanField(default=True)
+    context = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True)
+    finished_at = models.DateTimeField(null=True)
+    reverted_at = models.DateTimeField(null=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["definition"],
+                condition=Q(status__in=ACTIVE_STATUSES),
+                name="backfill_one_active_job_per_definition",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.definition} #{self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class Slice(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="slices")
+    number = models.PositiveIntegerField()
+    # Keys in (cursor, high] are still to visit; cursor starts at low - 1.
+    low = models.BigIntegerField()
+    high = models.BigIntegerField()
+    cursor = models.BigIntegerField()
+    status = models.CharField(
+        max_length=20, choices=SliceStatus.choices, default=SliceStatus.PENDING
+    )
+    # Who works the slice and until when. A dispatched slice gets an expiry and
+    # no owner, so a lost message is noticed when the expiry passes.
+    lease_owner = models.CharField(max_length=255, blank=True)
+    lease_expires_at = models.DateTimeField(null=True)
+    # Consecutive attempts without a committed batch; reset by every success.
+    attempts = models.PositiveIntegerField(default=0)
+    batch_size = models.PositiveIntegerField()
+    rows_done = models.BigIntegerField(default=0)
+    batches = models.PositiveIntegerField(default=0)
+    # Rows passed over because another transaction held them; a slice with any
+    # makes another pass before it is done.
+    rows_skipped = models.BigIntegerField(default=0)
+    passes = models.PositiveIntegerField(default=1)
+    failed_batches = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["job_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="backfill_slice_number_unique"),
+            models.CheckConstraint(
+                condition=Q(low__lte=models.F("high")), name="backfill_slice_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"slice {self.number} of job {self.job_id} [{self.low}, {self.high}]"
+
+
+class Sample(models.Model):
+    """One committed batch: the raw figures behind rate, ETA and charts."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="samples")
+    slice_number = models.PositiveIntegerField()
+    rows = models.PositiveIntegerField()
+    batch_size = models.PositiveIntegerField()
+    duration_ms = models.FloatField()
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["job", "-id"], name="backfill_sample_job_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.rows} rows in {self.duration_ms:.0f} ms"
+
+
+class Event(models.Model):
+    """The audit trail: every status change and action, with who and when."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=40)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    actor = models.CharField(max_length=150)
+    detail = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action}"

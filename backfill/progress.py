@@ -1,0 +1,110 @@
+"""Progress, rate and ETA of a job, computed from its slices and recent samples.
+
+Kept apart from storage: the CLI, the dashboard, the JSON API and the metrics
+all show the same numbers because they all come from `job_progress`.
+"""
+
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Min, Sum
+from django.utils import timezone
+
+from backfill.models import Job, Sample, Slice
+
+RATE_WINDOW = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class SliceProgress:
+    number: int
+    status: str
+    low: int
+    high: int
+    cursor: int
+    rows_done: int
+    passes: int
+    attempts: int
+    last_error: str
+
+    @property
+    def fraction(self) -> float:
+        span = self.high - self.low + 1
+        return (
+            1.0
+            if self.status == "done"
+            else max(0.0, min(1.0, (self.cursor - self.low + 1) / span))
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: int
+    name: str
+    status: str
+    rows_done: int
+    rows_total: int
+    rows_total_is_estimate: bool
+    rows_per_second: float
+    eta_seconds: float | None
+    slices: tuple[SliceProgress, ...]
+
+    @property
+    def fraction(self) -> float:
+        if self.status == "succeeded":
+            return 1.0
+        if self.rows_total <= 0:
+            return 0.0
+        return min(1.0, self.rows_done / self.rows_total)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["slices"] = [asdict(s) for s in self.slices]
+        data["percent"] = round(self.fraction * 100, 1)
+        return data
+
+
+def rate(job: Job) -> float:
+    """Rows per second committed over the last minute (0 when nothing ran)."""
+    now = timezone.now()
+    recent = Sample.objects.filter(job=job, at__gte=now - RATE_WINDOW).aggregate(
+        rows=Sum("rows"), first=Min("at")
+    )
+    if not recent["rows"] or recent["first"] is None:
+        return 0.0
+    span = max((now - recent["first"]).total_seconds(), 1.0)
+    return float(recent["rows"]) / float(span)
+
+
+def job_progress(job: Job) -> Progress:
+    slices = tuple(
+        SliceProgress(
+            number=s.number,
+            status=s.status,
+            low=s.low,
+            high=s.high,
+            cursor=s.cursor,
+            rows_done=s.rows_done,
+            passes=s.passes,
+            attempts=s.attempts,
+            last_error=s.last_error,
+        )
+        for s in Slice.objects.filter(job=job).order_by("number")
+    )
+    done = sum(s.rows_done for s in slices)
+    total = max(job.rows_total, done)
+    per_second = rate(job) if job.status == "running" else 0.0
+    remaining = max(0, total - done)
+    eta = remaining / per_second if per_second > 0 else None
+    return Progress(
+        job_id=job.pk,
+        name=job.definition,
+        status=job.status,
+        rows_done=done,
+        rows_total=total,
+        rows_total_is_estimate=job.rows_total_is_estimate,
+        rows_per_second=round(per_second, 1),
+        eta_seconds=round(eta, 1) if eta is not None else None,
+        slices=slices,
+    )

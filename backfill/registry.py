@@ -1,0 +1,140 @@
+"""Backfill definitions: what to fill, and how, registered by name.
+
+A definition knows one table and one column. The engine walks the table in
+primary-key slices and hands each batch of pending rows to `fill`; it never
+needs to know what the column means. Apps declare theirs in `<app>/backfills.py`,
+discovered when Django starts, like `admin.py`.
+"""
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, TypeVar
+
+from django.apps import apps
+from django.db import models
+from django.db.backends.utils import CursorWrapper
+from psycopg import sql
+
+from backfill.errors import UnknownDefinition
+
+Row = tuple[Any, ...]
+
+
+class Definition:
+    """Subclass, set the class attributes, implement `fill`, and `@register` it."""
+
+    name: ClassVar[str]
+    model_label: ClassVar[str]  # "app_label.ModelName"
+    field_name: ClassVar[str]
+    description: ClassVar[str] = ""
+    # Model fields read with each pending row and passed to `fill` after the key.
+    columns: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def model(self) -> type[models.Model]:
+        return apps.get_model(self.model_label)
+
+    @property
+    def table(self) -> str:
+        return str(self.model._meta.db_table)
+
+    @property
+    def key_column(self) -> str:
+        pk = self.model._meta.pk
+        assert pk is not None
+        assert pk.column is not None
+        return pk.column
+
+    @property
+    def target_column(self) -> str:
+        return column_of(self.model, self.field_name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_label}.{self.field_name}"
+
+    def read_columns(self) -> list[str]:
+        return [column_of(self.model, name) for name in self.columns]
+
+    def pending_condition(self) -> sql.Composable:
+        """SQL true for a row still to fill. Must be cheap to evaluate per row."""
+        return sql.SQL("{} IS NULL").format(sql.Identifier(self.target_column))
+
+    def prepare(self, cursor: CursorWrapper) -> dict[str, Any]:
+        """Facts to remember when a job starts (kept on the job, given to revert)."""
+        return {}
+
+    def fill(self, cursor: CursorWrapper, rows: Sequence[Row]) -> int:
+        """Fill these locked rows, set-based; return how many were filled."""
+        raise NotImplementedError
+
+    def verify(self, cursor: CursorWrapper) -> list[str]:
+        """Problems with the filled data beyond rows still pending; [] when sound."""
+        return []
+
+    def revert(self, cursor: CursorWrapper, context: dict[str, Any], low: int, high: int) -> int:
+        """Undo this job's fill for keys in [low, high]; return rows reverted."""
+        statement = sql.SQL(
+            "UPDATE {table} SET {column} = NULL WHERE {key} BETWEEN %s AND %s"
+        ).format(
+            table=sql.Identifier(self.table),
+            column=sql.Identifier(self.target_column),
+            key=sql.Identifier(self.key_column),
+        )
+        cursor.execute(statement.as_string(), [low, high])
+        return int(cursor.rowcount)
+
+
+def column_of(model: type[models.Model], field_name: str) -> str:
+    field = model._meta.get_field(field_name)
+    assert isinstance(field, models.Field)
+    assert field.column is not None
+    return field.column
+
+
+class ExpressionDefinition(Definition):
+    """Fill a column from an SQL expression over the row's own columns.
+
+    The expression is code written by the developer, never user input.
+    """
+
+    expression: ClassVar[str]
+
+    def fill(self, cursor: CursorWrapper, rows: Sequence[Row]) -> int:
+        statement = sql.SQL("UPDATE {table} SET {column} = ({expression}) WHERE {key} = ANY(%s)")
+        cursor.execute(
+            statement.format(
+                table=sql.Identifier(self.table),
+                column=sql.Identifier(self.target_column),
+                expression=sql.SQL(self.expression),  # developer-written SQL, never user input
+                key=sql.Identifier(self.key_column),
+            ).as_string(),
+            [[row[0] for row in rows]],
+        )
+        return int(cursor.rowcount)
+
+
+_registry: dict[str, Definition] = {}
+
+D = TypeVar("D", bound=type[Definition])
+
+
+def register(definition_class: D) -> D:
+    """Class decorator: make the definition available by its name."""
+    name = definition_class.name
+    existing = _registry.get(name)
+    if existing is not None and type(existing).__qualname__ != definition_class.__qualname__:
+        raise ValueError(f"backfill {name!r} is already registered by {type(existing)!r}")
+    _registry[name] = definition_class()
+    return definition_class
+
+
+def get_definition(name: str) -> Definition:
+    try:
+        return _registry[name]
+    except KeyError:
+        known = ", ".join(sorted(_registry)) or "none"
+        raise UnknownDefinition(f"unknown backfill {name!r} (known: {known})") from None
+
+
+def all_definitions() -> list[Definition]:
+    return [_registry[name] for name in sorted(_registry)]

@@ -1,0 +1,42 @@
+"""How big the next batch is, and how long to wait after a failure.
+
+Kept apart from the runner so the policy can be read and tested alone.
+"""
+
+import random
+from dataclasses import dataclass
+
+from backfill.conf import BatchLimits
+
+
+@dataclass(frozen=True)
+class BatchSizer:
+    limits: BatchLimits
+
+    def next_size(self, size: int, rows: int, seconds: float) -> int:
+        """Steer toward the target duration, at most doubling or halving per step.
+
+        A short batch (the end of a slice) says nothing about speed: only
+        batches that filled most of their size move the size up.
+        """
+        if seconds <= 0:
+            return size
+        ratio = self.limits.target_seconds / seconds
+        if ratio > 1 and rows < size * 0.9:
+            return self.clamp(size)
+        factor = min(2.0, max(0.5, ratio))
+        # Move part of the way: noise in one batch should not swing the size.
+        return self.clamp(int(size * (1 + (factor - 1) * 0.5)))
+
+    def after_timeout(self, size: int) -> int:
+        """A batch cut off by statement_timeout is retried at half the size."""
+        return self.clamp(size // 2)
+
+    def clamp(self, size: int) -> int:
+        return max(self.limits.min_size, min(self.limits.max_size, size))
+
+
+def backoff_seconds(limits: BatchLimits, attempt: int) -> float:
+    """Exponential backoff with jitter, so retrying workers do not collide again."""
+    base = min(limits.max_backoff_seconds, limits.backoff_seconds * 2 ** max(0, attempt - 1))
+    return float(base * random.uniform(0.5, 1.0))

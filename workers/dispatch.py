@@ -1,0 +1,8 @@
+"""The Celery dispatcher named in BACKFILL_DISPATCHER."""
+
+from workers.tasks import run_slice
+
+
+class CeleryDispatcher:
+    def dispatch(self, slice_id: int) -> None:
+        run_slice.apply_async(args=(slice_id,), queue="backfill")
