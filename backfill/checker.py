@@ -78,6 +78,7 @@ def estimate_pending(definition: Definition) -> PendingCount:
     a short statement timeout; otherwise take the planner's estimate from the
     catalog statistics and say it is one.
     """
+    analyze_if_never_analyzed(definition.table)
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN (FORMAT JSON) " + pending_query(definition, "1"))
         row = cursor.fetchone()
@@ -95,6 +96,30 @@ def estimate_pending(definition: Definition) -> PendingCount:
         return PendingCount(int(counted[0]) if counted else 0, False)
     except DatabaseError:
         return PendingCount(estimate, True)
+
+
+def analyze_if_never_analyzed(table: str) -> None:
+    """A freshly loaded table has no statistics and the planner's guess is wild.
+
+    ANALYZE reads a fixed-size sample (fast whatever the table size) and does
+    not block reads or writes; under a short lock timeout it gives way to a
+    running VACUUM or DDL instead of waiting for it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT last_analyze IS NULL AND last_autoanalyze IS NULL "
+            "FROM pg_stat_user_tables WHERE relid = to_regclass(%s)",
+            [sql.Identifier(table).as_string()],
+        )
+        row = cursor.fetchone()
+    if not row or not row[0]:
+        return
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', '1s', true)")
+            cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)).as_string())
+    except DatabaseError:
+        return
 
 
 def check(definition: Definition) -> CheckResult:
