@@ -13,3 +13,10 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Short leases and back-offs so recovery paths run in seconds, not minutes.
+BACKFILL_LEASE_SECONDS = 4
+BACKFILL_TASK_SECONDS = 2.0
+BACKFILL_BACKOFF_SECONDS = 0.05
+BACKFILL_MAX_BACKOFF_SECONDS = 0.5
+CELERY_BEAT_SCHEDULE["backfill-sweep"]["schedule"] = 1.0  # noqa: F405
