@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import Worker, purge_broker
+from tests.processes import Beat, Worker, purge_broker
 
 
 @pytest.fixture
@@ -33,3 +33,12 @@ def start_worker(output_dir: Path) -> Iterator[Callable[..., Worker]]:
     for worker in started:
         worker.stop()
     purge_broker()
+
+
+@pytest.fixture
+def beat(output_dir: Path) -> Iterator[Beat]:
+    """The real beat process, so the sweeper recovers what the test breaks."""
+    process = Beat(log_path=output_dir / "beat.log")
+    process.start()
+    yield process
+    process.stop()

@@ -99,6 +99,44 @@ class Worker:
             self.kill()
 
 
+@dataclass
+class Beat:
+    """`celery beat`, which runs the sweeper every second under the test settings."""
+
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "project",
+                "beat",
+                "-l",
+                "INFO",
+                "-s",
+                str(self.log_path.with_suffix(".schedule")),
+            ],
+            cwd=ROOT,
+            env=worker_environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
 def purge_broker() -> None:
     """Drop messages left by an earlier test so each test starts from a clean queue."""
     with app.connection_for_write() as conn:

@@ -1,0 +1,171 @@
+"""The whole service with real Celery worker processes, Redis and PostgreSQL."""
+
+import random
+import threading
+import time
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.db.models import Sum
+
+from backfill import service
+from backfill.models import Job, JobStatus, Slice
+from organizations.models import Organization
+from tests.invariants import assert_sound
+from workers.dispatch import CeleryDispatcher
+
+pytestmark = [pytest.mark.workers, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+ROWS = 50_000
+
+
+def seed(count: int = ROWS) -> None:
+    call_command(
+        "seed_organizations", "--count", str(count), "--existing-groups", "100", verbosity=0
+    )
+
+
+def wait_for(predicate, timeout: float = 120.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout}s")
+
+
+def status_of(job: Job) -> str:
+    job.refresh_from_db()
+    return job.status
+
+
+def rows_done(job: Job) -> int:
+    return Slice.objects.filter(job=job).aggregate(n=Sum("rows_done"))["n"] or 0
+
+
+def finished(job: Job) -> bool:
+    return status_of(job) in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+
+
+def test_two_workers_fill_every_row_over_several_slices(start_worker):
+    seed()
+    start_worker()
+    start_worker()
+    job = service.start("admin_groups", "test", service.JobOptions.build(concurrency=2))
+    assert job.slices.count() >= 4
+    wait_for(lambda: finished(job))
+    assert job.status == JobStatus.SUCCEEDED
+    report = assert_sound(job)
+    assert report.rows_done == ROWS
+    assert {s.status for s in job.slices.all()} == {"done"}
+
+
+def test_pause_stops_progress_resume_continues_and_cancel_ends_the_job(start_worker):
+    seed()
+    start_worker()
+    start_worker()
+    options = service.JobOptions.build(batch_size=200, concurrency=2, pause_ms=100)
+    job = service.start("admin_groups", "test", options)
+    wait_for(lambda: rows_done(job) > 2_000)
+
+    service.pause("admin_groups", "test")
+    wait_for(lambda: not Slice.objects.filter(job=job).exclude(lease_owner="").exists(), 30)
+    paused_at = rows_done(job)
+    time.sleep(2)
+    assert rows_done(job) == paused_at
+    assert Organization.objects.filter(admin__isnull=False).count() == paused_at
+
+    service.resume("admin_groups", "test")
+    wait_for(lambda: rows_done(job) > paused_at + 1_000)
+
+    service.cancel("admin_groups", "test")
+    wait_for(lambda: status_of(job) == JobStatus.CANCELLED, 30)
+    assert rows_done(job) == Organization.objects.filter(admin__isnull=False).count() < ROWS
+
+    job = service.start("admin_groups", "test", service.JobOptions.build(concurrency=2))
+    wait_for(lambda: finished(job))
+    assert job.status == JobStatus.SUCCEEDED
+    assert_sound(job, exact_counters=False)
+    assert not Organization.objects.filter(admin__isnull=True).exists()
+
+
+@pytest.mark.chaos
+def test_killed_worker_loses_at_most_one_batch_and_the_job_finishes(start_worker, beat):
+    seed()
+    victim = start_worker("victim")
+    start_worker("survivor")
+    options = service.JobOptions.build(batch_size=500, concurrency=2, pause_ms=50)
+    job = service.start("admin_groups", "test", options)
+    for _ in range(3):
+        wait_for(
+            lambda: (
+                rows_done(job) > 0
+                and Slice.objects.filter(job=job, lease_owner__gt="").count() >= 2
+            )
+        )
+        time.sleep(0.5)
+        victim.kill()
+        victim = start_worker(f"victim-{time.monotonic_ns()}")
+    wait_for(lambda: finished(job), 180)
+    assert job.status == JobStatus.SUCCEEDED
+    report = assert_sound(job)
+    assert report.rows_done == ROWS
+
+
+def test_a_slice_delivered_twice_is_worked_once(start_worker):
+    seed(20_000)
+    job = service.start("admin_groups", "test", service.JobOptions.build(concurrency=2))
+    for slice_id in Slice.objects.filter(job=job).values_list("pk", flat=True):
+        CeleryDispatcher().dispatch(slice_id)
+        CeleryDispatcher().dispatch(slice_id)
+    start_worker()
+    start_worker()
+    wait_for(lambda: finished(job))
+    report = assert_sound(job)
+    assert report.rows_done == 20_000
+
+
+def test_the_app_inserts_renames_and_deletes_during_the_job(start_worker):
+    seed()
+    start_worker()
+    start_worker()
+    stop = threading.Event()
+    renamed: set[int] = set()
+    errors: list[BaseException] = []
+    legacy = list(Organization.objects.values_list("pk", flat=True))
+
+    def app() -> None:
+        rng = random.Random(1)
+        try:
+            while not stop.is_set():
+                Organization.objects.create(
+                    name=rng.choice(["Shared Org 1", "Shared Org 2", "New Co"])
+                )
+                victim = Organization.objects.filter(pk=rng.choice(legacy)).first()
+                if victim and rng.random() < 0.5:
+                    victim.delete()
+                elif victim:
+                    victim.name = f"{victim.name} renamed"
+                    victim.save(update_fields=["name"])
+                    renamed.add(victim.pk)
+                time.sleep(0.005)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=app)
+    thread.start()
+    try:
+        job = service.start(
+            "admin_groups", "test", service.JobOptions.build(batch_size=1000, concurrency=2)
+        )
+        wait_for(lambda: finished(job))
+    finally:
+        stop.set()
+        thread.join(30)
+    assert errors == []
+    assert job.status == JobStatus.SUCCEEDED
+    assert_sound(job, renamed=frozenset(renamed), exact_counters=False)
