@@ -16,6 +16,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Short leases and back-offs so recovery paths run in seconds, not minutes.
 BACKFILL_LEASE_SECONDS = 4
+# Small batches: jobs over tens of thousands of rows last long enough to be
+# paused, cancelled and killed mid-way.
+BACKFILL_MAX_BATCH_SIZE = 2000
+BACKFILL_BATCH_SIZE = 1000
 BACKFILL_TASK_SECONDS = 2.0
 BACKFILL_BACKOFF_SECONDS = 0.05
 BACKFILL_MAX_BACKOFF_SECONDS = 0.5

@@ -91,23 +91,28 @@ def test_pause_stops_progress_resume_continues_and_cancel_ends_the_job(start_wor
     assert not Organization.objects.filter(admin__isnull=True).exists()
 
 
+def both_workers_busy(job: Job) -> bool:
+    """With concurrency 2, one-task workers and prefetch 1, each holds one lease."""
+    return Slice.objects.filter(job=job).exclude(lease_owner="").count() >= 2
+
+
 @pytest.mark.chaos
 def test_killed_worker_loses_at_most_one_batch_and_the_job_finishes(start_worker, beat):
     seed()
     victim = start_worker("victim")
     start_worker("survivor")
-    options = service.JobOptions.build(batch_size=500, concurrency=2, pause_ms=50)
+    options = service.JobOptions.build(batch_size=200, concurrency=2, pause_ms=300)
     job = service.start("admin_groups", "test", options)
-    for _ in range(3):
-        wait_for(
-            lambda: (
-                rows_done(job) > 0
-                and Slice.objects.filter(job=job, lease_owner__gt="").count() >= 2
-            )
-        )
-        time.sleep(0.5)
+    kills = 0
+    while kills < 3:
+        wait_for(lambda: finished(job) or (rows_done(job) > 0 and both_workers_busy(job)))
+        if finished(job):
+            break
+        time.sleep(0.3)  # mid-batch, most likely
         victim.kill()
-        victim = start_worker(f"victim-{time.monotonic_ns()}")
+        kills += 1
+        victim = start_worker(f"victim-{kills}")
+    assert kills == 3, "the job ended before the worker could be killed three times"
     wait_for(lambda: finished(job), 180)
     assert job.status == JobStatus.SUCCEEDED
     report = assert_sound(job)
