@@ -49,7 +49,11 @@ def admin(statement: sql.Composable) -> None:
 
 def fresh_copy(name: str) -> str:
     admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    admin(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
+    admin(
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(TEMPLATE)
+        )
+    )
     return name
 
 
@@ -80,7 +84,11 @@ def single_pass(rows: int) -> float:
     db = fresh_copy("backfill_bench_single")
     out = subprocess.run(
         [sys.executable, "manage.py", "shell", "--no-imports", "-c", SINGLE_PASS],
-        cwd=ROOT, env=env_for(db), check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env_for(db),
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     seconds = float(out.split("SECONDS")[1])
     manage(db, "backfill", "check", "admin_groups")
@@ -93,9 +101,26 @@ def service(rows: int, workers: int) -> float:
     logs.mkdir(exist_ok=True)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "project", "worker", "-Q", "backfill,default",
-             "-c", "1", "-n", f"bench{i}@%h", "-l", "WARNING"],
-            cwd=ROOT, env=env_for(db), stdout=(logs / f"worker{i}.log").open("w"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "project",
+                "worker",
+                "-Q",
+                "backfill,default",
+                "-c",
+                "1",
+                "-n",
+                f"bench{i}@%h",
+                "-l",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env=env_for(db),
+            stdout=(logs / f"worker{i}.log").open("w"),
+            stderr=subprocess.STDOUT,
         )
         for i in range(workers)
     ]

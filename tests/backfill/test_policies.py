@@ -1,0 +1,74 @@
+"""Pure logic: batch sizing, back-off, key ranges, allowed transitions."""
+
+import pytest
+
+from backfill.conf import BatchLimits
+from backfill.models import JobStatus
+from backfill.service import split
+from backfill.state import can_move
+from backfill.throttle import BatchSizer, backoff_seconds
+
+LIMITS = BatchLimits(
+    min_size=100,
+    max_size=10_000,
+    target_seconds=0.2,
+    lock_timeout_ms=500,
+    statement_timeout_ms=10_000,
+    max_attempts=5,
+    backoff_seconds=0.5,
+    max_backoff_seconds=4.0,
+)
+SIZER = BatchSizer(LIMITS)
+
+
+def test_fast_full_batches_grow_toward_the_target():
+    assert SIZER.next_size(1_000, 1_000, 0.05) == 1_500
+
+
+def test_slow_batches_shrink_at_most_by_half_per_step():
+    assert SIZER.next_size(4_000, 4_000, 10.0) == 3_000
+
+
+def test_a_short_batch_at_the_end_of_a_slice_does_not_grow_the_size():
+    assert SIZER.next_size(1_000, 10, 0.001) == 1_000
+
+
+def test_sizes_stay_within_bounds():
+    assert SIZER.next_size(9_000, 9_000, 0.001) == 10_000
+    assert SIZER.after_timeout(150) == 100
+
+
+def test_backoff_grows_and_is_capped():
+    assert 0.25 <= backoff_seconds(LIMITS, 1) <= 0.5
+    assert 2.0 <= backoff_seconds(LIMITS, 10) <= 4.0
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "parts"), [(1, 100, 4), (5, 5, 8), (1, 1_000_003, 7), (-10, 10, 3)]
+)
+def test_split_covers_the_range_with_disjoint_slices(low, high, parts):
+    ranges = split(low, high, parts)
+    assert ranges[0][0] == low
+    assert ranges[-1][1] == high
+    assert all(
+        a_high + 1 == b_low for (_, a_high), (b_low, _) in zip(ranges, ranges[1:], strict=False)
+    )
+    assert len(ranges) == min(parts, high - low + 1)
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "allowed"),
+    [
+        (JobStatus.RUNNING, JobStatus.PAUSED, True),
+        (JobStatus.PAUSED, JobStatus.RUNNING, True),
+        (JobStatus.RUNNING, JobStatus.CANCELLING, True),
+        (JobStatus.CANCELLING, JobStatus.CANCELLED, True),
+        (JobStatus.FAILED, JobStatus.RUNNING, True),
+        (JobStatus.SUCCEEDED, JobStatus.RUNNING, False),
+        (JobStatus.CANCELLED, JobStatus.RUNNING, False),
+        (JobStatus.PAUSED, JobStatus.SUCCEEDED, False),
+        (JobStatus.CANCELLING, JobStatus.RUNNING, False),
+    ],
+)
+def test_transitions(current, target, allowed):
+    assert can_move(current, target) is allowed
