@@ -1,5 +1,7 @@
 """Pure logic: batch sizing, back-off, key ranges, allowed transitions."""
 
+import itertools
+
 import pytest
 
 from backfill.conf import BatchLimits
@@ -50,9 +52,7 @@ def test_split_covers_the_range_with_disjoint_slices(low, high, parts):
     ranges = split(low, high, parts)
     assert ranges[0][0] == low
     assert ranges[-1][1] == high
-    assert all(
-        a_high + 1 == b_low for (_, a_high), (b_low, _) in zip(ranges, ranges[1:], strict=False)
-    )
+    assert all(a_high + 1 == b_low for (_, a_high), (b_low, _) in itertools.pairwise(ranges))
     assert len(ranges) == min(parts, high - low + 1)
 
 
