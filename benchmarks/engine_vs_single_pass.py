@@ -42,7 +42,7 @@ def manage(db: str, *args: str, quiet: bool = False) -> subprocess.CompletedProc
     )
 
 
-def admin(statement: sql.Composable) -> None:
+def admin(statement: sql.Composed) -> None:
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
         conn.execute(statement)
 
