@@ -14,11 +14,10 @@ class Organization(models.Model):
     name = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    # Nullable until the admin_groups backfill has filled every legacy row and
-    # the contract migration has made it required.
+    # Required since the contract migration (0005), which ran only once the
+    # admin_groups backfill had filled every legacy row.
     admin = models.OneToOneField(
         Group,
-        null=True,
         on_delete=models.PROTECT,
         related_name="administrators_of",
     )

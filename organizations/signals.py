@@ -28,7 +28,8 @@ def lock_and_read_admin(sender: type[Organization], instance: Organization, **kw
         .values_list("admin_id", flat=True)
         .first()
     )
-    instance.admin_id = current
+    if current is not None:
+        instance.admin_id = current
 
 
 @receiver(post_delete, sender=Organization)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end: seed legacy organizations, backfill their admin
-# groups with real Celery workers (progress bar), check, then finalize.
+# groups with real Celery workers (progress bar), check, then finalize with
+# the contract migration.
 # Run through `make demo`, which sets up the venv, services and database first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,11 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
+
+MIGRATE=("$PY" manage.py migrate_with_timeouts --lock-timeout-in-ms 2000 --lock-timeout-max-retries 10)
+
+echo "== Expanded schema: admin is nullable (contract reversed if a previous demo applied it)"
+"${MIGRATE[@]}" organizations 0004 -v0
 
 echo "== Seeding $ROWS legacy organizations (no admin group yet)"
 "$PY" manage.py seed_organizations --count "$ROWS" --existing-groups 200
@@ -38,6 +44,9 @@ echo "== Backfilling admin groups"
 
 echo "== Checking"
 "$PY" manage.py backfill check admin_groups
+
+echo "== Contract: admin becomes NOT NULL (refused if any row were left)"
+"${MIGRATE[@]}" organizations
 
 echo "== Done. Organizations and their admin groups:"
 "$PY" manage.py shell --no-imports -c "

@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 from psycopg import sql
 
@@ -65,6 +65,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         count: int = options["count"]
+        if self.admin_is_required():
+            raise CommandError(
+                "organizations.admin is already required (contract migration 0005 applied), so "
+                "legacy rows cannot exist; run `manage.py migrate organizations 0004` first"
+            )
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT setseed(%s)", [self.normalised_seed(options["seed"])])
             cursor.execute(
@@ -114,9 +119,17 @@ class Command(BaseCommand):
         self.stdout.write(f"Organizations: {total:,} in all, {pending:,} without admin group.")
 
     @staticmethod
-    def admin_column_exists() -> bool:
+    def admin_column() -> Any:
+        """The admin column as the database describes it, or None before the expand step."""
         table = Organization._meta.db_table
         column = Organization._meta.get_field("admin").column
         with connection.cursor() as cursor:
             description = connection.introspection.get_table_description(cursor, table)
-        return any(col.name == column for col in description)
+        return next((col for col in description if col.name == column), None)
+
+    def admin_column_exists(self) -> bool:
+        return self.admin_column() is not None
+
+    def admin_is_required(self) -> bool:
+        column = self.admin_column()
+        return column is not None and not column.null_ok

@@ -1,0 +1,216 @@
+"""Migration operations: make a backfilled column required, safely.
+
+`EnforceNotNull` is the contract step. It asks the checker first and refuses,
+changing nothing, while any row is still empty. Otherwise it sets NOT NULL the
+way that holds ACCESS EXCLUSIVE only for milliseconds, through
+django-pg-migration-tools' `NullsManager` (the same library as the expand
+step): ``ADD CONSTRAINT … CHECK (col IS NOT NULL) NOT VALID``, ``VALIDATE
+CONSTRAINT`` (the scan, under SHARE UPDATE EXCLUSIVE), ``SET NOT NULL``
+(PostgreSQL skips its scan thanks to the valid check), then drop the check.
+Each statement runs under a short lock_timeout; on a timeout the whole
+sequence is retried with back-off, and since every step first looks at the
+catalog, a retry (or a later `migrate`) carries on where the last one stopped.
+"""
+
+import datetime
+import logging
+import time
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ProjectState
+from django.db.utils import NotSupportedError
+from django_pg_migration_tools import operations as pg_operations
+from django_pg_migration_tools import timeouts
+
+from backfill import checker, conf, service
+from backfill.registry import get_definition
+
+logger = logging.getLogger(__name__)
+
+# Namespace of the advisory lock that keeps two migrate runs from racing.
+ADVISORY_LOCK_CLASS = 0x0BF1
+
+
+class BackfillIncomplete(RuntimeError):
+    """The contract was refused: rows are still empty. Nothing was changed."""
+
+
+class LockNotAcquired(RuntimeError):
+    """Every attempt hit the lock timeout; see the message for the table's state."""
+
+
+class EnforceNotNull(Operation):
+    """Make `model_name.name` NOT NULL once the `backfill` definition left no row empty."""
+
+    reversible = True
+    reduces_to_sql = True
+
+    def __init__(
+        self,
+        model_name: str,
+        name: str,
+        backfill: str,
+        lock_timeout_ms: int | None = None,
+        retries: int | None = None,
+        finalize_inline_rows: int | None = None,
+    ) -> None:
+        self.model_name = model_name
+        self.name = name
+        self.backfill = backfill
+        self.lock_timeout_ms = lock_timeout_ms
+        self.retries = retries
+        self.finalize_inline_rows = finalize_inline_rows
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "model_name": self.model_name,
+            "name": self.name,
+            "backfill": self.backfill,
+        }
+        for option in ("lock_timeout_ms", "retries", "finalize_inline_rows"):
+            if getattr(self, option) is not None:
+                kwargs[option] = getattr(self, option)
+        return self.__class__.__qualname__, [], kwargs
+
+    def describe(self) -> str:
+        return f"Enforce NOT NULL on {self.model_name}.{self.name} once backfill {self.backfill!r} is complete"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"{self.model_name.lower()}_{self.name.lower()}_not_null"
+
+    def state_forwards(self, app_label: str, state: ProjectState) -> None:
+        model_state = state.models[app_label, self.model_name.lower()]
+        field = model_state.fields[self.name].clone()
+        field.null = False
+        state.alter_field(app_label, self.model_name.lower(), self.name, field, True)
+
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        column = model._meta.get_field(self.name).column
+        if schema_editor.collect_sql:
+            pg_operations.NullsManager().set_not_null(app_label, schema_editor, model, column)
+            return
+        self.ensure_not_in_transaction(schema_editor)
+        with self.exclusive(schema_editor):
+            self.gate()
+            self.with_retries(
+                schema_editor,
+                lambda: pg_operations.NullsManager().set_not_null(
+                    app_label, schema_editor, model, column
+                ),
+                f"{model._meta.db_table}.{column}",
+            )
+
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        column = model._meta.get_field(self.name).column
+        if schema_editor.collect_sql:
+            # set_null asks the catalog first, which sqlmigrate cannot do: show the statement.
+            pg_operations.NullsManager()._alter_table_drop_not_null(
+                schema_editor, model._meta.db_table, column
+            )
+            return
+        self.ensure_not_in_transaction(schema_editor)
+        self.with_retries(
+            schema_editor,
+            lambda: pg_operations.NullsManager().set_null(app_label, schema_editor, model, column),
+            f"{model._meta.db_table}.{column}",
+        )
+
+    @staticmethod
+    def ensure_not_in_transaction(schema_editor: BaseDatabaseSchemaEditor) -> None:
+        if schema_editor.connection.in_atomic_block:
+            raise NotSupportedError(
+                "EnforceNotNull cannot run inside a transaction: set atomic = False on the migration, "
+                "so that validation does not hold its lock for the whole migration."
+            )
+
+    def gate(self) -> None:
+        """Refuse while rows are empty or verification fails; finish a few inline if allowed."""
+        definition = get_definition(self.backfill)
+        result = checker.check(definition)
+        inline = (
+            self.finalize_inline_rows
+            if self.finalize_inline_rows is not None
+            else conf.get_int("BACKFILL_FINALIZE_INLINE_ROWS")
+        )
+        if result.pending and result.pending <= inline:
+            logger.warning(
+                "finishing the last %s rows of %s inline (BACKFILL_FINALIZE_INLINE_ROWS=%s) before enforcing NOT NULL",
+                result.pending,
+                definition.label,
+                inline,
+            )
+            service.run_sync(self.backfill, "migration")
+            result = checker.check(definition)
+        if not result.passed:
+            raise BackfillIncomplete(
+                f"{result.summary()}; wait for `manage.py backfill check {self.backfill}` to pass, "
+                "then migrate again. Nothing was changed."
+            )
+
+    def with_retries(self, schema_editor: BaseDatabaseSchemaEditor, step: Any, target: str) -> None:
+        alias = schema_editor.connection.alias
+        timeout_ms = self.lock_timeout_ms or conf.get_int("BACKFILL_DDL_LOCK_TIMEOUT_MS")
+        retries = self.retries if self.retries is not None else conf.get_int("BACKFILL_DDL_RETRIES")
+        backoff = conf.get_float("BACKFILL_DDL_BACKOFF_SECONDS")
+        for attempt in range(retries + 1):
+            try:
+                with timeouts.apply_timeouts(
+                    using=alias, lock_timeout=datetime.timedelta(milliseconds=timeout_ms)
+                ):
+                    step()
+                return
+            except timeouts.DBLockTimeoutError:
+                logger.warning(
+                    "%s: lock not granted within %s ms (attempt %s)",
+                    target,
+                    timeout_ms,
+                    attempt + 1,
+                )
+                if attempt < retries:
+                    time.sleep(min(30.0, backoff * 2**attempt))
+        raise LockNotAcquired(
+            f"{target}: no lock within {timeout_ms} ms in {retries + 1} attempts; a long transaction holds "
+            "the table (see pg_stat_activity). The column is unchanged or carries a NOT VALID check "
+            "constraint; both are safe, and running migrate again finishes the job."
+        )
+
+    def exclusive(self, schema_editor: BaseDatabaseSchemaEditor) -> "AdvisoryLock":
+        return AdvisoryLock(schema_editor.connection.alias, f"{self.model_name}.{self.name}")
+
+
+class AdvisoryLock:
+    """Session advisory lock: a second migrate waits, then finds the work done."""
+
+    def __init__(self, alias: str, key: str) -> None:
+        self.alias = alias
+        self.key = key
+
+    def __enter__(self) -> None:
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_lock(%s, hashtext(%s))", [ADVISORY_LOCK_CLASS, self.key]
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_unlock(%s, hashtext(%s))", [ADVISORY_LOCK_CLASS, self.key]
+            )

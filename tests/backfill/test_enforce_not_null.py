@@ -1,0 +1,196 @@
+"""The contract step: NOT NULL only on complete data, never holding a long lock."""
+
+import io
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from backfill.operations import EnforceNotNull, LockNotAcquired
+from tests.processes import ROOT, worker_environment
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TABLE = "organizations_organization"
+
+
+@pytest.fixture(autouse=True)
+def back_to_expanded_state():
+    yield
+    call_command("migrate", "organizations", "0004", verbosity=0)
+
+
+def admin_is_not_null() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'admin_id'",
+            [TABLE],
+        )
+        return cursor.fetchone()[0]
+
+
+def check_constraints() -> list[tuple[str, bool]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname, convalidated FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'c'",
+            [TABLE],
+        )
+        return cursor.fetchall()
+
+
+def connect() -> psycopg.Connection:
+    db = connection.settings_dict
+    return psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"])
+
+
+def seed_and_fill(count: int) -> None:
+    call_command("seed_organizations", "--count", str(count), verbosity=0)
+    call_command("backfill", "run", "admin_groups", "--sync", stdout=io.StringIO())
+
+
+def migrate_contract(*extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", "migrate", "organizations", "0005", *extra],
+        cwd=ROOT,
+        env=worker_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_refused_while_rows_are_pending_names_the_count_and_changes_nothing():
+    call_command("seed_organizations", "--count", "1204", verbosity=0)
+    result = migrate_contract()
+    assert result.returncode != 0
+    assert "1,204 rows of organizations.Organization.admin are still empty" in result.stderr
+    assert "manage.py backfill start admin_groups" in result.stderr
+    assert not admin_is_not_null()
+    assert check_constraints() == []
+
+
+def test_succeeds_after_the_backfill_and_reverses():
+    seed_and_fill(2_000)
+    call_command("migrate", "organizations", "0005", verbosity=0)
+    assert admin_is_not_null()
+    assert check_constraints() == []  # the temporary check is gone
+    call_command("migrate", "organizations", "0004", verbosity=0)
+    assert not admin_is_not_null()
+
+
+def test_inline_finalize_fills_a_few_remaining_rows_first(settings):
+    settings.BACKFILL_FINALIZE_INLINE_ROWS = 50
+    call_command("seed_organizations", "--count", "30", verbosity=0)
+    call_command("migrate", "organizations", "0005", verbosity=0)
+    assert admin_is_not_null()
+
+
+def test_sqlmigrate_shows_the_four_statements():
+    out = io.StringIO()
+    call_command("sqlmigrate", "organizations", "0005", stdout=out)
+    sql = out.getvalue()
+    steps = [
+        'CHECK ("admin_id" IS NOT NULL) NOT VALID',
+        "VALIDATE CONSTRAINT",
+        "SET NOT NULL",
+        "DROP CONSTRAINT",
+    ]
+    positions = [sql.index(step) for step in steps]
+    assert positions == sorted(positions)
+
+
+def test_deconstruct_round_trips():
+    operation = EnforceNotNull(
+        "organization", "admin", backfill="admin_groups", lock_timeout_ms=500
+    )
+    name, args, kwargs = operation.deconstruct()
+    assert name == "EnforceNotNull"
+    assert EnforceNotNull(*args, **kwargs).deconstruct() == (name, args, kwargs)
+
+
+class Writer:
+    """An app writing to the table all along; records its longest write."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.longest = 0.0
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self) -> None:
+        with connect() as conn:
+            conn.autocommit = True
+            while not self.stop.is_set():
+                started = time.monotonic()
+                conn.execute(
+                    f"UPDATE {TABLE} SET updated_at = now() WHERE id = (SELECT min(id) FROM {TABLE})"
+                )
+                self.longest = max(self.longest, time.monotonic() - started)
+                time.sleep(0.01)
+
+    def __enter__(self) -> "Writer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+def test_a_long_transaction_never_makes_app_writes_wait_longer_than_the_lock_timeout(settings):
+    settings.BACKFILL_DDL_LOCK_TIMEOUT_MS = 200
+    settings.BACKFILL_DDL_BACKOFF_SECONDS = 0.2
+    settings.BACKFILL_DDL_RETRIES = 20
+    seed_and_fill(2_000)
+    holder = connect()
+    holder.execute(f"SELECT 1 FROM {TABLE} LIMIT 1")  # ACCESS SHARE until commit
+    release = threading.Timer(2.5, holder.commit)
+    with Writer() as writer:
+        release.start()
+        started = time.monotonic()
+        call_command("migrate", "organizations", "0005", verbosity=0)
+        elapsed = time.monotonic() - started
+    release.join()
+    holder.close()
+    assert admin_is_not_null()
+    assert elapsed >= 2.0  # it waited for the long transaction...
+    assert writer.longest < 0.6, writer.longest  # ...without making the app wait behind it
+
+
+def test_gives_up_cleanly_after_its_retries_and_a_rerun_finishes(settings):
+    settings.BACKFILL_DDL_LOCK_TIMEOUT_MS = 100
+    settings.BACKFILL_DDL_BACKOFF_SECONDS = 0.05
+    settings.BACKFILL_DDL_RETRIES = 2
+    seed_and_fill(500)
+    holder = connect()
+    holder.execute(f"SELECT 1 FROM {TABLE} LIMIT 1")
+    try:
+        with pytest.raises(LockNotAcquired, match="running migrate again finishes"):
+            call_command("migrate", "organizations", "0005", verbosity=0)
+        assert not admin_is_not_null()
+    finally:
+        holder.close()
+    call_command("migrate", "organizations", "0005", verbosity=0)
+    assert admin_is_not_null()
+    assert check_constraints() == []
+
+
+def test_two_contract_migrations_at_once_one_works_the_other_ends_cleanly():
+    seed_and_fill(3_000)
+    env = worker_environment()
+    command = [sys.executable, "manage.py", "migrate", "organizations", "0005"]
+    runs = [
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    results = [(run.wait(timeout=120), run.stderr.read() if run.stderr else "") for run in runs]
+    assert [code for code, _ in results] == [0, 0], results
+    assert admin_is_not_null()
+    assert check_constraints() == []
