@@ -1,0 +1,144 @@
+"""How long the contract step holds ACCESS EXCLUSIVE, beside a plain SET NOT NULL.
+
+    .venv/bin/python -m benchmarks.contract_lock --rows 1000000
+
+Seeds ROWS organizations into a template database and fills them in one pass,
+then on two identical copies times (a) a plain `ALTER COLUMN admin_id SET NOT
+NULL`, which holds ACCESS EXCLUSIVE for its whole scan, and (b) the contract
+migration (`EnforceNotNull`), timing each DDL statement it sends: ADD
+CONSTRAINT ... NOT VALID, SET NOT NULL and DROP CONSTRAINT hold ACCESS
+EXCLUSIVE; VALIDATE CONSTRAINT scans under SHARE UPDATE EXCLUSIVE, which lets
+reads and writes through.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = "postgres://postgres@127.0.0.1:5432"
+TEMPLATE = "backfill_bench_contract"
+
+FILL = """
+from django.core.management import call_command
+from django.db import connection, transaction
+from organizations.backfills import AdminGroups
+call_command("migrate", "organizations", "0004", verbosity=0)
+call_command("seed_organizations", "--count", "{rows}", "--existing-groups", "1000", verbosity=0)
+with connection.cursor() as cursor:
+    cursor.execute("SELECT min(id), max(id) FROM organizations_organization")
+    low, high = cursor.fetchone()
+for start in range(low, high + 1, 50000):
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(
+            "SELECT id, name FROM organizations_organization WHERE id BETWEEN %s AND %s AND admin_id IS NULL",
+            [start, start + 49999],
+        )
+        AdminGroups().fill(cursor, cursor.fetchall())
+"""
+
+CONTRACT = """
+import json, time
+from django.core.management import call_command
+from django.db import connection
+timings = []
+def timed(execute, sql, params, many, context):
+    started = time.perf_counter()
+    try:
+        return execute(sql, params, many, context)
+    finally:
+        if sql.lstrip().upper().startswith("ALTER TABLE"):
+            timings.append((" ".join(sql.split())[:90], round((time.perf_counter() - started) * 1000, 2)))
+with connection.execute_wrapper(timed):
+    call_command("migrate", "organizations", "0005", verbosity=0)
+print("TIMINGS" + json.dumps(timings))
+"""
+
+
+def env_for(db: str) -> dict[str, str]:
+    return dict(os.environ, DATABASE_URL=f"{SERVER}/{db}")
+
+
+def admin(statement: sql.Composed) -> None:
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def shell(db: str, code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+        cwd=ROOT,
+        env=env_for(db),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def copy(name: str) -> str:
+    admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    admin(
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(TEMPLATE)
+        )
+    )
+    return name
+
+
+def build_template(rows: int) -> None:
+    admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
+    admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env_for(TEMPLATE), check=True
+    )
+    shell(TEMPLATE, FILL.replace("{rows}", str(rows)))
+    with psycopg.connect(f"{SERVER}/{TEMPLATE}", autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+def plain_set_not_null() -> float:
+    db = copy("backfill_bench_contract_plain")
+    with psycopg.connect(f"{SERVER}/{db}", autocommit=True) as conn:
+        conn.execute("SELECT count(*) FROM organizations_organization")  # warm the cache
+        started = time.perf_counter()
+        conn.execute("ALTER TABLE organizations_organization ALTER COLUMN admin_id SET NOT NULL")
+        return (time.perf_counter() - started) * 1000
+
+
+def enforce_not_null() -> list[tuple[str, float]]:
+    db = copy("backfill_bench_contract_safe")
+    with psycopg.connect(f"{SERVER}/{db}", autocommit=True) as conn:
+        conn.execute("SELECT count(*) FROM organizations_organization")
+    out = shell(db, CONTRACT)
+    return [tuple(t) for t in json.loads(out.split("TIMINGS", 1)[1])]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    options = parser.parse_args()
+    build_template(options.rows)
+    plain = plain_set_not_null()
+    steps = enforce_not_null()
+    exclusive = [ms for statement, ms in steps if "VALIDATE" not in statement]
+    validate = [ms for statement, ms in steps if "VALIDATE" in statement]
+    print(f"rows: {options.rows:,}")
+    print(f"plain SET NOT NULL, ACCESS EXCLUSIVE held: {plain:.1f} ms")
+    for statement, ms in steps:
+        print(f"  EnforceNotNull {ms:8.1f} ms  {statement}")
+    print(
+        f"EnforceNotNull, longest ACCESS EXCLUSIVE hold: {max(exclusive):.1f} ms "
+        f"(validation scan {sum(validate):.1f} ms under SHARE UPDATE EXCLUSIVE)"
+    )
+
+
+if __name__ == "__main__":
+    main()
