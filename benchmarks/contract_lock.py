@@ -13,17 +13,12 @@ reads and writes through.
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
-SERVER = "postgres://postgres@127.0.0.1:5432"
+from benchmarks.databases import copy_of, manage, recreate, shell, url, vacuum_analyze
+
 TEMPLATE = "backfill_bench_contract"
 
 FILL = """
@@ -63,50 +58,16 @@ print("TIMINGS" + json.dumps(timings))
 """
 
 
-def env_for(db: str) -> dict[str, str]:
-    return dict(os.environ, DATABASE_URL=f"{SERVER}/{db}")
-
-
-def admin(statement: sql.Composed) -> None:
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def shell(db: str, code: str) -> str:
-    return subprocess.run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-        cwd=ROOT,
-        env=env_for(db),
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-def copy(name: str) -> str:
-    admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    admin(
-        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(TEMPLATE)
-        )
-    )
-    return name
-
-
 def build_template(rows: int) -> None:
-    admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
-    admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env_for(TEMPLATE), check=True
-    )
+    recreate(TEMPLATE)
+    manage(TEMPLATE, "migrate", "-v0")
     shell(TEMPLATE, FILL.replace("{rows}", str(rows)))
-    with psycopg.connect(f"{SERVER}/{TEMPLATE}", autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
+    vacuum_analyze(TEMPLATE)
 
 
 def plain_set_not_null() -> float:
-    db = copy("backfill_bench_contract_plain")
-    with psycopg.connect(f"{SERVER}/{db}", autocommit=True) as conn:
+    db = copy_of(TEMPLATE, "backfill_bench_contract_plain")
+    with psycopg.connect(url(db), autocommit=True) as conn:
         conn.execute("SELECT count(*) FROM organizations_organization")  # warm the cache
         started = time.perf_counter()
         conn.execute("ALTER TABLE organizations_organization ALTER COLUMN admin_id SET NOT NULL")
@@ -114,8 +75,8 @@ def plain_set_not_null() -> float:
 
 
 def enforce_not_null() -> list[tuple[str, float]]:
-    db = copy("backfill_bench_contract_safe")
-    with psycopg.connect(f"{SERVER}/{db}", autocommit=True) as conn:
+    db = copy_of(TEMPLATE, "backfill_bench_contract_safe")
+    with psycopg.connect(url(db), autocommit=True) as conn:
         conn.execute("SELECT count(*) FROM organizations_organization")
     out = shell(db, CONTRACT)
     return [tuple(t) for t in json.loads(out.split("TIMINGS", 1)[1])]

@@ -9,31 +9,12 @@ random rows 200 times a second, and prints that writer's latencies.
 """
 
 import argparse
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
+from benchmarks.databases import manage, recreate, url, vacuum_analyze
 from benchmarks.load import AppLoad
 
-ROOT = Path(__file__).resolve().parent.parent
 DB = "backfill_bench_expand"
-SERVER = "postgres://postgres@127.0.0.1:5432"
-
-
-def manage(*args: str) -> None:
-    env = dict(os.environ, DATABASE_URL=f"{SERVER}/{DB}")
-    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
-
-
-def recreate_database() -> None:
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
 
 
 def main() -> None:
@@ -42,17 +23,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="app writes per second")
     options = parser.parse_args()
 
-    recreate_database()
-    manage("migrate", "-v0")
-    manage("migrate", "organizations", "0002", "-v0")
-    manage("seed_organizations", "--count", str(options.rows))
-    with psycopg.connect(f"{SERVER}/{DB}", autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE organizations_organization")
+    recreate(DB)
+    manage(DB, "migrate", "-v0")
+    manage(DB, "migrate", "organizations", "0002", "-v0")
+    manage(DB, "seed_organizations", "--count", str(options.rows))
+    vacuum_analyze(DB)
 
-    with AppLoad(f"{SERVER}/{DB}", rate=options.rate) as load:
+    with AppLoad(url(DB), rate=options.rate) as load:
         time.sleep(2)
         started = time.monotonic()
         manage(
+            DB,
             "migrate_with_timeouts",
             "organizations",
             "0003",
