@@ -28,6 +28,9 @@ from backfill.throttle import BatchSizer, backoff_seconds
 
 logger = logging.getLogger(__name__)
 
+# A slice prunes its job's old samples every this many batches.
+PRUNE_EVERY = 20
+
 
 class LeaseLost(Exception):
     """Another worker owns the slice now; this one must stop touching it."""
@@ -145,7 +148,7 @@ def run_batch(
             batch_size=size,
             duration_ms=elapsed * 1000,
         )
-        if slc.batches % 100 == 0:
+        if slc.batches % PRUNE_EVERY == 0:
             prune_samples(slc.job_id)
     return BatchResult(
         rows_selected=len(batch.rows),
@@ -225,18 +228,41 @@ def release(slice_id: int, owner: str) -> None:
     )
 
 
-def record_failure(slice_id: int, owner: str, error: str, limits: BatchLimits) -> int:
-    """Count a failed attempt; fail the slice and its job when attempts run out."""
+def record_failure(
+    slice_id: int,
+    owner: str,
+    error: str,
+    limits: BatchLimits,
+    counted: bool = True,
+    next_size: int | None = None,
+) -> int:
+    """Record a failed batch; fail the slice and its job when attempts run out.
+
+    `counted` is False for the first failure after taking the lease: taking it
+    already counted this attempt (in case the worker died instead). The next
+    size is stored so a continuation does not start again at the size that failed.
+    """
     with transaction.atomic():
         slc = Slice.objects.select_for_update().get(pk=slice_id)
         if slc.lease_owner != owner:
             raise LeaseLost(f"slice {slice_id} was taken over while failing")
-        slc.attempts += 1
+        slc.attempts += 1 if counted else 0
         slc.failed_batches += 1
         slc.last_error = error
+        if next_size is not None:
+            slc.batch_size = next_size
         if slc.attempts >= limits.max_attempts:
             slc.status = SliceStatus.FAILED
-        slc.save(update_fields=["attempts", "failed_batches", "last_error", "status", "updated_at"])
+        slc.save(
+            update_fields=[
+                "attempts",
+                "failed_batches",
+                "last_error",
+                "batch_size",
+                "status",
+                "updated_at",
+            ]
+        )
     if slc.status == SliceStatus.FAILED:
         fail_job(slc, error)
     return slc.attempts
@@ -261,11 +287,14 @@ class SliceWork:
     owner: str
     budget_seconds: float
     limits: BatchLimits = field(default_factory=BatchLimits.from_settings)
+    # True from taking the lease until the first batch ends: that attempt is counted.
+    attempt_counted: bool = False
 
     def run(self) -> Outcome:
         slc = acquire(self.slice_id, self.owner)
         if slc is None:
             return Outcome.NOT_ACQUIRED
+        self.attempt_counted = True
         log = logging.LoggerAdapter(logger, {"job": slc.job_id, "slice": slc.number})
         if slc.attempts > self.limits.max_attempts:
             log.error(
@@ -307,6 +336,7 @@ class SliceWork:
                 if size == 0:
                     return Outcome.FAILED
                 continue
+            self.attempt_counted = False
             log.debug(
                 "job %s slice %s: %s rows in %.3fs (size %s)",
                 slc.job_id,
@@ -335,8 +365,12 @@ class SliceWork:
         """Record the attempt and back off; the next size, or 0 when the slice failed."""
         connection.close_if_unusable_or_obsolete()
         log.warning("job %s slice %s: batch failed: %s", slc.job_id, slc.number, describe(exc))
+        next_size = sizer.after_timeout(size) if is_statement_timeout(exc) else size
+        counted, self.attempt_counted = not self.attempt_counted, False
         try:
-            attempts = record_failure(self.slice_id, self.owner, describe(exc), self.limits)
+            attempts = record_failure(
+                self.slice_id, self.owner, describe(exc), self.limits, counted, next_size
+            )
         except DatabaseError as record_exc:
             connection.close_if_unusable_or_obsolete()
             log.warning(
@@ -349,9 +383,7 @@ class SliceWork:
         if attempts >= self.limits.max_attempts:
             return 0
         time.sleep(backoff_seconds(self.limits, attempts))
-        if is_statement_timeout(exc):
-            return sizer.after_timeout(size)
-        return size
+        return next_size
 
     def hand_over(self, job_id: int) -> None:
         """Release the lease and let the scheduler dispatch whatever comes next."""

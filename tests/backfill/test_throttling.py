@@ -1,0 +1,51 @@
+"""Batch size after a statement timeout, and the bound on stored samples."""
+
+from collections.abc import Sequence
+
+import pytest
+from django.db.backends.utils import CursorWrapper
+
+from backfill.models import JobStatus, Sample, Slice
+from backfill.registry import Row, register
+from organizations.backfills import AdminGroups
+from organizations.models import Organization
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@register
+class SlowOnBigBatches(AdminGroups):
+    """admin_groups, except that a batch of more than 100 rows takes 0.3 s."""
+
+    name = "test_slow_on_big_batches"
+
+    def fill(self, cursor: CursorWrapper, rows: Sequence[Row]) -> int:
+        if len(rows) > 100:
+            cursor.execute("SELECT pg_sleep(0.3)")
+        return super().fill(cursor, rows)
+
+
+def test_a_batch_cut_off_by_the_statement_timeout_is_retried_smaller(seed, run_sync, settings):
+    settings.BACKFILL_STATEMENT_TIMEOUT_MS = 150
+    settings.BACKFILL_MAX_ATTEMPTS = 6
+    seed(1_000, share=0)
+    job = run_sync("test_slow_on_big_batches", batch_size=800, concurrency=1)
+    assert job.status == JobStatus.SUCCEEDED
+    first = Slice.objects.filter(job=job).order_by("number").first()
+    assert first.failed_batches >= 3  # 800 -> 400 -> 200 -> 100
+    assert "statement timeout" in first.last_error
+    samples = Sample.objects.filter(job=job)
+    assert max(samples.values_list("rows", flat=True)) <= 100  # only small batches commit
+    assert samples.filter(slice_number=first.number).order_by("id").first().batch_size == 100
+    assert not Organization.objects.filter(admin__isnull=True).exists()
+
+
+def test_samples_are_pruned_to_the_configured_number(seed, run_sync, settings):
+    settings.BACKFILL_SAMPLES_PER_JOB = 30
+    settings.BACKFILL_MIN_BATCH_SIZE = 50
+    settings.BACKFILL_MAX_BATCH_SIZE = 50
+    seed(10_000, share=0)
+    job = run_sync(batch_size=50, concurrency=1)
+    batches = sum(Slice.objects.filter(job=job).values_list("batches", flat=True))
+    assert batches >= 200
+    assert Sample.objects.filter(job=job).count() <= 30 + 20
