@@ -43,6 +43,8 @@ DEFAULTS: dict[str, object] = {
     "BACKFILL_DDL_LOCK_TIMEOUT_MS": 2000,
     "BACKFILL_DDL_RETRIES": 10,
     "BACKFILL_DDL_BACKOFF_SECONDS": 1.0,
+    # Bearer token accepted by the JSON API and /metrics besides a staff session.
+    "BACKFILL_API_TOKEN": None,
     # The contract operation may finish at most this many pending rows inline.
     "BACKFILL_FINALIZE_INLINE_ROWS": 0,
 }

@@ -87,6 +87,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/backfill/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -156,3 +157,4 @@ CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
 # --- Backfill engine (defaults and meanings in backfill/conf.py) -------------
 BACKFILL_DISPATCHER = "workers.dispatch.CeleryDispatcher"
 BACKFILL_LEASE_SECONDS = int(os.environ.get("BACKFILL_LEASE_SECONDS", "45"))
+BACKFILL_API_TOKEN = os.environ.get("BACKFILL_API_TOKEN") or None

@@ -1,0 +1,77 @@
+"""Jobs in the Django admin: to look, not to edit.
+
+Statuses, counters and leases move only through the engine (state.py and the
+runner); editing them by hand would break its invariants, so every field is
+read-only and jobs are created from the CLI or the dashboard.
+"""
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from backfill.models import Event, Job, Slice
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class SliceInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = Slice
+    fields = (
+        "number",
+        "status",
+        "low",
+        "high",
+        "cursor",
+        "rows_done",
+        "passes",
+        "attempts",
+        "last_error",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class EventInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = Event
+    fields = ("at", "actor", "action", "from_status", "to_status", "detail")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "definition",
+        "status",
+        "rows_total",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("definition", "status")
+    inlines = (SliceInline, EventInline)
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    list_display = ("at", "job", "actor", "action", "from_status", "to_status")
+    list_filter = ("action",)

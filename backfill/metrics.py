@@ -1,0 +1,79 @@
+"""Prometheus metrics, read from the database at scrape time.
+
+A custom collector on a registry of its own: every web process answers with
+the same numbers, taken from the same tables the CLI and the dashboard read.
+"""
+
+from collections.abc import Iterator
+
+from django.db.models import Sum
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from backfill.models import Job, JobStatus, Sample, Slice
+from backfill.progress import job_progress
+from backfill.views import token_or_staff
+
+BUCKETS_MS = (10, 25, 50, 100, 200, 400, 800, 1600, 3200, 6400)
+
+
+def reported_jobs() -> list[Job]:
+    """The latest job of every definition (the active one, if any, is the latest)."""
+    latest: dict[str, Job] = {}
+    for job in Job.objects.order_by("-id")[:500]:
+        latest.setdefault(job.definition, job)
+    return list(latest.values())
+
+
+class BackfillCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        labels = ["job", "definition"]
+        done = GaugeMetricFamily("backfill_job_rows_done", "Rows filled by the job.", labels=labels)
+        remaining = GaugeMetricFamily(
+            "backfill_job_rows_remaining",
+            "Rows left (estimated while the total is).",
+            labels=labels,
+        )
+        rate = GaugeMetricFamily(
+            "backfill_job_rows_per_second", "Rows per second over the last minute.", labels=labels
+        )
+        status = GaugeMetricFamily(
+            "backfill_job_status", "1 for the job's current status.", labels=[*labels, "status"]
+        )
+        failed = GaugeMetricFamily(
+            "backfill_job_failed_batches", "Batches that failed and were retried.", labels=labels
+        )
+        duration = HistogramMetricFamily(
+            "backfill_batch_duration_milliseconds",
+            "Duration of recent committed batches.",
+            labels=labels,
+        )
+        for job in reported_jobs():
+            values = [str(job.pk), job.definition]
+            progress = job_progress(job)
+            done.add_metric(values, progress.rows_done)
+            remaining.add_metric(values, max(0, progress.rows_total - progress.rows_done))
+            rate.add_metric(values, progress.rows_per_second)
+            for choice in JobStatus:
+                status.add_metric([*values, choice.value], 1.0 if job.status == choice else 0.0)
+            failed.add_metric(
+                values, Slice.objects.filter(job=job).aggregate(n=Sum("failed_batches"))["n"] or 0
+            )
+            durations = list(Sample.objects.filter(job=job).values_list("duration_ms", flat=True))
+            buckets = [(str(b), sum(1 for d in durations if d <= b)) for b in BUCKETS_MS]
+            buckets.append(("+Inf", len(durations)))
+            duration.add_metric(values, buckets, sum(durations))
+        yield from (done, remaining, rate, status, failed, duration)
+
+
+registry = CollectorRegistry(auto_describe=False)
+registry.register(BackfillCollector())
+
+
+@require_GET
+@token_or_staff
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

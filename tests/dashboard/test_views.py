@@ -1,0 +1,184 @@
+"""The dashboard through Django's test client: access, CSRF, bad input, audit."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client
+
+from backfill import dispatch, service
+from backfill.models import Event, Job, JobStatus
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def staff(client):
+    user = User.objects.create_user("alice", password="pw-alice-123", is_staff=True)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def queue():
+    with dispatch.using(dispatch.LocalQueue()) as local:
+        yield local
+
+
+def seed(count: int = 200) -> None:
+    call_command("seed_organizations", "--count", str(count), verbosity=0)
+
+
+@pytest.mark.parametrize("url", ["/backfill/", "/backfill/fragment/", "/backfill/jobs/1/"])
+def test_anonymous_users_go_to_the_login_page(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_the_login_page_works_out_of_the_box(client):
+    User.objects.create_user("bob", password="pw-bob-12345", is_staff=True)
+    assert client.get("/accounts/login/").status_code == 200
+    response = client.post("/accounts/login/", {"username": "bob", "password": "pw-bob-12345"})
+    assert response.status_code == 302
+    assert client.get("/backfill/").status_code == 200
+
+
+def test_signed_in_users_who_are_not_staff_get_403(client):
+    client.force_login(User.objects.create_user("eve", password="x"))
+    assert client.get("/backfill/").status_code == 403
+    assert (
+        client.post(
+            "/backfill/start/admin_groups/", {"batch_size": 100, "concurrency": 1, "pause_ms": 0}
+        ).status_code
+        == 403
+    )
+    assert not Job.objects.exists()
+
+
+def test_the_dashboard_lists_definitions_with_a_start_button(staff):
+    body = staff.get("/backfill/").content.decode()
+    assert "admin_groups" in body
+    assert "search_names" in body
+    assert 'action="/backfill/start/admin_groups/"' in body
+
+
+def test_start_creates_a_job_recorded_with_the_user(staff, queue):
+    seed()
+    response = staff.post(
+        "/backfill/start/admin_groups/", {"batch_size": 500, "concurrency": 2, "pause_ms": 0}
+    )
+    job = Job.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/backfill/jobs/{job.pk}/"
+    assert (job.batch_size, job.concurrency, job.created_by) == (500, 2, "web:alice")
+    assert Event.objects.filter(job=job, action="start", actor="web:alice").exists()
+    page = staff.get(f"/backfill/jobs/{job.pk}/").content.decode()
+    assert "Pause" in page
+    assert "<svg" in page
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"batch_size": "abc", "concurrency": 1, "pause_ms": 0},
+        {"batch_size": -1, "concurrency": 1, "pause_ms": 0},
+        {"batch_size": 100, "concurrency": 0, "pause_ms": 0},
+        {"batch_size": 100, "concurrency": 1, "pause_ms": -5},
+        {"batch_size": 10_000_000, "concurrency": 1, "pause_ms": 0},
+        {"concurrency": 1, "pause_ms": 0},
+    ],
+)
+def test_bad_form_values_are_rejected_with_a_message_and_change_nothing(staff, form):
+    response = staff.post("/backfill/start/admin_groups/", form)
+    assert response.status_code == 400
+    assert b"not started" in response.content
+    assert not Job.objects.exists()
+
+
+def test_an_unknown_definition_is_rejected(staff):
+    response = staff.post(
+        "/backfill/start/nope/", {"batch_size": 100, "concurrency": 1, "pause_ms": 0}
+    )
+    assert response.status_code == 400
+    assert not Job.objects.exists()
+
+
+def test_post_without_csrf_token_is_refused():
+    User.objects.create_user("carol", password="pw-carol-123", is_staff=True)
+    client = Client(enforce_csrf_checks=True)
+    client.login(username="carol", password="pw-carol-123")
+    response = client.post(
+        "/backfill/start/admin_groups/", {"batch_size": 100, "concurrency": 1, "pause_ms": 0}
+    )
+    assert response.status_code == 403
+    assert not Job.objects.exists()
+
+
+def test_get_on_an_action_url_is_refused(staff, queue):
+    seed()
+    job = service.start("admin_groups", "test")
+    assert staff.get(f"/backfill/jobs/{job.pk}/pause/").status_code == 405
+    assert staff.get("/backfill/start/admin_groups/").status_code == 405
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+
+
+def test_unknown_job_is_404_and_unknown_action_400(staff, queue):
+    assert staff.get("/backfill/jobs/999999/").status_code == 404
+    assert staff.post("/backfill/jobs/999999/pause/").status_code == 404
+    seed()
+    job = service.start("admin_groups", "test")
+    assert staff.post(f"/backfill/jobs/{job.pk}/explode/").status_code == 400
+
+
+def test_pause_resume_cancel_from_the_page_are_audited(staff, queue):
+    seed()
+    job = service.start("admin_groups", "test")
+    for action, status in [("pause", "paused"), ("resume", "running"), ("cancel", "cancelled")]:
+        assert staff.post(f"/backfill/jobs/{job.pk}/{action}/").status_code == 302
+        job.refresh_from_db()
+        assert job.status == status
+        assert Event.objects.filter(job=job, action=action, actor="web:alice").exists()
+
+
+def test_acting_on_an_older_job_is_refused(staff, queue):
+    seed()
+    old = service.start("admin_groups", "test")
+    service.cancel("admin_groups", "test")
+    service.start("admin_groups", "test")
+    assert staff.post(f"/backfill/jobs/{old.pk}/revert/").status_code == 409
+
+
+def test_json_api_needs_staff_or_the_token(client, settings, queue):
+    settings.BACKFILL_API_TOKEN = "s3cret-token"
+    seed()
+    job = service.start("admin_groups", "test")
+    assert client.get("/backfill/api/jobs/").status_code == 403
+    assert client.get("/backfill/api/jobs/", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    data = client.get(
+        f"/backfill/api/jobs/{job.pk}/", HTTP_AUTHORIZATION="Bearer s3cret-token"
+    ).json()
+    assert {
+        "name",
+        "status",
+        "rows_done",
+        "rows_total",
+        "rows_per_second",
+        "eta_seconds",
+        "slices",
+    } <= data.keys()
+    assert (
+        client.get(
+            "/backfill/api/jobs/424242/", HTTP_AUTHORIZATION="Bearer s3cret-token"
+        ).status_code
+        == 404
+    )
+
+
+def test_metrics_expose_rows_and_status(staff, queue):
+    seed()
+    service.start("admin_groups", "test")
+    body = staff.get("/metrics").content.decode()
+    assert 'backfill_job_rows_done{definition="admin_groups"' in body
+    assert 'backfill_job_status{definition="admin_groups"' in body
+    assert "backfill_batch_duration_milliseconds_bucket" in body
