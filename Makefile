@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
-ROWS ?= 200000
+ROWS ?= 1000000
 WORKERS ?= 2
 
-.PHONY: help setup services database migrate demo test lint worker beat web clean
+.PHONY: help setup services browser database migrate demo test lint worker beat web clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,7 +37,10 @@ lint: setup  ## ruff, mypy, the import contracts and makemigrations --check
 	$(BIN)/lint-imports
 	$(MANAGE) makemigrations --check --dry-run
 
-test: setup services lint  ## Lint, then the whole test suite against real services
+browser:  ## Debian's chromium for the browser test (installed when missing, if root)
+	scripts/ensure-chromium.sh
+
+test: setup services browser lint  ## Lint, then the whole test suite against real services
 	$(BIN)/pytest
 
 worker: setup  ## A Celery worker for the backfill queue

@@ -43,6 +43,8 @@ def bucketed_rate(samples: Sequence[tuple[datetime, int]], buckets: int = 60) ->
         return []
     start, end = samples[0][0], samples[-1][0]
     span = max((end - start).total_seconds(), 1.0)
+    # Slots of a second or more: shorter ones show batch boundaries, not a rate.
+    buckets = max(2, min(buckets, int(span)))
     width = span / buckets
     totals = [0] * buckets
     for at, rows in samples:

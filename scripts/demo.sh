@@ -7,7 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
-ROWS=${ROWS:-200000}
+ROWS=${ROWS:-1000000}
+PORT=${PORT:-8000}
+DEMO_USER=${DEMO_USER:-demo}
+DEMO_PASSWORD=${DEMO_PASSWORD:-demo-password}
 WORKERS=${WORKERS:-2}
 PY="$VENV/bin/python"
 LOGS=${LOGS:-demo-logs}
@@ -37,7 +40,17 @@ done
 setsid "$VENV/bin/celery" -A project beat -l INFO -s "$LOGS/celerybeat-schedule" \
   >"$LOGS/beat.log" 2>&1 &
 pids+=($!)
+"$PY" manage.py shell --no-imports -c "
+from django.contrib.auth.models import User
+user, _ = User.objects.get_or_create(username='$DEMO_USER', defaults={'is_staff': True})
+user.is_staff = True
+user.set_password('$DEMO_PASSWORD')
+user.save()
+"
+setsid "$PY" manage.py runserver "127.0.0.1:$PORT" --noreload >"$LOGS/web.log" 2>&1 &
+pids+=($!)
 sleep 3
+echo "== Watch it live: http://127.0.0.1:$PORT/backfill/ (user $DEMO_USER, password $DEMO_PASSWORD)"
 
 echo "== Backfilling admin groups"
 "$PY" manage.py backfill run admin_groups --concurrency "$WORKERS"
@@ -54,3 +67,6 @@ from organizations.models import Organization
 for o in Organization.objects.select_related('admin').filter(name__startswith='Shared Org 1')[:5]:
     print(f'  {o.name!r:45} -> {o.admin.name!r}')
 "
+if [ -t 0 ]; then
+  read -r -p "Dashboard still at http://127.0.0.1:$PORT/backfill/ -- press Enter to stop. " _
+fi
