@@ -51,12 +51,25 @@ class Progress:
     slices: tuple[SliceProgress, ...]
 
     @property
+    def key_fraction(self) -> float:
+        """Share of the key range visited: stats-free, even when the total is a guess."""
+        span = sum(s.high - s.low + 1 for s in self.slices)
+        if span <= 0:
+            return 0.0
+        return sum(s.fraction * (s.high - s.low + 1) for s in self.slices) / span
+
+    @property
     def fraction(self) -> float:
+        """Done over total when the total is exact; else how much of the key range is visited.
+
+        Never 100% before the job has succeeded: a stale estimate must not show
+        a finished bar over a running job.
+        """
         if self.status == "succeeded":
             return 1.0
-        if self.rows_total <= 0:
-            return 0.0
-        return min(1.0, self.rows_done / self.rows_total)
+        if not self.rows_total_is_estimate and self.rows_total > 0:
+            return min(0.999, self.rows_done / self.rows_total)
+        return min(0.999, self.key_fraction)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -96,6 +109,13 @@ def job_progress(job: Job) -> Progress:
     total = max(job.rows_total, done)
     per_second = rate(job) if job.status == "running" else 0.0
     remaining = max(0, total - done)
+    if job.rows_total_is_estimate and slices:
+        visited = Progress(
+            job.pk, job.definition, job.status, done, total, True, 0.0, None, slices
+        ).key_fraction
+        if visited > 0:
+            remaining = int(done * (1 - visited) / visited)
+            total = done + remaining
     eta = remaining / per_second if per_second > 0 else None
     return Progress(
         job_id=job.pk,
