@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Min, Sum
 from django.utils import timezone
 
-from backfill.models import Job, Sample, Slice
+from backfill.models import Job, Sample
 
 RATE_WINDOW = timedelta(seconds=60)
 
@@ -103,7 +103,8 @@ def job_progress(job: Job) -> Progress:
             attempts=s.attempts,
             last_error=s.last_error,
         )
-        for s in Slice.objects.filter(job=job).order_by("number")
+        # job.slices.all() uses prefetch_related("slices") when the caller did it.
+        for s in sorted(job.slices.all(), key=lambda s: s.number)
     )
     done = sum(s.rows_done for s in slices)
     total = max(job.rows_total, done)

@@ -10,6 +10,7 @@ lease, throttle, retry, hand over.
 import enum
 import logging
 import time
+import traceback
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -271,12 +272,19 @@ def record_failure(
 def fail_job(slc: Slice, error: str) -> None:
     job = Job.objects.get(pk=slc.job_id)
     if job.status in (JobStatus.RUNNING, JobStatus.PENDING):
-        detail = f"slice {slc.number} failed after {slc.attempts} attempts: {error}"
+        first_line = error.splitlines()[0] if error else "unknown error"
+        detail = f"slice {slc.number} failed after {slc.attempts} attempts: {first_line}"
         transition(job.pk, JobStatus.FAILED, "worker", "fail", detail)
 
 
 def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip()}"
+
+
+def with_traceback(exc: BaseException) -> str:
+    """The one-line description, then the traceback (folded on the dashboard)."""
+    trace = "".join(traceback.format_exception(exc)).strip()
+    return f"{describe(exc)}\n\n{trace}"
 
 
 @dataclass
@@ -369,7 +377,7 @@ class SliceWork:
         counted, self.attempt_counted = not self.attempt_counted, False
         try:
             attempts = record_failure(
-                self.slice_id, self.owner, describe(exc), self.limits, counted, next_size
+                self.slice_id, self.owner, with_traceback(exc), self.limits, counted, next_size
             )
         except DatabaseError as record_exc:
             connection.close_if_unusable_or_obsolete()

@@ -92,7 +92,7 @@ def dashboard_context() -> dict[str, Any]:
     for definition in all_definitions():
         job = Job.objects.filter(definition=definition.name).order_by("-id").first()
         latest[definition.name] = job
-    jobs = list(Job.objects.order_by("-id")[:100])
+    jobs = list(Job.objects.order_by("-id").prefetch_related("slices")[:100])
     return {
         "definitions": [(d, latest[d.name]) for d in all_definitions()],
         "rows": [(job, job_progress(job)) for job in jobs],
@@ -194,7 +194,7 @@ def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 @require_GET
 @token_or_staff
 def api_jobs(request: HttpRequest) -> JsonResponse:
-    jobs = Job.objects.order_by("-id")[:100]
+    jobs = Job.objects.order_by("-id").prefetch_related("slices")[:100]
     return JsonResponse({"jobs": [job_progress(job).as_dict() for job in jobs]})
 
 
