@@ -333,9 +333,13 @@ class SliceWork:
         deadline = time.monotonic() + self.budget_seconds
         pause = slc.job.pause_ms / 1000
         while time.monotonic() < deadline:
-            if Job.objects.values_list("status", flat=True).get(pk=slc.job_id) != JobStatus.RUNNING:
-                return Outcome.STOPPED
             try:
+                # Inside the try: a connection lost while idle fails here first.
+                if (
+                    Job.objects.values_list("status", flat=True).get(pk=slc.job_id)
+                    != JobStatus.RUNNING
+                ):
+                    return Outcome.STOPPED
                 result = run_batch(definition, self.slice_id, self.owner, size, self.limits)
             except LeaseLost:
                 raise

@@ -34,9 +34,18 @@ def start_worker(output_dir: Path) -> Iterator[Callable[..., Worker]]:
     purge_broker()
     started: list[Worker] = []
 
-    def start(name: str | None = None, extra_args: list[str] | None = None) -> Worker:
+    def start(
+        name: str | None = None,
+        extra_args: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> Worker:
         name = name or f"w{len(started) + 1}"
-        worker = Worker(name=name, log_path=output_dir / f"{name}.log", extra_args=extra_args or [])
+        worker = Worker(
+            name=name,
+            log_path=output_dir / f"{name}.log",
+            extra_args=extra_args or [],
+            extra_env=extra_env or {},
+        )
         started.append(worker)
         worker.start()
         return worker

@@ -39,6 +39,7 @@ class Worker:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self, timeout: float = 30.0) -> None:
         log = self.log_path.open("ab")
@@ -63,7 +64,7 @@ class Worker:
                 *self.extra_args,
             ],
             cwd=ROOT,
-            env=worker_environment(),
+            env={**worker_environment(), **self.extra_env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -105,6 +106,7 @@ class Beat:
 
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         log = self.log_path.open("ab")
@@ -122,7 +124,7 @@ class Beat:
                 str(self.log_path.with_suffix(".schedule")),
             ],
             cwd=ROOT,
-            env=worker_environment(),
+            env={**worker_environment(), **self.extra_env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -145,3 +147,51 @@ def purge_broker() -> None:
                 conn.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
             except Exception:
                 continue
+
+
+@dataclass
+class PrivateRedis:
+    """A Redis server of the test's own, without persistence, that it may restart."""
+
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=self.log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if probe.stdout.strip() == "PONG":
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"redis on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
