@@ -1,7 +1,10 @@
 """Faults during a running job: the job still ends succeeded and sound."""
 
+import random
+import threading
 import time
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -75,3 +78,65 @@ def test_terminated_worker_connections_make_batches_retry_and_the_job_finish(sta
     assert job.status == JobStatus.SUCCEEDED
     assert assert_sound(job).rows_done == ROWS
     assert sum(Slice.objects.filter(job=job).values_list("failed_batches", flat=True)) >= 1
+
+
+def test_a_worker_stopped_gracefully_and_started_again_loses_nothing(start_worker, beat):
+    seed()
+    first = start_worker("graceful")
+    start_worker("steady")
+    job = service.start("admin_groups", "test", service.JobOptions.build(**SLOW))
+    wait_for(lambda: rows_done(job) > 2_000, 60)
+    first.stop()  # warm shutdown: the task in hand finishes its short budget
+    assert first.process is not None
+    assert first.process.returncode == 0
+    start_worker("graceful-again")
+    wait_for(lambda: finished(job), 180)
+    assert job.status == JobStatus.SUCCEEDED
+    assert assert_sound(job).rows_done == ROWS
+
+
+def test_app_transactions_holding_rows_wait_at_most_one_batch(start_worker, beat):
+    seed()
+    start_worker()
+    start_worker()
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def app() -> None:
+        rng = random.Random(7)
+        with connect() as conn:
+            while not stop.is_set():
+                ids = sorted(rng.sample(range(1, ROWS + 1), 5))
+                started = time.monotonic()
+                with conn.transaction():
+                    conn.execute(
+                        "SELECT id FROM organizations_organization WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                        [ids],
+                    )
+                    waits.append(time.monotonic() - started)
+                    conn.execute(
+                        "UPDATE organizations_organization SET updated_at = now() WHERE id = ANY(%s)",
+                        [ids],
+                    )
+                    time.sleep(0.3)  # a slow app transaction holding its rows
+
+    thread = threading.Thread(target=app)
+    thread.start()
+    try:
+        job = service.start("admin_groups", "test", service.JobOptions.build(**SLOW))
+        wait_for(lambda: finished(job), 180)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert job.status == JobStatus.SUCCEEDED
+    assert_sound(job)
+    assert len(waits) > 10, len(waits)
+    # Batches aim at 0.2 s; an app transaction never queues behind more than one.
+    assert max(waits) < 1.0, max(waits)
+
+
+def connect() -> psycopg.Connection:
+    db = connection.settings_dict
+    return psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
+    )

@@ -1,0 +1,80 @@
+"""Races between people and the engine: starts, pauses and cancels at any moment."""
+
+import subprocess
+import sys
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+
+from backfill import scheduler, service
+from backfill.models import Job, JobStatus
+from backfill.runner import work_slice
+from organizations.models import Organization
+from tests.processes import ROOT, worker_environment
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_two_starts_at_once_make_one_job_and_one_clear_refusal():
+    call_command("seed_organizations", "--count", "500", verbosity=0)
+    command = [sys.executable, "manage.py", "backfill", "start", "admin_groups"]
+    runs = [
+        subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=worker_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = sorted(
+        (run.wait(timeout=60), run.stderr.read() if run.stderr else "") for run in runs
+    )
+    assert [code for code, _ in results] == [0, 2]
+    assert "already has an active job" in results[1][1]
+    assert Job.objects.count() == 1
+
+
+def test_revert_of_a_cancelled_job_removes_only_what_it_made(seed, local_queue, drain):
+    seed(3_000, share=0.3, existing_groups=50)
+    before = set(Group.objects.values_list("pk", flat=True))
+    job = service.start(
+        "admin_groups", "test", service.JobOptions.build(batch_size=200, concurrency=1)
+    )
+    first = local_queue.pop()
+    work_slice(first, "test-owner", 0.3)
+    service.cancel("admin_groups", "test")
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    filled = Organization.objects.filter(admin__isnull=False).count()
+    assert 0 < filled < 3_000
+    service.revert("admin_groups", "test")
+    assert set(Group.objects.values_list("pk", flat=True)) == before
+    assert not Organization.objects.filter(admin__isnull=False).exists()
+
+
+def test_pauses_and_resumes_between_batches_never_lose_count(seed, local_queue):
+    seed(4_000)
+    job = service.start(
+        "admin_groups", "test", service.JobOptions.build(batch_size=100, concurrency=2)
+    )
+    for round_number in range(200):
+        slice_id = local_queue.pop()
+        if slice_id is None:
+            scheduler.fill_slots(job.pk)
+            slice_id = local_queue.pop()
+        job.refresh_from_db()
+        if job.status == JobStatus.SUCCEEDED:
+            break
+        if slice_id is not None:
+            work_slice(slice_id, f"owner-{round_number}", 0.05)
+        if round_number % 3 == 0 and job.status == JobStatus.RUNNING:
+            service.pause("admin_groups", "test")
+            service.resume("admin_groups", "test")
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    done = sum(job.slices.values_list("rows_done", flat=True))
+    assert done == Organization.objects.filter(admin__isnull=False).count() == 4_000
