@@ -30,7 +30,7 @@ migrate: database  ## Apply migrations, each DDL statement under a short lock ti
 demo: migrate  ## Seed organizations, backfill them with real workers, check, finalize
 	ROWS=$(ROWS) WORKERS=$(WORKERS) VENV=$(VENV) scripts/demo.sh
 
-lint: setup  ## ruff, mypy, the import contracts and makemigrations --check
+lint: database  ## ruff, mypy, the import contracts and makemigrations --check (it reads the database)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .

@@ -26,7 +26,7 @@ def check_database(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                 f"PostgreSQL cannot be reached at {connection.settings_dict.get('HOST')}:"
                 f"{connection.settings_dict.get('PORT')} ({exc.__class__.__name__}: "
                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}).",
-                hint="Start PostgreSQL or set DATABASE_URL.",
+                hint="Start PostgreSQL, create the database with `make database`, or set DATABASE_URL.",
                 id="services.E001",
             )
         ]
