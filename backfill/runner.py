@@ -14,7 +14,7 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, reset_queries, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import F, Q
 from django.utils import timezone
@@ -333,6 +333,9 @@ class SliceWork:
         deadline = time.monotonic() + self.budget_seconds
         pause = slc.job.pause_ms / 1000
         while time.monotonic() < deadline:
+            # With DEBUG on, Django keeps the last 9,000 statements with their
+            # parameters (a batch's names) and only a web request clears them.
+            reset_queries()
             try:
                 # Inside the try: a connection lost while idle fails here first.
                 if (
