@@ -10,20 +10,25 @@ from django.conf import settings
 
 DEFAULTS: dict[str, object] = {
     # Rows per batch at the start of a job; the throttle then adapts it.
-    "BACKFILL_BATCH_SIZE": 5000,
+    "BACKFILL_BATCH_SIZE": 1000,
     "BACKFILL_MIN_BATCH_SIZE": 50,
     "BACKFILL_MAX_BATCH_SIZE": 20000,
     # The batch size adapts toward this duration: long enough to amortise the
     # commit, short enough that an app write queued behind a locked row waits
-    # less than this.
-    "BACKFILL_TARGET_BATCH_SECONDS": 0.2,
+    # less than this. At 0.2 s the benchmark's app saw lock waits past 500 ms
+    # (a slow first batch, a pass over skipped rows); at 0.05 s it stays near
+    # 150 ms, for about 15% fewer rows per second (docs/benchmarks.md).
+    "BACKFILL_TARGET_BATCH_SECONDS": 0.05,
     # Slices worked at once (Celery tasks in flight) unless a job says otherwise.
     "BACKFILL_CONCURRENCY": 2,
     # Slices per unit of concurrency: more slices than workers evens out the tail.
     "BACKFILL_SLICES_PER_WORKER": 4,
     "BACKFILL_PAUSE_MS": 0,
     # Local to each batch transaction.
-    "BACKFILL_LOCK_TIMEOUT_MS": 500,
+    # Well under PostgreSQL's deadlock_timeout (1 s): when a batch and an app
+    # transaction wait on each other, the batch gives up first, so the
+    # deadlock check never picks the app's transaction as the victim.
+    "BACKFILL_LOCK_TIMEOUT_MS": 100,
     "BACKFILL_STATEMENT_TIMEOUT_MS": 15000,
     # Consecutive failed attempts before a slice (and its job) fail.
     "BACKFILL_MAX_ATTEMPTS": 5,

@@ -380,8 +380,14 @@ class SliceWork:
         """Record the attempt and back off; the next size, or 0 when the slice failed."""
         connection.close_if_unusable_or_obsolete()
         log.warning("job %s slice %s: batch failed: %s", slc.job_id, slc.number, describe(exc))
-        next_size = sizer.after_timeout(size) if is_statement_timeout(exc) else size
-        counted, self.attempt_counted = not self.attempt_counted, False
+        timed_out = is_statement_timeout(exc) or is_lock_timeout(exc)
+        next_size = sizer.after_timeout(size) if timed_out else size
+        # Waiting on the app's locks is contention, not a fault: a smaller batch
+        # holds fewer rows the app may queue behind, so it is tried without
+        # spending an attempt until the size reaches its minimum.
+        contention = is_lock_timeout(exc) and next_size < size
+        counted = not self.attempt_counted and not contention
+        self.attempt_counted = False
         try:
             attempts = record_failure(
                 self.slice_id, self.owner, with_traceback(exc), self.limits, counted, next_size
@@ -412,8 +418,11 @@ class SliceWork:
 
 
 def is_statement_timeout(exc: BaseException) -> bool:
-    cause = exc.__cause__
-    return getattr(cause, "sqlstate", None) == "57014"
+    return getattr(exc.__cause__, "sqlstate", None) == "57014"
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) == "55P03"
 
 
 def work_slice(slice_id: int, owner: str, budget_seconds: float | None = None) -> Outcome:

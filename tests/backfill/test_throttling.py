@@ -1,8 +1,10 @@
-"""Batch size after a statement timeout, and the bound on stored samples."""
+"""Batch size after a statement or lock timeout, and the bound on stored samples."""
 
 from collections.abc import Sequence
 
+import psycopg
 import pytest
+from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
 from backfill.models import JobStatus, Sample, Slice
@@ -37,6 +39,41 @@ def test_a_batch_cut_off_by_the_statement_timeout_is_retried_smaller(seed, run_s
     samples = Sample.objects.filter(job=job)
     assert max(samples.values_list("rows", flat=True)) <= 100  # only small batches commit
     assert samples.filter(slice_number=first.number).order_by("id").first().batch_size == 100
+    assert not Organization.objects.filter(admin__isnull=True).exists()
+
+
+@register
+class BigBatchesWaitOnTheApp(AdminGroups):
+    """admin_groups, except that a batch of more than 100 rows needs a lock the app holds."""
+
+    name = "test_big_batches_wait_on_the_app"
+
+    def fill(self, cursor: CursorWrapper, rows: Sequence[Row]) -> int:
+        if len(rows) > 100:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APP_LOCK])
+        return super().fill(cursor, rows)
+
+
+APP_LOCK = 4242
+
+
+def test_lock_timeouts_shrink_the_batch_without_spending_attempts(seed, run_sync, settings):
+    settings.BACKFILL_LOCK_TIMEOUT_MS = 50
+    settings.BACKFILL_MAX_ATTEMPTS = 2
+    settings.BACKFILL_BACKOFF_SECONDS = 0.01
+    seed(1_000, share=0)
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
+    ) as app:
+        app.execute("SELECT pg_advisory_lock(%s)", [APP_LOCK])
+        job = run_sync("test_big_batches_wait_on_the_app", batch_size=800, concurrency=1)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    first = Slice.objects.filter(job=job).order_by("number").first()
+    # 800 -> 400 -> 200 -> 100: more failures than attempts allowed, none counted.
+    assert first.failed_batches >= 3 > settings.BACKFILL_MAX_ATTEMPTS - 1
+    assert "lock timeout" in first.last_error
+    assert max(Sample.objects.filter(job=job).values_list("rows", flat=True)) <= 100
     assert not Organization.objects.filter(admin__isnull=True).exists()
 
 
