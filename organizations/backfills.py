@@ -29,14 +29,29 @@ class AdminGroups(Definition):
     columns = ("name",)
 
     def prepare(self, cursor: CursorWrapper) -> dict[str, Any]:
-        """Groups with a higher id than today's highest were made after the job began."""
+        """Groups with a higher id than today's highest were made after the job began.
+
+        The counts are for audits: the groups that existed must all still be
+        there, and no more organizations may link one than did at the start.
+        """
         cursor.execute(
-            sql.SQL("SELECT COALESCE(max(id), 0) FROM {}")
+            sql.SQL("SELECT COALESCE(max(id), 0), count(*) FROM {}")
             .format(sql.Identifier(GROUPS))
             .as_string()
         )
         row = cursor.fetchone()
-        return {"group_id_floor": row[0] if row else 0}
+        floor, count = row if row else (0, 0)
+        cursor.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE admin_id IS NOT NULL")
+            .format(sql.Identifier(ORGANIZATIONS))
+            .as_string()
+        )
+        linked = cursor.fetchone()
+        return {
+            "group_id_floor": floor,
+            "groups_at_start": count,
+            "linked_at_start": linked[0] if linked else 0,
+        }
 
     def fill(self, cursor: CursorWrapper, rows: Sequence[Row]) -> int:
         """One naming statement for the whole batch (more only on name clashes), one update."""
