@@ -18,6 +18,8 @@ class Report:
     orphan_groups: int
     misnamed: int
     rows_done: int
+    took_existing_group: int
+    existing_groups: int
 
 
 def check_admin_groups(job: Job, renamed: frozenset[int] = frozenset()) -> Report:
@@ -35,6 +37,12 @@ def check_admin_groups(job: Job, renamed: frozenset[int] = frozenset()) -> Repor
             [floor],
         )
         orphans = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT count(*) FROM organizations_organization WHERE admin_id <= %s", [floor]
+        )
+        took_existing = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM auth_group WHERE id <= %s", [floor])
+        existing = cursor.fetchone()[0]
     misnamed = sum(
         1
         for pk, name, group in Organization.objects.exclude(pk__in=renamed)
@@ -51,6 +59,8 @@ def check_admin_groups(job: Job, renamed: frozenset[int] = frozenset()) -> Repor
         orphan_groups=orphans,
         misnamed=misnamed,
         rows_done=done,
+        took_existing_group=took_existing,
+        existing_groups=existing,
     )
 
 
@@ -81,6 +91,11 @@ def assert_sound(
     assert report.shared_groups == 0, report
     assert report.orphan_groups == 0, report
     assert report.misnamed == 0, report
+    # No organization was handed a group that existed before the job (only those
+    # linked then may link one now), and none of those groups was deleted.
+    assert report.took_existing_group <= job.context["linked_at_start"], report
+    assert report.existing_groups == job.context["groups_at_start"], report
     if exact_counters:
         assert report.rows_done == filled_by_job(job), report
+    print(f"invariants held: {report}")  # shown with `pytest -s`: the figures behind a pass
     return report
