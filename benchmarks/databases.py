@@ -17,7 +17,8 @@ def url(db: str) -> str:
 
 
 def env_for(db: str, **extra: str) -> dict[str, str]:
-    return dict(os.environ, DATABASE_URL=url(db), **extra)
+    """As in production, DEBUG is off unless the caller's environment sets it."""
+    return dict(os.environ, DATABASE_URL=url(db), DEBUG=os.environ.get("DEBUG", "false"), **extra)
 
 
 def _admin(statement: sql.Composed) -> None:
@@ -26,14 +27,18 @@ def _admin(statement: sql.Composed) -> None:
 
 
 def recreate(db: str) -> str:
-    _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+    drop(db)
     _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
     return db
 
 
+def drop(db: str) -> None:
+    _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+
+
 def copy_of(template: str, db: str) -> str:
     """An identical copy, made by PostgreSQL file-level copy (CREATE DATABASE ... TEMPLATE)."""
-    _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+    drop(db)
     _admin(
         sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(db), sql.Identifier(template)

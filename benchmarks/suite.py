@@ -1,0 +1,349 @@
+"""The benchmark suite: the service against the alternatives, under a live app's load.
+
+    .venv/bin/python -m benchmarks.suite --rows 1000000 --scaling 100000,1000000,10000000
+
+Seeds ROWS legacy organizations once (10% sharing names, 1,000 pre-existing
+groups occupying admin names) into a template database, then on identical
+copies of it (CREATE DATABASE ... TEMPLATE) measures, while a separate
+process writes through the ORM as the app would (see app_load.py):
+
+- ref: that load alone, the reference;
+- A: the textbook RunPython pass through the ORM, on a sample, extrapolated;
+- B: one set-based pass in one transaction;
+- S1, S2: this service with 1 and 2 real Celery worker processes, from
+  `backfill start` to `succeeded`.
+
+Every run is verified afterwards (see verify.py). Then the contract step
+(`EnforceNotNull` beside a plain SET NOT NULL) on the table S2 filled, and
+S2 alone at each `--scaling` size. Prints a table and writes Markdown, JSON
+and a plot to `--out`.
+"""
+
+import argparse
+import itertools
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from backfill.arguments import positive_int
+from benchmarks import contract_lock, report
+from benchmarks.app_load import AppLoad, LoadReport, p99_timeline
+from benchmarks.databases import ROOT, copy_of, drop, env_for, manage, recreate, url, vacuum_analyze
+from benchmarks.verify import digest
+from benchmarks.workers import BROKER_URL, Workers
+
+PREFIX = "backfill_bench"
+EXISTING_GROUPS = 1000
+
+
+@dataclass(frozen=True)
+class Template:
+    """A seeded database that copies are made from."""
+
+    db: str
+    rows: int
+    group_floor: int
+    groups_digest: str
+
+
+@dataclass
+class Run:
+    label: str
+    method: str
+    table_rows: int
+    rows: int
+    seconds: float
+    started_at: float  # wall clock; the app load is judged from here for `seconds`
+    peak_memory_mb: float
+    extrapolated: bool
+    verification: dict[str, int] = field(default_factory=dict)
+    correct: bool = False
+    load: LoadReport | None = None
+    throughput: list[tuple[float, float]] = field(default_factory=list)
+    app_p99: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    @property
+    def table_seconds(self) -> float:
+        """Time for the whole table; measured, or extrapolated from a sample."""
+        return self.table_rows / self.rows_per_second if self.rows_per_second else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rows_per_second"] = round(self.rows_per_second, 1)
+        data["table_seconds"] = round(self.table_seconds, 1)
+        return data
+
+
+def seed(rows: int) -> Template:
+    db = recreate(f"{PREFIX}_{rows}")
+    manage(db, "migrate", "-v0")
+    manage(db, "migrate", "organizations", "0004", "-v0")
+    manage(db, "seed_organizations", f"--count={rows}", f"--existing-groups={EXISTING_GROUPS}")
+    vacuum_analyze(db)
+    with psycopg.connect(url(db)) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) FROM auth_group")
+        floor = int(cursor.fetchone()[0])  # type: ignore[index]
+        return Template(db, rows, floor, digest(cursor, floor))
+
+
+def python_json(db: str, *args: str) -> dict[str, Any]:
+    """Run one of the benchmark's Django-side modules against `db`; return its JSON line."""
+    out = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        env=env_for(db),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def check(run: "Run", template: Template, db: str) -> None:
+    """Verify `db` once nothing writes to it any more; a full run must leave no row pending."""
+    counts = python_json(
+        db,
+        "benchmarks.verify",
+        f"--floor={template.group_floor}",
+        f"--digest={template.groups_digest}",
+    )
+    broken = ("shared_groups", "orphan_groups", "took_existing_group", "misnamed")
+    sound = not any(counts[k] for k in (*broken, "existing_groups_changed"))
+    complete = run.extrapolated or (counts["pending"] == 0 and run.rows == template.rows)
+    run.verification, run.correct = counts, sound and complete
+
+
+def rates(progress: list[tuple[float, int]], start: float) -> list[tuple[float, float]]:
+    """Rows per second between successive progress points, at their midpoints."""
+    points = []
+    for (t0, n0), (t1, n1) in itertools.pairwise(progress):
+        if t1 > t0:
+            points.extend(
+                [(t0 - start, (n1 - n0) / (t1 - t0)), (t1 - start, (n1 - n0) / (t1 - t0))]
+            )
+    return points
+
+
+def one_pass(template: Template, label: str, approach: str, sample: int) -> Callable[[str], Run]:
+    """A or B: the pass runs in a process of its own and reports its own timing."""
+
+    def run(db: str) -> Run:
+        result = python_json(db, "benchmarks.passes", approach, f"--sample={sample}")
+        progress = [(float(t), int(n)) for t, n in result["progress"]]
+        return Run(
+            label=label,
+            method=METHODS[label],
+            table_rows=template.rows,
+            rows=result["rows"],
+            seconds=result["seconds"],
+            started_at=progress[0][0],
+            peak_memory_mb=result["peak_rss_mb"],
+            extrapolated=approach == "textbook",
+            throughput=rates(progress, progress[0][0]),
+        )
+
+    return run
+
+
+JOB_SQL = (
+    "SELECT id, extract(epoch FROM started_at), extract(epoch FROM finished_at), status "
+    "FROM backfill_job WHERE definition = 'admin_groups' ORDER BY id DESC LIMIT 1"
+)
+ROWS_DONE_SQL = "SELECT coalesce(sum(rows_done), 0) FROM backfill_slice WHERE job_id = %s"
+SAMPLES_SQL = (
+    "SELECT floor(extract(epoch FROM at)), sum(rows) FROM backfill_sample "
+    "WHERE job_id = %s GROUP BY 1 ORDER BY 1"
+)
+
+
+def service(
+    template: Template, label: str, workers: int, logs: Path, pause_ms: int = 0
+) -> Callable[[str], Run]:
+    """S: real workers; timed by the job's own start and success timestamps."""
+
+    def run(db: str) -> Run:
+        with Workers(db, workers, logs / label) as pool:
+            manage(
+                db,
+                "backfill",
+                "run",
+                "admin_groups",
+                f"--concurrency={workers}",
+                f"--pause-ms={pause_ms}",
+                quiet=True,
+                REDIS_URL=BROKER_URL,
+            )
+        with psycopg.connect(url(db)) as conn:
+            job, started, finished, status = conn.execute(JOB_SQL).fetchone()  # type: ignore[misc]
+            per_second = conn.execute(SAMPLES_SQL, [job]).fetchall()
+            rows_done = int(conn.execute(ROWS_DONE_SQL, [job]).fetchone()[0])  # type: ignore[index]
+        if status != "succeeded":
+            raise RuntimeError(f"{label}: job {job} ended {status}")
+        return Run(
+            label=label,
+            method=METHODS.get(label, f"this service, {workers} workers")
+            + (f", --pause-ms {pause_ms}" if pause_ms else ""),
+            table_rows=template.rows,
+            rows=rows_done,
+            seconds=float(finished) - float(started),
+            started_at=float(started),
+            peak_memory_mb=round(pool.peak_mb, 1),
+            extrapolated=False,
+            throughput=[(float(t) - float(started) + 0.5, float(n)) for t, n in per_second],
+        )
+
+    return run
+
+
+METHODS = {
+    "A": "textbook RunPython: ORM, row by row, one transaction",
+    "B": "one set-based pass, one transaction",
+    "S1": "this service, 1 worker",
+    "S2": "this service, 2 workers",
+}
+
+
+def under_load(
+    template: Template, label: str, measure: Callable[[str], Run], out: Path, rate: float
+) -> tuple[Run, str]:
+    """Run `measure` on a fresh copy while the app load writes to it; returns the copy too."""
+    db = copy_of(template.db, f"{PREFIX}_{label.lower()}")
+    with AppLoad(db, out / f"load-{label}.json", rate=rate) as load:
+        result = measure(db)
+    check(result, template, db)
+    start, end = result.started_at, result.started_at + result.seconds
+    result.load = load.report(start, end)
+    result.app_p99 = p99_timeline(load.writes, start, end)
+    return result, db
+
+
+def reference(template: Template, seconds: float, out: Path, rate: float) -> LoadReport:
+    db = copy_of(template.db, f"{PREFIX}_ref")
+    with AppLoad(db, out / "load-ref.json", rate=rate) as load:
+        start = time.time()
+        time.sleep(seconds)
+        end = time.time()
+    drop(db)
+    return load.report(start, end)
+
+
+def comparison(template: Template, options: argparse.Namespace, logs: Path) -> list[Run]:
+    measures = {
+        "A": one_pass(template, "A", "textbook", options.sample),
+        "B": one_pass(template, "B", "set-based", 0),
+        "S1": service(template, "S1", 1, logs),
+        "S2": service(template, "S2", 2, logs),
+        "S2p": service(template, "S2p", 2, logs, options.pause_ms),
+    }
+    runs = []
+    for label, measure in measures.items():
+        run, db = under_load(template, label, measure, logs, options.rate)
+        drop(db)
+        print(f"{label}: {run.rows:,} rows in {run.seconds:.1f} s, load {run.load}", flush=True)
+        runs.append(run)
+    return runs
+
+
+def scale(
+    sizes: list[int], main: Template, logs: Path
+) -> tuple[list[Run], list[contract_lock.ContractTimes]]:
+    """S2 alone at each size, then the contract step on the table it filled."""
+    runs, contracts = [], []
+    for rows in sizes:
+        template = main if rows == main.rows else seed(rows)
+        db = copy_of(template.db, f"{PREFIX}_scaling")
+        run = service(template, "S2", 2, logs / f"scaling-{rows}")(db)
+        check(run, template, db)
+        runs.append(run)
+        print(f"scaling {rows:,}: {run.rows_per_second:,.0f} rows/s", flush=True)
+        contracts.append(contract_lock.measure(db, rows))
+        print(f"contract {rows:,}: {contracts[-1]}", flush=True)
+        drop(db)
+        if template is not main:
+            drop(template.db)
+    return runs, contracts
+
+
+def machine(rate: float) -> dict[str, Any]:
+    import os
+    import platform
+
+    import psutil
+
+    with psycopg.connect(url("postgres")) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+        buffers = conn.execute("SHOW shared_buffers").fetchone()
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30),
+        "postgresql": version[0] if version else "?",
+        "shared_buffers": buffers[0] if buffers else "?",
+        "python": platform.python_version(),
+        "app_load": f"{rate:.0f} ORM writes/s, 80% single-row updates, 20% inserts",
+    }
+
+
+def sizes(text: str) -> list[int]:
+    values = sorted({positive_int(v) for v in text.split(",")})
+    if values[0] < 1000:
+        raise argparse.ArgumentTypeError(f"each size must be at least 1000 rows, got {text!r}")
+    return values
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rows", type=positive_int, default=1_000_000, help="table size (1,000,000)"
+    )
+    parser.add_argument("--sample", type=positive_int, default=20_000, help="rows A does (20,000)")
+    parser.add_argument(
+        "--rate", type=positive_int, default=200, help="app writes per second (200)"
+    )
+    parser.add_argument("--reference-seconds", type=positive_int, default=20)
+    parser.add_argument(
+        "--pause-ms",
+        type=positive_int,
+        default=250,
+        help="pause between batches for the throttled run S2p (250)",
+    )
+    parser.add_argument(
+        "--scaling",
+        type=sizes,
+        default=[100_000, 1_000_000],
+        help="sizes for S2 alone and the contract step (100000,1000000; add 10000000)",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    return parser.parse_args()
+
+
+def main() -> None:
+    options = arguments()
+    logs = ROOT / "benchmarks" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    command = "python -m benchmarks.suite " + " ".join(sys.argv[1:])
+    template = seed(options.rows)
+    reference_load = reference(template, options.reference_seconds, logs, options.rate)
+    print(f"reference load: {reference_load}", flush=True)
+    runs = comparison(template, options, logs)
+    scaling, contracts = scale(options.scaling, template, logs)
+    drop(template.db)
+    results = report.Results(
+        machine(options.rate), command.strip(), reference_load, runs, scaling, contracts
+    )
+    print(report.write(results, options.out))
+
+
+if __name__ == "__main__":
+    main()
