@@ -32,6 +32,11 @@ DEFAULTS: dict[str, object] = {
     "BACKFILL_STATEMENT_TIMEOUT_MS": 15000,
     # Consecutive failed attempts before a slice (and its job) fail.
     "BACKFILL_MAX_ATTEMPTS": 5,
+    # Consecutive lock timeouts before a slice (and its job) fail. They are the
+    # app's contention, not faults, so they have their own, larger budget:
+    # with the backoff growing to its maximum, 30 in a row take three to four
+    # minutes in which the batch, at its smallest, could not take its locks.
+    "BACKFILL_MAX_LOCK_TIMEOUTS": 30,
     "BACKFILL_BACKOFF_SECONDS": 0.5,
     "BACKFILL_MAX_BACKOFF_SECONDS": 10.0,
     # A task works one slice this long, then hands over to a continuation.
@@ -81,6 +86,7 @@ class BatchLimits:
     lock_timeout_ms: int
     statement_timeout_ms: int
     max_attempts: int
+    max_lock_timeouts: int
     backoff_seconds: float
     max_backoff_seconds: float
 
@@ -93,6 +99,7 @@ class BatchLimits:
             lock_timeout_ms=get_int("BACKFILL_LOCK_TIMEOUT_MS"),
             statement_timeout_ms=get_int("BACKFILL_STATEMENT_TIMEOUT_MS"),
             max_attempts=get_int("BACKFILL_MAX_ATTEMPTS"),
+            max_lock_timeouts=get_int("BACKFILL_MAX_LOCK_TIMEOUTS"),
             backoff_seconds=get_float("BACKFILL_BACKOFF_SECONDS"),
             max_backoff_seconds=get_float("BACKFILL_MAX_BACKOFF_SECONDS"),
         )

@@ -89,6 +89,8 @@ class Slice(models.Model):
     lease_expires_at = models.DateTimeField(null=True)
     # Consecutive attempts without a committed batch; reset by every success.
     attempts = models.PositiveIntegerField(default=0)
+    # Consecutive batches that gave up waiting for a lock; reset likewise.
+    lock_timeouts = models.PositiveIntegerField(default=0)
     batch_size = models.PositiveIntegerField()
     rows_done = models.BigIntegerField(default=0)
     batches = models.PositiveIntegerField(default=0)

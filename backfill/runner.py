@@ -167,6 +167,7 @@ def advance(slc: Slice, batch: Batch, size: int, filled: int) -> tuple[bool, boo
     slc.rows_done += filled
     slc.batches += 1
     slc.attempts = 0
+    slc.lock_timeouts = 0
     slc.batch_size = size
     slc.rows_skipped += batch.skipped
     slc.lease_expires_at = timezone.now() + timedelta(
@@ -229,34 +230,41 @@ def release(slice_id: int, owner: str) -> None:
     )
 
 
-def record_failure(
-    slice_id: int,
-    owner: str,
-    error: str,
-    limits: BatchLimits,
-    counted: bool = True,
-    next_size: int | None = None,
-) -> int:
-    """Record a failed batch; fail the slice and its job when attempts run out.
+@dataclass(frozen=True)
+class Failure:
+    """One failed batch, as the slice records it.
 
-    `counted` is False for the first failure after taking the lease: taking it
-    already counted this attempt (in case the worker died instead). The next
-    size is stored so a continuation does not start again at the size that failed.
+    `attempt` is what it adds to the slice's attempts: 1 for a fault, 0 for the
+    first fault after taking the lease (taking it already counted, in case the
+    worker died instead), -1 for contention right after taking it (the worker
+    is alive and nothing failed, so that count is given back). `next_size` is
+    stored so a continuation does not start again at the size that failed.
     """
+
+    error: str
+    attempt: int = 1
+    lock_timeout: bool = False
+    next_size: int | None = None
+
+
+def record_failure(slice_id: int, owner: str, failure: Failure, limits: BatchLimits) -> Slice:
+    """Record a failed batch; fail the slice and its job when either budget runs out."""
     with transaction.atomic():
         slc = Slice.objects.select_for_update().get(pk=slice_id)
         if slc.lease_owner != owner:
             raise LeaseLost(f"slice {slice_id} was taken over while failing")
-        slc.attempts += 1 if counted else 0
+        slc.attempts = max(0, slc.attempts + failure.attempt)
+        slc.lock_timeouts = slc.lock_timeouts + 1 if failure.lock_timeout else 0
         slc.failed_batches += 1
-        slc.last_error = error
-        if next_size is not None:
-            slc.batch_size = next_size
-        if slc.attempts >= limits.max_attempts:
+        slc.last_error = failure.error
+        if failure.next_size is not None:
+            slc.batch_size = failure.next_size
+        if out_of_budget(slc, limits):
             slc.status = SliceStatus.FAILED
         slc.save(
             update_fields=[
                 "attempts",
+                "lock_timeouts",
                 "failed_batches",
                 "last_error",
                 "batch_size",
@@ -265,15 +273,26 @@ def record_failure(
             ]
         )
     if slc.status == SliceStatus.FAILED:
-        fail_job(slc, error)
-    return slc.attempts
+        fail_job(slc, failure.error, limits)
+    return slc
 
 
-def fail_job(slc: Slice, error: str) -> None:
+def out_of_budget(slc: Slice, limits: BatchLimits) -> bool:
+    return slc.attempts >= limits.max_attempts or slc.lock_timeouts >= limits.max_lock_timeouts
+
+
+def fail_job(slc: Slice, error: str, limits: BatchLimits) -> None:
     job = Job.objects.get(pk=slc.job_id)
     if job.status in (JobStatus.RUNNING, JobStatus.PENDING):
         first_line = error.splitlines()[0] if error else "unknown error"
-        detail = f"slice {slc.number} failed after {slc.attempts} attempts: {first_line}"
+        if slc.lock_timeouts >= limits.max_lock_timeouts:
+            why = (
+                f"{slc.lock_timeouts} lock timeouts in a row at {slc.batch_size} rows "
+                "(another transaction keeps holding locks its batches need)"
+            )
+        else:
+            why = f"{slc.attempts} attempts"
+        detail = f"slice {slc.number} failed after {why}: {first_line}"
         transition(job.pk, JobStatus.FAILED, "worker", "fail", detail)
 
 
@@ -312,7 +331,10 @@ class SliceWork:
                 slc.attempts,
             )
             record_failure(
-                self.slice_id, self.owner, "the worker died during every attempt", self.limits
+                self.slice_id,
+                self.owner,
+                Failure("the worker died during every attempt"),
+                self.limits,
             )
             return Outcome.FAILED
         outcome = Outcome.CONTINUED
@@ -377,21 +399,25 @@ class SliceWork:
         log: logging.LoggerAdapter[logging.Logger],
         slc: Slice,
     ) -> int:
-        """Record the attempt and back off; the next size, or 0 when the slice failed."""
+        """Record the failure and back off; the next size, or 0 when the slice failed.
+
+        Waiting on the app's locks is contention, not a fault: the batch is
+        retried at half the size (fewer rows for the app to queue behind) and
+        spends none of the slice's attempts, only its budget of lock timeouts.
+        """
         connection.close_if_unusable_or_obsolete()
         log.warning("job %s slice %s: batch failed: %s", slc.job_id, slc.number, describe(exc))
-        timed_out = is_statement_timeout(exc) or is_lock_timeout(exc)
+        contention = is_lock_timeout(exc)
+        timed_out = contention or is_statement_timeout(exc)
         next_size = sizer.after_timeout(size) if timed_out else size
-        # Waiting on the app's locks is contention, not a fault: a smaller batch
-        # holds fewer rows the app may queue behind, so it is tried without
-        # spending an attempt until the size reaches its minimum.
-        contention = is_lock_timeout(exc) and next_size < size
-        counted = not self.attempt_counted and not contention
+        if contention:
+            attempt = -1 if self.attempt_counted else 0
+        else:
+            attempt = 0 if self.attempt_counted else 1
         self.attempt_counted = False
+        failure = Failure(with_traceback(exc), attempt, contention, next_size)
         try:
-            attempts = record_failure(
-                self.slice_id, self.owner, with_traceback(exc), self.limits, counted, next_size
-            )
+            recorded = record_failure(self.slice_id, self.owner, failure, self.limits)
         except DatabaseError as record_exc:
             connection.close_if_unusable_or_obsolete()
             log.warning(
@@ -400,10 +426,12 @@ class SliceWork:
                 slc.number,
                 describe(record_exc),
             )
-            attempts = 1
-        if attempts >= self.limits.max_attempts:
+            time.sleep(backoff_seconds(self.limits, 1))
+            return next_size
+        if recorded.status == SliceStatus.FAILED:
             return 0
-        time.sleep(backoff_seconds(self.limits, attempts))
+        tries = recorded.lock_timeouts if contention else recorded.attempts
+        time.sleep(backoff_seconds(self.limits, tries))
         return next_size
 
     def hand_over(self, job_id: int) -> None:

@@ -186,7 +186,11 @@ def retry(name: str, actor: str) -> Job:
     try:
         with transaction.atomic():
             Slice.objects.filter(job=job, status=SliceStatus.FAILED).update(
-                status=SliceStatus.PENDING, attempts=0, lease_owner="", lease_expires_at=None
+                status=SliceStatus.PENDING,
+                attempts=0,
+                lock_timeouts=0,
+                lease_owner="",
+                lease_expires_at=None,
             )
             job = transition(job.pk, JobStatus.RUNNING, actor, "retry")
     except IntegrityError:

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
-from backfill.models import JobStatus, Sample, Slice
+from backfill.models import JobStatus, Sample, Slice, SliceStatus
 from backfill.registry import Row, register
 from organizations.backfills import AdminGroups
 from organizations.models import Organization
@@ -75,6 +75,39 @@ def test_lock_timeouts_shrink_the_batch_without_spending_attempts(seed, run_sync
     assert "lock timeout" in first.last_error
     assert max(Sample.objects.filter(job=job).values_list("rows", flat=True)) <= 100
     assert not Organization.objects.filter(admin__isnull=True).exists()
+
+
+@register
+class AlwaysWaitsOnTheApp(AdminGroups):
+    """admin_groups, except that every batch needs a lock the app holds."""
+
+    name = "test_always_waits_on_the_app"
+
+    def fill(self, cursor: CursorWrapper, rows: Sequence[Row]) -> int:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APP_LOCK])
+        return super().fill(cursor, rows)
+
+
+def test_a_lock_held_for_ever_fails_the_job_after_the_lock_timeout_budget(seed, run_sync, settings):
+    settings.BACKFILL_LOCK_TIMEOUT_MS = 20
+    settings.BACKFILL_MAX_ATTEMPTS = 2
+    settings.BACKFILL_MAX_LOCK_TIMEOUTS = 8
+    settings.BACKFILL_BACKOFF_SECONDS = 0.001
+    settings.BACKFILL_MAX_BACKOFF_SECONDS = 0.01
+    seed(200, share=0)
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
+    ) as app:
+        app.execute("SELECT pg_advisory_lock(%s)", [APP_LOCK])
+        job = run_sync("test_always_waits_on_the_app", batch_size=100, concurrency=1)
+    assert job.status == JobStatus.FAILED
+    assert "8 lock timeouts in a row" in job.error, job.error
+    failed = Slice.objects.get(job=job, status=SliceStatus.FAILED)
+    # Contention spent none of the attempts, which are for faults.
+    assert (failed.lock_timeouts, failed.attempts) == (8, 0)
+    assert failed.failed_batches == 8
+    assert not Organization.objects.filter(admin__isnull=False).exists()
 
 
 def test_samples_are_pruned_to_the_configured_number(seed, run_sync, settings):
