@@ -17,6 +17,7 @@ LIMITS = BatchLimits(
     lock_timeout_ms=500,
     statement_timeout_ms=10_000,
     max_attempts=5,
+    max_lock_timeouts=30,
     backoff_seconds=0.5,
     max_backoff_seconds=4.0,
 )
