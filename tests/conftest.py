@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from tests.processes import Beat, Worker, purge_broker
 
@@ -18,6 +19,22 @@ def django_db_setup(django_db_setup, django_db_blocker):
     """
     with django_db_blocker.unblock():
         call_command("migrate", "organizations", "0004", verbosity=0)
+    yield
+    with django_db_blocker.unblock():
+        end_other_sessions()
+
+
+def end_other_sessions() -> None:
+    """Cut sessions other tests' processes and threads left on the test database.
+
+    A worker still exiting, or an app thread's connection, would otherwise make
+    dropping the database fail ("being accessed by other users") and leave it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture
