@@ -42,32 +42,50 @@ def test_a_batch_cut_off_by_the_statement_timeout_is_retried_smaller(seed, run_s
     assert not Organization.objects.filter(admin__isnull=True).exists()
 
 
-@register
-class BigBatchesWaitOnTheApp(AdminGroups):
-    """admin_groups, except that a batch of more than 100 rows needs a lock the app holds."""
+APP_LOCK = 4242
 
-    name = "test_big_batches_wait_on_the_app"
+
+class WaitsOnTheApp(AdminGroups):
+    """admin_groups, except that a batch of more than `waits_above` rows needs the app's lock."""
+
+    waits_above = 0
 
     def fill(self, cursor: CursorWrapper, rows: Sequence[Row]) -> int:
-        if len(rows) > 100:
+        if len(rows) > self.waits_above:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APP_LOCK])
         return super().fill(cursor, rows)
 
 
-APP_LOCK = 4242
+@register
+class BigBatchesWaitOnTheApp(WaitsOnTheApp):
+    name = "test_big_batches_wait_on_the_app"
+    waits_above = 100
 
 
-def test_lock_timeouts_shrink_the_batch_without_spending_attempts(seed, run_sync, settings):
-    settings.BACKFILL_LOCK_TIMEOUT_MS = 50
-    settings.BACKFILL_MAX_ATTEMPTS = 2
-    settings.BACKFILL_BACKOFF_SECONDS = 0.01
-    seed(1_000, share=0)
+@register
+class AlwaysWaitsOnTheApp(WaitsOnTheApp):
+    name = "test_always_waits_on_the_app"
+
+
+@pytest.fixture
+def app_holds_the_lock():
+    """Another session holds APP_LOCK for the whole test, as an idle app transaction would."""
     db = connection.settings_dict
     with psycopg.connect(
         host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
     ) as app:
         app.execute("SELECT pg_advisory_lock(%s)", [APP_LOCK])
-        job = run_sync("test_big_batches_wait_on_the_app", batch_size=800, concurrency=1)
+        yield
+
+
+def test_lock_timeouts_shrink_the_batch_without_spending_attempts(
+    seed, run_sync, settings, app_holds_the_lock
+):
+    settings.BACKFILL_LOCK_TIMEOUT_MS = 50
+    settings.BACKFILL_MAX_ATTEMPTS = 2
+    settings.BACKFILL_BACKOFF_SECONDS = 0.01
+    seed(1_000, share=0)
+    job = run_sync("test_big_batches_wait_on_the_app", batch_size=800, concurrency=1)
     assert job.status == JobStatus.SUCCEEDED, job.error
     first = Slice.objects.filter(job=job).order_by("number").first()
     # 800 -> 400 -> 200 -> 100: more failures than attempts allowed, none counted.
@@ -77,30 +95,16 @@ def test_lock_timeouts_shrink_the_batch_without_spending_attempts(seed, run_sync
     assert not Organization.objects.filter(admin__isnull=True).exists()
 
 
-@register
-class AlwaysWaitsOnTheApp(AdminGroups):
-    """admin_groups, except that every batch needs a lock the app holds."""
-
-    name = "test_always_waits_on_the_app"
-
-    def fill(self, cursor: CursorWrapper, rows: Sequence[Row]) -> int:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APP_LOCK])
-        return super().fill(cursor, rows)
-
-
-def test_a_lock_held_for_ever_fails_the_job_after_the_lock_timeout_budget(seed, run_sync, settings):
+def test_a_lock_held_for_ever_fails_the_job_after_the_lock_timeout_budget(
+    seed, run_sync, settings, app_holds_the_lock
+):
     settings.BACKFILL_LOCK_TIMEOUT_MS = 20
     settings.BACKFILL_MAX_ATTEMPTS = 2
     settings.BACKFILL_MAX_LOCK_TIMEOUTS = 8
     settings.BACKFILL_BACKOFF_SECONDS = 0.001
     settings.BACKFILL_MAX_BACKOFF_SECONDS = 0.01
     seed(200, share=0)
-    db = connection.settings_dict
-    with psycopg.connect(
-        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
-    ) as app:
-        app.execute("SELECT pg_advisory_lock(%s)", [APP_LOCK])
-        job = run_sync("test_always_waits_on_the_app", batch_size=100, concurrency=1)
+    job = run_sync("test_always_waits_on_the_app", batch_size=100, concurrency=1)
     assert job.status == JobStatus.FAILED
     assert "8 lock timeouts in a row" in job.error, job.error
     failed = Slice.objects.get(job=job, status=SliceStatus.FAILED)
