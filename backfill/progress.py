@@ -90,6 +90,17 @@ def rate(job: Job) -> float:
     return float(recent["rows"]) / float(span)
 
 
+def average_rate(job: Job, rows_done: int) -> float:
+    """A finished job's rows per second from start to end: what an operator asks of it.
+
+    0 while paused or not started: nothing is moving then.
+    """
+    if job.started_at is None or job.finished_at is None:
+        return 0.0
+    seconds = (job.finished_at - job.started_at).total_seconds()
+    return rows_done / seconds if seconds > 0 else 0.0
+
+
 def job_progress(job: Job) -> Progress:
     slices = tuple(
         SliceProgress(
@@ -108,7 +119,7 @@ def job_progress(job: Job) -> Progress:
     )
     done = sum(s.rows_done for s in slices)
     total = max(job.rows_total, done)
-    per_second = rate(job) if job.status == "running" else 0.0
+    per_second = rate(job) if job.status == "running" else average_rate(job, done)
     remaining = max(0, total - done)
     if job.rows_total_is_estimate and slices:
         visited = Progress(
@@ -117,7 +128,7 @@ def job_progress(job: Job) -> Progress:
         if visited > 0:
             remaining = int(done * (1 - visited) / visited)
             total = done + remaining
-    eta = remaining / per_second if per_second > 0 else None
+    eta = remaining / per_second if per_second > 0 and job.status == "running" else None
     return Progress(
         job_id=job.pk,
         name=job.definition,

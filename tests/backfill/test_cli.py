@@ -66,6 +66,9 @@ def test_run_sync_check_and_status_json():
     assert status["status"] == "succeeded"
     assert status["rows_done"] == status["rows_total"] == 3_000
     assert {"name", "rows_per_second", "eta_seconds", "slices"} <= status.keys()
+    # A finished job reports its average speed, and no ETA.
+    assert status["rows_per_second"] > 0
+    assert status["eta_seconds"] is None
 
     again = backfill("resume", "admin_groups")
     assert again.returncode == 2
