@@ -2,7 +2,8 @@
 
 Statuses, counters and leases move only through the engine (state.py and the
 runner); editing them by hand would break its invariants, so every field is
-read-only and jobs are created from the CLI or the dashboard.
+read-only, jobs are created from the CLI or the dashboard, and the list shows
+which actions the lifecycle table allows there.
 """
 
 from typing import Any
@@ -11,6 +12,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from backfill.models import Event, Job, Slice
+from backfill.state import actions_for
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -66,9 +68,14 @@ class JobAdmin(ReadOnlyAdmin):
         "created_by",
         "created_at",
         "finished_at",
+        "allowed_actions",
     )
     list_filter = ("definition", "status")
     inlines = (SliceInline, EventInline)
+
+    @admin.display(description="actions (CLI and dashboard)")
+    def allowed_actions(self, job: Job) -> str:
+        return ", ".join(actions_for(job)) or "none"
 
 
 @admin.register(Event)

@@ -126,7 +126,7 @@ def check(definition: Definition) -> CheckResult:
     pending = count_pending(definition)
     with connection.cursor() as cursor:
         problems = definition.verify(cursor)
-    latest = Job.objects.filter(definition=definition.name).order_by("-id").first()
+    latest = Job.objects.latest_for(definition.name)
     return CheckResult(
         name=definition.name,
         label=definition.label,

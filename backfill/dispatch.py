@@ -2,11 +2,11 @@
 
 The engine calls `current().dispatch(slice_id)` after the transaction that
 reserved the slice commits. Production names a Celery dispatcher in
-BACKFILL_DISPATCHER; `run --sync` and tests swap in a local queue with `using`.
+BACKFILL_DISPATCHER; `run --sync` and tests swap in `local.LocalQueue` with
+`using`.
 """
 
 import contextlib
-from collections import deque
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Protocol
@@ -19,20 +19,6 @@ from backfill.errors import NotConfigured
 
 class Dispatcher(Protocol):
     def dispatch(self, slice_id: int) -> None: ...
-
-
-class LocalQueue:
-    """Slices queued in memory, worked by the same process (`run --sync`)."""
-
-    def __init__(self) -> None:
-        self.queue: deque[int] = deque()
-
-    def dispatch(self, slice_id: int) -> None:
-        if slice_id not in self.queue:
-            self.queue.append(slice_id)
-
-    def pop(self) -> int | None:
-        return self.queue.popleft() if self.queue else None
 
 
 _override: ContextVar[Dispatcher | None] = ContextVar("backfill_dispatcher", default=None)

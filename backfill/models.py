@@ -8,31 +8,11 @@ as the data they count.
 from django.db import models
 from django.db.models import Q
 
+from backfill.conf import BatchLimits
+from backfill.querysets import JobQuerySet, SliceQuerySet
+from backfill.statuses import ACTIVE_STATUSES, JobStatus, SliceStatus
 
-class JobStatus(models.TextChoices):
-    PENDING = "pending"
-    RUNNING = "running"
-    PAUSED = "paused"
-    CANCELLING = "cancelling"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-    SUCCEEDED = "succeeded"
-
-
-# A definition may have at most one job in these states (a database constraint).
-ACTIVE_STATUSES = (
-    JobStatus.PENDING,
-    JobStatus.RUNNING,
-    JobStatus.PAUSED,
-    JobStatus.CANCELLING,
-)
-
-
-class SliceStatus(models.TextChoices):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
+__all__ = ["ACTIVE_STATUSES", "Event", "Job", "JobStatus", "Sample", "Slice", "SliceStatus"]
 
 
 class Job(models.Model):
@@ -52,8 +32,12 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
+    # Set when a revert begins (the fill can no longer be retried) and ends.
+    revert_started_at = models.DateTimeField(null=True)
     reverted_at = models.DateTimeField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = JobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
@@ -93,6 +77,8 @@ class Slice(models.Model):
     lock_timeouts = models.PositiveIntegerField(default=0)
     batch_size = models.PositiveIntegerField()
     rows_done = models.BigIntegerField(default=0)
+    # Rows a revert of the job put back, counted like rows_done.
+    rows_reverted = models.BigIntegerField(default=0)
     batches = models.PositiveIntegerField(default=0)
     # Rows passed over because another transaction held them; a slice with any
     # makes another pass before it is done.
@@ -101,6 +87,8 @@ class Slice(models.Model):
     failed_batches = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SliceQuerySet.as_manager()
 
     class Meta:
         ordering = ["job_id", "number"]
@@ -113,6 +101,23 @@ class Slice(models.Model):
 
     def __str__(self) -> str:
         return f"slice {self.number} of job {self.job_id} [{self.low}, {self.high}]"
+
+    def out_of_budget(self, limits: BatchLimits) -> bool:
+        return (
+            self.attempts >= limits.max_attempts or self.lock_timeouts >= limits.max_lock_timeouts
+        )
+
+    def failure_summary(self, limits: BatchLimits) -> str:
+        """Why the slice gave up, in one line for the job's error."""
+        first_line = self.last_error.splitlines()[0] if self.last_error else "unknown error"
+        if self.lock_timeouts >= limits.max_lock_timeouts:
+            why = (
+                f"{self.lock_timeouts} lock timeouts in a row at {self.batch_size} rows "
+                "(another transaction keeps holding locks its batches need)"
+            )
+        else:
+            why = f"{self.attempts} attempts"
+        return f"slice {self.number} failed after {why}: {first_line}"
 
 
 class Sample(models.Model):

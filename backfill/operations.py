@@ -1,6 +1,6 @@
 """Migration operations: make a backfilled column required, safely.
 
-`EnforceNotNull` is the contract step. It asks the checker first and refuses,
+`EnforceNotNull` is the contract step. It reads the column first and refuses,
 changing nothing, while any row is still empty. Otherwise it sets NOT NULL the
 way that holds ACCESS EXCLUSIVE only for milliseconds, through
 django-pg-migration-tools' `NullsManager` (the same library as the expand
@@ -17,16 +17,18 @@ import logging
 import time
 from typing import Any
 
+from django.contrib.postgres.operations import NotInTransactionMixin
 from django.db import connections
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ProjectState
-from django.db.utils import NotSupportedError
+from django.db.models import Model
 from django_pg_migration_tools import operations as pg_operations
 from django_pg_migration_tools import timeouts
 
-from backfill import checker, conf, service
-from backfill.registry import get_definition
+from backfill import conf, service
+from backfill.errors import UnknownDefinition
+from backfill.registry import Definition, get_definition
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +44,15 @@ class LockNotAcquired(RuntimeError):
     """Every attempt hit the lock timeout; see the message for the table's state."""
 
 
-class EnforceNotNull(Operation):
-    """Make `model_name.name` NOT NULL once the `backfill` definition left no row empty."""
+class EnforceNotNull(NotInTransactionMixin, Operation):
+    """Make `model_name.name` NOT NULL once no row of the column is empty.
+
+    The gate reads the column itself through the historical model, so the
+    migration keeps working after the `backfill` definition is deleted (routine
+    clean-up once the contract is deployed). While the definition is still
+    registered, its verification runs too, and it may finish a few last rows
+    inline (BACKFILL_FINALIZE_INLINE_ROWS).
+    """
 
     reversible = True
     reduces_to_sql = True
@@ -96,13 +105,16 @@ class EnforceNotNull(Operation):
         to_state: ProjectState,
     ) -> None:
         model = to_state.apps.get_model(app_label, self.model_name)
+        alias = schema_editor.connection.alias
+        if not self.allow_migrate_model(alias, model):
+            return
         column = model._meta.get_field(self.name).column
         if schema_editor.collect_sql:
             pg_operations.NullsManager().set_not_null(app_label, schema_editor, model, column)
             return
-        self.ensure_not_in_transaction(schema_editor)
-        with self.exclusive(schema_editor):
-            self.gate()
+        self._ensure_not_in_transaction(schema_editor)
+        with AdvisoryLock(alias, f"{self.model_name}.{self.name}"):
+            self.gate(from_state.apps.get_model(app_label, self.model_name), alias)
             self.with_retries(
                 schema_editor,
                 lambda: pg_operations.NullsManager().set_not_null(
@@ -119,6 +131,8 @@ class EnforceNotNull(Operation):
         to_state: ProjectState,
     ) -> None:
         model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
         column = model._meta.get_field(self.name).column
         if schema_editor.collect_sql:
             # set_null asks the catalog first, which sqlmigrate cannot do: show the statement.
@@ -126,44 +140,49 @@ class EnforceNotNull(Operation):
                 schema_editor, model._meta.db_table, column
             )
             return
-        self.ensure_not_in_transaction(schema_editor)
+        self._ensure_not_in_transaction(schema_editor)
         self.with_retries(
             schema_editor,
             lambda: pg_operations.NullsManager().set_null(app_label, schema_editor, model, column),
             f"{model._meta.db_table}.{column}",
         )
 
-    @staticmethod
-    def ensure_not_in_transaction(schema_editor: BaseDatabaseSchemaEditor) -> None:
-        if schema_editor.connection.in_atomic_block:
-            raise NotSupportedError(
-                "EnforceNotNull cannot run inside a transaction: set atomic = False on the migration, "
-                "so that validation does not hold its lock for the whole migration."
-            )
-
-    def gate(self) -> None:
-        """Refuse while rows are empty or verification fails; finish a few inline if allowed."""
-        definition = get_definition(self.backfill)
-        result = checker.check(definition)
-        inline = (
-            self.finalize_inline_rows
-            if self.finalize_inline_rows is not None
-            else conf.get_int("BACKFILL_FINALIZE_INLINE_ROWS")
-        )
-        if result.pending and result.pending <= inline:
+    def gate(self, model: type[Model], alias: str) -> None:
+        """Refuse, changing nothing, while the column has empty rows or verification fails."""
+        label = f"{model._meta.app_label}.{model._meta.object_name}.{self.name}"
+        empty = model._default_manager.using(alias).filter(**{f"{self.name}__isnull": True})
+        definition = registered(self.backfill)
+        pending = empty.count()
+        if definition is not None and 0 < pending <= self.inline_rows():
             logger.warning(
-                "finishing the last %s rows of %s inline (BACKFILL_FINALIZE_INLINE_ROWS=%s) before enforcing NOT NULL",
-                result.pending,
-                definition.label,
-                inline,
+                "finishing the last %s rows of %s inline before enforcing NOT NULL", pending, label
             )
             service.run_sync(self.backfill, "migration")
-            result = checker.check(definition)
-        if not result.passed:
-            raise BackfillIncomplete(
-                f"{result.summary()}; wait for `manage.py backfill check {self.backfill}` to pass, "
-                "then migrate again. Nothing was changed."
+            pending = empty.count()
+        problems = []
+        if definition is not None:
+            with connections[alias].cursor() as cursor:
+                problems = definition.verify(cursor)
+        if pending:
+            problems.insert(
+                0,
+                f"{pending:,} rows of {label} are still empty; "
+                + (
+                    f"run `manage.py backfill start {self.backfill}`"
+                    if definition is not None
+                    else f"the backfill {self.backfill!r} that filled them is no longer registered"
+                ),
             )
+        if problems:
+            raise BackfillIncomplete(
+                f"{'; '.join(problems)}; wait for `manage.py backfill check {self.backfill}` "
+                "to pass, then migrate again. Nothing was changed."
+            )
+
+    def inline_rows(self) -> int:
+        if self.finalize_inline_rows is not None:
+            return self.finalize_inline_rows
+        return conf.get_int("BACKFILL_FINALIZE_INLINE_ROWS")
 
     def with_retries(self, schema_editor: BaseDatabaseSchemaEditor, step: Any, target: str) -> None:
         alias = schema_editor.connection.alias
@@ -192,8 +211,13 @@ class EnforceNotNull(Operation):
             "constraint; both are safe, and running migrate again finishes the job."
         )
 
-    def exclusive(self, schema_editor: BaseDatabaseSchemaEditor) -> "AdvisoryLock":
-        return AdvisoryLock(schema_editor.connection.alias, f"{self.model_name}.{self.name}")
+
+def registered(name: str) -> Definition | None:
+    """The definition while it is registered; None once it has been deleted."""
+    try:
+        return get_definition(name)
+    except UnknownDefinition:
+        return None
 
 
 class AdvisoryLock:

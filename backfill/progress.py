@@ -12,6 +12,8 @@ from django.db.models import Min, Sum
 from django.utils import timezone
 
 from backfill.models import Job, Sample
+from backfill.state import actions_for
+from backfill.statuses import WORKING_STATUSES, JobStatus
 
 RATE_WINDOW = timedelta(seconds=60)
 
@@ -24,6 +26,7 @@ class SliceProgress:
     high: int
     cursor: int
     rows_done: int
+    rows_reverted: int
     passes: int
     attempts: int
     last_error: str
@@ -49,6 +52,11 @@ class Progress:
     rows_per_second: float
     eta_seconds: float | None
     slices: tuple[SliceProgress, ...]
+    actions: tuple[str, ...] = ()
+
+    @property
+    def rows_reverted(self) -> int:
+        return sum(s.rows_reverted for s in self.slices)
 
     @property
     def key_fraction(self) -> float:
@@ -65,8 +73,10 @@ class Progress:
         Never 100% before the job has succeeded: a stale estimate must not show
         a finished bar over a running job.
         """
-        if self.status == "succeeded":
+        if self.status in (JobStatus.SUCCEEDED, JobStatus.REVERTED):
             return 1.0
+        if self.status == JobStatus.REVERTING:
+            return min(0.999, self.key_fraction)
         if not self.rows_total_is_estimate and self.rows_total > 0:
             return min(0.999, self.rows_done / self.rows_total)
         return min(0.999, self.key_fraction)
@@ -75,6 +85,8 @@ class Progress:
         data = asdict(self)
         data["slices"] = [asdict(s) for s in self.slices]
         data["percent"] = round(self.fraction * 100, 1)
+        data["rows_reverted"] = self.rows_reverted
+        data["actions"] = list(self.actions)
         return data
 
 
@@ -110,6 +122,7 @@ def job_progress(job: Job) -> Progress:
             high=s.high,
             cursor=s.cursor,
             rows_done=s.rows_done,
+            rows_reverted=s.rows_reverted,
             passes=s.passes,
             attempts=s.attempts,
             last_error=s.last_error,
@@ -119,7 +132,8 @@ def job_progress(job: Job) -> Progress:
     )
     done = sum(s.rows_done for s in slices)
     total = max(job.rows_total, done)
-    per_second = rate(job) if job.status == "running" else average_rate(job, done)
+    working = job.status in WORKING_STATUSES
+    per_second = rate(job) if working else average_rate(job, done)
     remaining = max(0, total - done)
     if job.rows_total_is_estimate and slices:
         visited = Progress(
@@ -128,7 +142,7 @@ def job_progress(job: Job) -> Progress:
         if visited > 0:
             remaining = int(done * (1 - visited) / visited)
             total = done + remaining
-    eta = remaining / per_second if per_second > 0 and job.status == "running" else None
+    eta = remaining / per_second if per_second > 0 and job.status == JobStatus.RUNNING else None
     return Progress(
         job_id=job.pk,
         name=job.definition,
@@ -139,4 +153,5 @@ def job_progress(job: Job) -> Progress:
         rows_per_second=round(per_second, 1),
         eta_seconds=round(eta, 1) if eta is not None else None,
         slices=slices,
+        actions=tuple(actions_for(job)),
     )

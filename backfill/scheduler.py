@@ -1,52 +1,49 @@
-"""Which slices run next: keep `concurrency` slices in flight, finish jobs.
+"""Which slices run next: keep `concurrency` slices in flight, end finished jobs.
 
 The database is the source of truth and the broker only a signal. A slice is
 "in flight" while its lease (or its dispatch reservation) has not expired;
 this module reserves free slices up to the job's concurrency and dispatches
-them once the reservation commits. Called when a job starts or resumes, when a
-task hands over, and by the sweeper, which is how lost messages and killed
-workers are recovered.
+them once the reservation commits. Called when a job starts, resumes, retries
+or reverts, when a worker hands a slice back, and by the sweeper, which is how
+lost messages and killed workers are recovered.
 """
 
 import logging
 from datetime import timedelta
 
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from psycopg import sql
 
 from backfill import conf, dispatch
-from backfill.models import Job, JobStatus, Slice, SliceStatus
+from backfill.conf import BatchLimits
+from backfill.faults import describe
+from backfill.models import Job, JobStatus, Slice
 from backfill.registry import get_definition
-from backfill.state import transition
+from backfill.state import Action, transition
+from backfill.statuses import WORKING_STATUSES
 
 logger = logging.getLogger(__name__)
 
-OPEN = (SliceStatus.PENDING, SliceStatus.RUNNING)
-
 
 def fill_slots(job_id: int) -> list[int]:
-    """Dispatch free slices up to the job's concurrency; finish the job if it is done."""
+    """Dispatch free slices up to the job's concurrency; end the job if nothing is left."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
         if job.status == JobStatus.CANCELLING:
             finish_cancel(job)
             return []
-        if job.status != JobStatus.RUNNING:
+        if job.status not in WORKING_STATUSES:
             return []
-        open_slices = Slice.objects.filter(job=job, status__in=OPEN)
-        if not open_slices.exists():
-            if not Slice.objects.filter(job=job, status=SliceStatus.FAILED).exists():
-                complete_or_extend(job)
+        slices = Slice.objects.filter(job=job)
+        if not slices.open().exists():
+            end(job)
             return []
         now = timezone.now()
-        in_flight = open_slices.filter(lease_expires_at__gt=now).count()
-        free = max(0, job.concurrency - in_flight)
+        free = max(0, job.concurrency - slices.open().in_flight(now).count())
         chosen = list(
-            open_slices.filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
-            .order_by("number")
-            .values_list("pk", flat=True)[:free]
+            slices.open().free(now).order_by("number").values_list("pk", flat=True)[:free]
         )
         if not chosen:
             return []
@@ -63,25 +60,45 @@ def fill_slots(job_id: int) -> list[int]:
     return chosen
 
 
+def hand_over(slice_id: int, owner: str, job_id: int) -> None:
+    """A worker is done with a slice for now: free it and dispatch what comes next."""
+    try:
+        Slice.objects.release(slice_id, owner)
+        fill_slots(job_id)
+    except DatabaseError as exc:
+        # The sweeper will notice the expired lease and carry on.
+        connection.close_if_unusable_or_obsolete()
+        logger.warning("job %s: hand-over failed: %s", job_id, describe(exc))
+
+
+def end(job: Job) -> None:
+    """No slice is open: a failed slice fails the job, else the phase is complete."""
+    failed = Slice.objects.filter(job=job).failed().order_by("number").first()
+    if failed is not None:
+        transition(
+            job, Action.FAIL, "scheduler", failed.failure_summary(BatchLimits.from_settings())
+        )
+    elif job.status == JobStatus.REVERTING:
+        reverted = Slice.objects.filter(job=job).aggregate(total=Sum("rows_reverted"))["total"]
+        transition(job, Action.FINISH_REVERT, "scheduler", f"{reverted or 0} rows reverted")
+    else:
+        complete_or_extend(job)
+
+
 def finish_cancel(job: Job) -> None:
     """A cancelling job is cancelled once no worker holds one of its slices."""
-    busy = Slice.objects.filter(job=job, lease_expires_at__gt=timezone.now()).exclude(
-        lease_owner=""
-    )
-    if not busy.exists():
-        transition(job.pk, JobStatus.CANCELLED, "scheduler", "cancelled", "no slice in flight")
+    if not Slice.objects.filter(job=job).held(timezone.now()).exists():
+        transition(job, Action.FINISH_CANCEL, "scheduler", "no slice in flight")
 
 
 def complete_or_extend(job: Job) -> None:
     """All slices are done: cover rows that appeared beyond the range, or succeed."""
-    definition = get_definition(job.definition)
     high = rows_beyond(job)
     if high is not None:
         assert job.key_high is not None
-        number = Slice.objects.filter(job=job).count()
         Slice.objects.create(
             job=job,
-            number=number,
+            number=Slice.objects.filter(job=job).count(),
             low=job.key_high + 1,
             high=high,
             cursor=job.key_high,
@@ -92,17 +109,12 @@ def complete_or_extend(job: Job) -> None:
         logger.info("job %s: extended to key %s for rows added since start", job.pk, high)
         transaction.on_commit(lambda: fill_slots(job.pk))
         return
-    done = sum(Slice.objects.filter(job=job).values_list("rows_done", flat=True))
+    done = Slice.objects.filter(job=job).rows_done()
     job.rows_total = done
     job.rows_total_is_estimate = False
     job.save(update_fields=["rows_total", "rows_total_is_estimate", "updated_at"])
-    transition(
-        job.pk,
-        JobStatus.SUCCEEDED,
-        "scheduler",
-        "succeed",
-        f"{done} rows filled in {definition.label}",
-    )
+    label = get_definition(job.definition).label
+    transition(job, Action.SUCCEED, "scheduler", f"{done} rows filled in {label}")
 
 
 def rows_beyond(job: Job) -> int | None:

@@ -1,59 +1,149 @@
-"""The allowed job transitions, and the only code that changes a job's status.
+"""The job lifecycle: one table of transitions keyed by action, and the only code
+that changes a job's status.
 
-The CLI, the dashboard and the workers all go through `transition`, which
-locks the job row, checks the move against one table and records an event,
+The CLI, the dashboard's buttons, the JSON API, the admin and the engine all
+ask this table (`actions_for`, `refusal`) and move jobs through `transition`,
+which locks the job row, checks the move, applies it and records who made it,
 so a pause racing a batch commit or two clicks at once resolve cleanly.
 """
 
-from django.db import transaction
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from backfill.errors import InvalidTransition
-from backfill.models import Event, Job, JobStatus
+from backfill.errors import ActiveJobExists, InvalidTransition
+from backfill.models import Event, Job
+from backfill.statuses import FINISHED_STATUSES, JobStatus
 
 S = JobStatus
 
-ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
-    S.PENDING: frozenset({S.RUNNING, S.CANCELLED, S.FAILED, S.SUCCEEDED}),
-    S.RUNNING: frozenset({S.PAUSED, S.CANCELLING, S.FAILED, S.SUCCEEDED}),
-    S.PAUSED: frozenset({S.RUNNING, S.CANCELLED}),
-    S.CANCELLING: frozenset({S.CANCELLED}),
-    S.FAILED: frozenset({S.RUNNING, S.CANCELLED}),
-    S.CANCELLED: frozenset(),
-    S.SUCCEEDED: frozenset(),
+
+class Action(enum.StrEnum):
+    START = "start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    RETRY = "retry"
+    REVERT = "revert"
+    FAIL = "fail"
+    SUCCEED = "succeed"
+    FINISH_CANCEL = "finish-cancel"
+    FINISH_REVERT = "finish-revert"
+
+
+def never_reverted(job: Job) -> str | None:
+    if job.revert_started_at is None:
+        return None
+    return (
+        f"its fill was reverted; start a new job with `manage.py backfill start {job.definition}`"
+    )
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Where an action may start, where it leads, and who may ask for it."""
+
+    moves: dict[JobStatus, JobStatus]
+    by_people: bool  # offered on the CLI, the dashboard and the API
+    guard: Callable[[Job], str | None] | None = None  # a reason to refuse, or None
+    hint: str = ""  # what to do instead, when refused from the wrong status
+
+
+TRANSITIONS: dict[Action, Edge] = {
+    # The job and its slices were created in this transaction; workers may take them.
+    Action.START: Edge({S.PENDING: S.RUNNING}, by_people=False),
+    # Workers stop after the batch in flight; its rows stay committed.
+    Action.PAUSE: Edge({S.RUNNING: S.PAUSED}, by_people=True),
+    # Slices carry on from their cursors.
+    Action.RESUME: Edge({S.PAUSED: S.RUNNING}, by_people=True),
+    # A running job waits for its batches in flight; a paused one has none.
+    Action.CANCEL: Edge({S.RUNNING: S.CANCELLING, S.PAUSED: S.CANCELLED}, by_people=True),
+    # Failed slices resume from their cursors with fresh budgets; never after a
+    # revert, which emptied rows behind those cursors again.
+    Action.RETRY: Edge({S.FAILED: S.RUNNING}, by_people=True, guard=never_reverted),
+    # Workers undo what the job filled, slice by slice; a failed revert may be
+    # asked again and carries on where it stopped.
+    Action.REVERT: Edge(
+        {S.SUCCEEDED: S.REVERTING, S.FAILED: S.REVERTING, S.CANCELLED: S.REVERTING},
+        by_people=True,
+        hint="cancel it first, or let it end",
+    ),
+    # A slice ran out of attempts, also while the job was paused (never stuck running).
+    Action.FAIL: Edge({S.RUNNING: S.FAILED, S.PAUSED: S.FAILED, S.REVERTING: S.FAILED}, False),
+    # Every slice is done and no pending row is left in the job's range.
+    Action.SUCCEED: Edge({S.RUNNING: S.SUCCEEDED}, by_people=False),
+    # No worker holds a slice of the cancelling job any more.
+    Action.FINISH_CANCEL: Edge({S.CANCELLING: S.CANCELLED}, by_people=False),
+    # Every slice of the revert is done.
+    Action.FINISH_REVERT: Edge({S.REVERTING: S.REVERTED}, by_people=False),
 }
 
-FINISHED = frozenset({S.CANCELLED, S.FAILED, S.SUCCEEDED})
+PEOPLE_ACTIONS = tuple(action for action, edge in TRANSITIONS.items() if edge.by_people)
 
 
-def can_move(current: str, target: str) -> bool:
-    return JobStatus(target) in ALLOWED[JobStatus(current)]
+def refusal(job: Job, action: Action) -> str | None:
+    """Why `action` is not allowed on `job` now, or None when it is."""
+    edge = TRANSITIONS[action]
+    if job.status not in edge.moves:
+        allowed = " or ".join(sorted(edge.moves))
+        hint = f"; {edge.hint}" if edge.hint and job.status not in FINISHED_STATUSES else ""
+        return f"it is {job.status}, not {allowed}{hint}"
+    return edge.guard(job) if edge.guard else None
 
 
-def transition(job_id: int, target: JobStatus, actor: str, action: str, detail: str = "") -> Job:
-    """Move the job to `target` or raise InvalidTransition; record who did it."""
-    with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job_id)
-        if not can_move(job.status, target):
-            raise InvalidTransition(
-                f"cannot {action} {job.definition} job #{job.pk}: it is {job.status}"
-            )
-        previous = job.status
-        job.status = target
-        now = timezone.now()
-        if target == S.RUNNING and job.started_at is None:
-            job.started_at = now
-        if target in FINISHED:
-            job.finished_at = now
-        elif previous in FINISHED:
-            job.finished_at = None
-        if target == S.FAILED:
-            job.error = detail
-        elif target == S.RUNNING:
-            job.error = ""
-        job.save(update_fields=["status", "started_at", "finished_at", "error", "updated_at"])
-        record(job, action, actor, detail, from_status=previous, to_status=target)
-        return job
+def actions_for(job: Job) -> list[Action]:
+    """What people may do with this job now: the CLI, the buttons and the API agree."""
+    return [action for action in PEOPLE_ACTIONS if refusal(job, action) is None]
+
+
+def transition(job: Job | int, action: Action, actor: str, detail: str = "") -> Job:
+    """Apply `action` or raise InvalidTransition (nothing changed); record who did it."""
+    job_id = job if isinstance(job, int) else job.pk
+    try:
+        with transaction.atomic():
+            return apply(Job.objects.select_for_update().get(pk=job_id), action, actor, detail)
+    except IntegrityError:
+        # The one-active-job constraint: someone started another job meanwhile.
+        raise ActiveJobExists(already_active_message(Job.objects.get(pk=job_id))) from None
+
+
+def apply(job: Job, action: Action, actor: str, detail: str) -> Job:
+    reason = refusal(job, action)
+    if reason is not None:
+        raise InvalidTransition(f"cannot {action} {job.definition} job #{job.pk}: {reason}")
+    previous = JobStatus(job.status)
+    target = TRANSITIONS[action].moves[previous]
+    now = timezone.now()
+    job.status = target
+    if target == S.RUNNING and job.started_at is None:
+        job.started_at = now
+    if target in FINISHED_STATUSES:
+        job.finished_at = now
+    elif previous in FINISHED_STATUSES:
+        job.finished_at = None
+    if action == Action.FAIL:
+        job.error = detail
+    elif target in (S.RUNNING, S.REVERTING):
+        job.error = ""
+    if action == Action.REVERT and job.revert_started_at is None:
+        job.revert_started_at = now
+    if action == Action.FINISH_REVERT:
+        job.reverted_at = now
+    job.save()
+    record(job, action, actor, detail, from_status=previous, to_status=target)
+    return job
+
+
+def already_active_message(job: Job) -> str:
+    other = Job.objects.of(job.definition).active().exclude(pk=job.pk).first()
+    which = f"job #{other.pk} is {other.status}" if other else "another job is active"
+    return (
+        f"backfill {job.definition!r} already has an active job ({which}); "
+        "pause, resume or cancel it"
+    )
 
 
 def record(

@@ -8,6 +8,7 @@ are not staff get 403.
 import functools
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -21,9 +22,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from backfill import charts, conf, service
 from backfill.errors import BackfillError
-from backfill.models import Event, Job, Sample
+from backfill.models import Event, Job, JobStatus, Sample
+from backfill.options import JobOptions, bounds
 from backfill.progress import job_progress
 from backfill.registry import all_definitions, get_definition
+from backfill.state import PEOPLE_ACTIONS, Action, actions_for
 
 View = Callable[..., HttpResponse]
 
@@ -61,15 +64,26 @@ def actor(request: HttpRequest) -> str:
 
 
 class StartForm(forms.Form):
-    batch_size = forms.IntegerField(min_value=1)
-    concurrency = forms.IntegerField(min_value=1, max_value=64)
-    pause_ms = forms.IntegerField(min_value=0, max_value=60_000, initial=0)
+    """The job options; `JobOptions.build` enforces the bounds the inputs show as min/max."""
+
+    batch_size = forms.IntegerField()
+    concurrency = forms.IntegerField()
+    pause_ms = forms.IntegerField()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, bound in bounds().items():
+            field = self.fields[name]
+            assert isinstance(field, forms.IntegerField)
+            field.label = bound.label
+            field.widget.attrs.update({"min": bound.low, "max": bound.high})
+            field.initial = conf.get_int(bound.default_setting)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if not self.errors:
             try:
-                self.options = service.JobOptions.build(
+                self.options = JobOptions.build(
                     data["batch_size"], data["concurrency"], data["pause_ms"]
                 )
             except BackfillError as exc:
@@ -77,26 +91,35 @@ class StartForm(forms.Form):
         return data
 
 
-def start_form() -> StartForm:
-    return StartForm(
-        initial={
-            "batch_size": conf.get_int("BACKFILL_BATCH_SIZE"),
-            "concurrency": conf.get_int("BACKFILL_CONCURRENCY"),
-            "pause_ms": conf.get_int("BACKFILL_PAUSE_MS"),
-        }
-    )
+@dataclass(frozen=True)
+class Button:
+    label: str
+    confirm: str = ""
+
+
+# How each action people may take looks on the page; which ones show is
+# `actions_for(job)`'s answer, never the template's.
+BUTTONS: dict[Action, Button] = {
+    Action.PAUSE: Button("Pause"),
+    Action.RESUME: Button("Resume"),
+    Action.CANCEL: Button("Cancel", "Cancel this job? Rows already filled stay filled."),
+    Action.RETRY: Button("Retry"),
+    Action.REVERT: Button("Revert", "Undo everything this job filled?"),
+}
+
+NOTES: dict[str, str] = {
+    JobStatus.CANCELLING: "Cancelling: waiting for the batches in flight to end.",
+    JobStatus.REVERTING: "Reverting: the workers are undoing what this job filled.",
+    JobStatus.REVERTED: "Reverted: what this job filled was undone.",
+}
 
 
 def dashboard_context() -> dict[str, Any]:
-    latest = {}
-    for definition in all_definitions():
-        job = Job.objects.filter(definition=definition.name).order_by("-id").first()
-        latest[definition.name] = job
     jobs = list(Job.objects.order_by("-id").prefetch_related("slices")[:100])
     return {
-        "definitions": [(d, latest[d.name]) for d in all_definitions()],
+        "definitions": [(d, Job.objects.latest_for(d.name)) for d in all_definitions()],
         "rows": [(job, job_progress(job)) for job in jobs],
-        "form": start_form(),
+        "form": StartForm(auto_id=False),
         "live": any(job.is_active for job in jobs),
     }
 
@@ -127,7 +150,8 @@ def job_context(job: Job) -> dict[str, Any]:
         "errors": [s for s in job.slices.order_by("number") if s.last_error],
         "events": Event.objects.filter(job=job).order_by("-id")[:50],
         "live": job.is_active,
-        "status_template": f"backfill/status/_{job.status}.html",
+        "buttons": [(action, BUTTONS[action]) for action in actions_for(job)],
+        "note": NOTES.get(job.status, ""),
     }
 
 
@@ -163,27 +187,17 @@ def start(request: HttpRequest, name: str) -> HttpResponse:
     return redirect("backfill:job", pk=job.pk)
 
 
-ACTIONS: dict[str, Callable[[str, str], Any]] = {
-    "pause": service.pause,
-    "resume": service.resume,
-    "cancel": service.cancel,
-    "retry": service.retry,
-    "revert": service.revert,
-}
-
-
 @require_POST
 @staff_required
 def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
-    handler = ACTIONS.get(action)
-    if handler is None:
+    if action not in PEOPLE_ACTIONS:
         return HttpResponseBadRequest(f"unknown action {action!r}")
-    latest = Job.objects.filter(definition=job.definition).order_by("-id").first()
+    latest = Job.objects.latest_for(job.definition)
     if latest is None or latest.pk != job.pk:
         return HttpResponse(f"job #{job.pk} is not the latest {job.definition} job", status=409)
     try:
-        handler(job.definition, actor(request))
+        service.ACTIONS[Action(action)](job.definition, actor(request))
     except BackfillError as exc:
         messages.error(request, str(exc))
     else:

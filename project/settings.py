@@ -129,8 +129,8 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# acks_late and reject_on_worker_lost are set on run_slice itself: the slice's
+# delivery guarantee belongs to the task, whatever the project's defaults.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
@@ -147,7 +147,7 @@ CELERY_BEAT_SCHEDULE = {
     "backfill-sweep": {
         "task": "workers.tasks.sweep",
         "schedule": float(os.environ.get("BACKFILL_SWEEP_SECONDS", "10")),
-        "options": {"queue": "backfill", "expires": 30},
+        "options": {"expires": 30},
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(

@@ -5,4 +5,4 @@ from workers.tasks import run_slice
 
 class CeleryDispatcher:
     def dispatch(self, slice_id: int) -> None:
-        run_slice.apply_async(args=(slice_id,), queue="backfill")
+        run_slice.apply_async(args=(slice_id,))  # routed by CELERY_TASK_ROUTES

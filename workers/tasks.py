@@ -5,7 +5,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from backfill import runner, service
+from backfill import runner, scheduler, service
 
 logger = logging.getLogger(__name__)
 
@@ -24,19 +24,21 @@ def ping(payload: str = "pong") -> str:
     ignore_result=True,
 )
 def run_slice(self: Task[Any, Any], slice_id: int) -> str:
-    """Work one slice for a bounded time; the engine dispatches what comes next.
+    """Work one slice (filling or reverting) for a bounded time, then hand it over.
 
     The lease in the database, not the message, says who works a slice, so a
     duplicate or late delivery simply finds the slice taken and returns.
     """
     owner = str(self.request.id or f"local-{slice_id}")
-    outcome = runner.work_slice(slice_id, owner)
-    logger.info("slice %s: %s", slice_id, outcome)
-    return outcome.value
+    run = runner.work_slice(slice_id, owner)
+    if run.held_lease and run.job_id is not None:
+        scheduler.hand_over(slice_id, owner, run.job_id)
+    logger.info("job %s slice %s: %s", run.job_id, slice_id, run.outcome)
+    return run.outcome.value
 
 
 @shared_task(name="workers.tasks.sweep", ignore_result=True)
 def sweep() -> dict[str, int]:
-    """Periodic: re-dispatch slices whose lease expired, finish finished jobs."""
+    """Periodic: re-dispatch slices whose lease expired, end finished jobs."""
     report = service.reconcile()
     return {"jobs": report.jobs, "dispatched": report.dispatched}

@@ -1,9 +1,10 @@
 import pytest
 from django.core.management import call_command
 
-from backfill import dispatch, scheduler, service
-from backfill.models import Job, JobStatus
-from backfill.runner import work_slice
+from backfill import dispatch, local, service
+from backfill.local import LocalQueue
+from backfill.models import Job
+from backfill.options import JobOptions
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def seed():
 @pytest.fixture
 def run_sync():
     def run(name: str = "admin_groups", **options: int) -> Job:
-        return service.run_sync(name, "test", service.JobOptions.build(**options), step_seconds=0.5)
+        return service.run_sync(name, "test", JobOptions.build(**options), step_seconds=0.5)
 
     return run
 
@@ -34,24 +35,15 @@ def run_sync():
 @pytest.fixture
 def local_queue():
     """Jobs started in a test dispatch to memory; the test works the slices."""
-    with dispatch.using(dispatch.LocalQueue()) as queue:
+    with dispatch.using(LocalQueue()) as queue:
         yield queue
 
 
 @pytest.fixture
 def drain(local_queue):
-    """Work every slice dispatched to the local queue until the job stops running."""
+    """Work every slice dispatched to the local queue until the job stops working."""
 
     def drain(job: Job) -> Job:
-        while True:
-            slice_id = local_queue.pop()
-            if slice_id is None:
-                scheduler.fill_slots(job.pk)
-                slice_id = local_queue.pop()
-            job.refresh_from_db()
-            if slice_id is None and job.status != JobStatus.RUNNING:
-                return job
-            if slice_id is not None:
-                work_slice(slice_id, "test-owner", 5)
+        return local.drive(job.pk, local_queue, owner="test-owner", step_seconds=5)
 
     return drain

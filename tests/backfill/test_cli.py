@@ -39,7 +39,7 @@ def seed(count: int) -> None:
         (["start", "admin_groups", "--concurrency", "0"], "must be a positive integer"),
         (["start", "admin_groups", "--pause-ms", "-1"], "must be zero or a positive integer"),
         (["resume", "admin_groups"], "has never run"),
-        (["pause", "admin_groups"], "has no active job"),
+        (["pause", "admin_groups"], "has never run"),
         (["status", "--watch"], "needs a backfill name"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -100,5 +100,7 @@ def test_revert_without_confirmation_changes_nothing():
     assert result.returncode == 2
     assert "not confirmed" in result.stderr
     assert backfill("check", "admin_groups").returncode == 0
-    assert backfill("revert", "admin_groups", "--yes").returncode == 0
+    reverted = backfill("revert", "admin_groups", "--yes", "--sync")
+    assert reverted.returncode == 0, reverted.stderr
+    assert "reverted" in reverted.stdout.splitlines()[-1]
     assert backfill("check", "admin_groups").returncode == 1

@@ -1,13 +1,14 @@
-"""Pure logic: batch sizing, back-off, key ranges, allowed transitions."""
+"""Pure logic: batch sizing, back-off, key ranges, the lifecycle table."""
 
 import itertools
 
 import pytest
+from django.utils import timezone
 
 from backfill.conf import BatchLimits
-from backfill.models import JobStatus
+from backfill.models import Job, JobStatus
 from backfill.service import split
-from backfill.state import can_move
+from backfill.state import TRANSITIONS, Action, actions_for, refusal
 from backfill.throttle import BatchSizer, backoff_seconds
 
 LIMITS = BatchLimits(
@@ -58,18 +59,40 @@ def test_split_covers_the_range_with_disjoint_slices(low, high, parts):
 
 
 @pytest.mark.parametrize(
-    ("current", "target", "allowed"),
+    ("status", "action", "target"),
     [
-        (JobStatus.RUNNING, JobStatus.PAUSED, True),
-        (JobStatus.PAUSED, JobStatus.RUNNING, True),
-        (JobStatus.RUNNING, JobStatus.CANCELLING, True),
-        (JobStatus.CANCELLING, JobStatus.CANCELLED, True),
-        (JobStatus.FAILED, JobStatus.RUNNING, True),
-        (JobStatus.SUCCEEDED, JobStatus.RUNNING, False),
-        (JobStatus.CANCELLED, JobStatus.RUNNING, False),
-        (JobStatus.PAUSED, JobStatus.SUCCEEDED, False),
-        (JobStatus.CANCELLING, JobStatus.RUNNING, False),
+        (JobStatus.RUNNING, Action.PAUSE, JobStatus.PAUSED),
+        (JobStatus.PAUSED, Action.RESUME, JobStatus.RUNNING),
+        (JobStatus.RUNNING, Action.CANCEL, JobStatus.CANCELLING),
+        (JobStatus.PAUSED, Action.CANCEL, JobStatus.CANCELLED),
+        (JobStatus.CANCELLING, Action.FINISH_CANCEL, JobStatus.CANCELLED),
+        (JobStatus.FAILED, Action.RETRY, JobStatus.RUNNING),
+        (JobStatus.PAUSED, Action.FAIL, JobStatus.FAILED),
+        (JobStatus.SUCCEEDED, Action.REVERT, JobStatus.REVERTING),
+        (JobStatus.REVERTING, Action.FINISH_REVERT, JobStatus.REVERTED),
+        (JobStatus.SUCCEEDED, Action.RESUME, None),
+        (JobStatus.CANCELLED, Action.RETRY, None),
+        (JobStatus.PAUSED, Action.SUCCEED, None),
+        (JobStatus.CANCELLING, Action.RESUME, None),
+        (JobStatus.RUNNING, Action.REVERT, None),
+        (JobStatus.REVERTED, Action.REVERT, None),
     ],
 )
-def test_transitions(current, target, allowed):
-    assert can_move(current, target) is allowed
+def test_the_lifecycle_table(status, action, target):
+    job = Job(definition="x", status=status)
+    assert (refusal(job, action) is None) is (target is not None)
+    if target is not None:
+        assert TRANSITIONS[action].moves[status] == target
+
+
+def test_a_failed_job_whose_revert_began_refuses_retry_but_not_revert():
+    job = Job(definition="x", status=JobStatus.FAILED, revert_started_at=timezone.now())
+    assert "reverted" in (refusal(job, Action.RETRY) or "")
+    assert actions_for(job) == [Action.REVERT]
+
+
+def test_every_status_has_a_way_forward_or_is_final():
+    """No status strands a job: each is final or some action leaves it."""
+    sources = {status for edge in TRANSITIONS.values() for status in edge.moves}
+    stranded = set(JobStatus) - sources - {JobStatus.REVERTED}
+    assert not stranded

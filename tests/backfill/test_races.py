@@ -7,9 +7,9 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 
-from backfill import scheduler, service
+from backfill import local, scheduler, service
 from backfill.models import Job, JobStatus
-from backfill.runner import work_slice
+from backfill.options import JobOptions
 from organizations.models import Organization
 from tests.processes import ROOT, worker_environment
 
@@ -41,26 +41,22 @@ def test_two_starts_at_once_make_one_job_and_one_clear_refusal():
 def test_revert_of_a_cancelled_job_removes_only_what_it_made(seed, local_queue, drain):
     seed(3_000, share=0.3, existing_groups=50)
     before = set(Group.objects.values_list("pk", flat=True))
-    job = service.start(
-        "admin_groups", "test", service.JobOptions.build(batch_size=200, concurrency=1)
-    )
+    job = service.start("admin_groups", "test", JobOptions.build(batch_size=200, concurrency=1))
     first = local_queue.pop()
-    work_slice(first, "test-owner", 0.3)
+    local.step(first, "test-owner", 0.3)
     service.cancel("admin_groups", "test")
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     filled = Organization.objects.filter(admin__isnull=False).count()
     assert 0 < filled < 3_000
-    service.revert("admin_groups", "test")
+    assert drain(service.revert("admin_groups", "test")).status == JobStatus.REVERTED
     assert set(Group.objects.values_list("pk", flat=True)) == before
     assert not Organization.objects.filter(admin__isnull=False).exists()
 
 
 def test_pauses_and_resumes_between_batches_never_lose_count(seed, local_queue):
     seed(4_000)
-    job = service.start(
-        "admin_groups", "test", service.JobOptions.build(batch_size=100, concurrency=2)
-    )
+    job = service.start("admin_groups", "test", JobOptions.build(batch_size=100, concurrency=2))
     for round_number in range(200):
         slice_id = local_queue.pop()
         if slice_id is None:
@@ -70,7 +66,7 @@ def test_pauses_and_resumes_between_batches_never_lose_count(seed, local_queue):
         if job.status == JobStatus.SUCCEEDED:
             break
         if slice_id is not None:
-            work_slice(slice_id, f"owner-{round_number}", 0.05)
+            local.step(slice_id, f"owner-{round_number}", 0.05)
         if round_number % 3 == 0 and job.status == JobStatus.RUNNING:
             service.pause("admin_groups", "test")
             service.resume("admin_groups", "test")

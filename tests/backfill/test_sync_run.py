@@ -93,8 +93,9 @@ def test_revert_deletes_exactly_the_groups_the_job_made(seed, run_sync):
     app_made = Organization.objects.create(name="Made By The App")
     before = set(Group.objects.values_list("pk", flat=True))
     run_sync()
-    reverted = service.revert("admin_groups", "test")
-    assert reverted == 2_000
+    job = service.revert_sync("admin_groups", "test")
+    assert job.status == JobStatus.REVERTED
+    assert sum(job.slices.values_list("rows_reverted", flat=True)) == 2_000
     assert set(Group.objects.values_list("pk", flat=True)) == before
     assert Organization.objects.filter(admin__isnull=True).count() == 2_000
     app_made.refresh_from_db()

@@ -12,7 +12,9 @@ import pytest
 from django.db import connection
 
 from backfill import dispatch, service
+from backfill.local import LocalQueue
 from backfill.models import JobStatus, Slice
+from backfill.options import JobOptions
 from organizations import naming
 from tests.e2e.test_workers import ROWS, finished, rows_done, seed, wait_for
 from tests.invariants import assert_sound
@@ -42,8 +44,8 @@ def test_a_redis_restart_that_loses_every_message_is_recovered_by_the_sweeper(
         beat.start()
         # The first messages go nowhere: only the sweeper, through the private
         # Redis, can get the job going, and it must again after the restart.
-        with dispatch.using(dispatch.LocalQueue()):
-            job = service.start("admin_groups", "test", service.JobOptions.build(**SLOW))
+        with dispatch.using(LocalQueue()):
+            job = service.start("admin_groups", "test", JobOptions.build(**SLOW))
         wait_for(lambda: rows_done(job) > 2_000, 60)
         redis.stop()
         time.sleep(1)
@@ -71,7 +73,7 @@ def test_terminated_worker_connections_make_batches_retry_and_the_job_finish(sta
     seed()
     start_worker()
     start_worker()
-    job = service.start("admin_groups", "test", service.JobOptions.build(**SLOW))
+    job = service.start("admin_groups", "test", JobOptions.build(**SLOW))
     terminated = 0
     for _ in range(3):
         wait_for(lambda: finished(job) or rows_done(job) > 0, 60)
@@ -88,7 +90,7 @@ def test_a_worker_stopped_gracefully_and_started_again_loses_nothing(start_worke
     seed()
     first = start_worker("graceful")
     start_worker("steady")
-    job = service.start("admin_groups", "test", service.JobOptions.build(**SLOW))
+    job = service.start("admin_groups", "test", JobOptions.build(**SLOW))
     wait_for(lambda: rows_done(job) > 2_000, 60)
     first.stop()  # warm shutdown: the task in hand finishes its short budget
     assert first.process is not None
@@ -129,7 +131,7 @@ def test_app_transactions_holding_rows_wait_at_most_one_batch(start_worker, beat
     thread = threading.Thread(target=app)
     thread.start()
     try:
-        job = service.start("admin_groups", "test", service.JobOptions.build(**SLOW))
+        job = service.start("admin_groups", "test", JobOptions.build(**SLOW))
         wait_for(lambda: finished(job), 180)
     finally:
         stop.set()
@@ -179,7 +181,7 @@ def test_a_postgresql_restart_mid_job_is_retried_and_the_job_finishes(start_work
     seed()
     start_worker()
     start_worker()
-    job = service.start("admin_groups", "test", service.JobOptions.build(**SLOW))
+    job = service.start("admin_groups", "test", JobOptions.build(**SLOW))
     wait_for(lambda: rows_done(job) > 2_000, 60)
     connection.close()
     restart_postgresql()
@@ -232,7 +234,7 @@ def test_deadlock_prone_app_transactions_never_fail_and_the_job_finishes(start_w
 
     threads = [threading.Thread(target=app, args=(n,)) for n in range(3)]
     # The app starts after the job, so every group it makes is above the job's floor.
-    job = service.start("admin_groups", "test", service.JobOptions.build(**SLOW))
+    job = service.start("admin_groups", "test", JobOptions.build(**SLOW))
     for thread in threads:
         thread.start()
     try:

@@ -6,6 +6,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from backfill import dispatch, service
+from backfill.local import LocalQueue
 from backfill.models import Event, Job, JobStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,7 +21,7 @@ def staff(client):
 
 @pytest.fixture
 def queue():
-    with dispatch.using(dispatch.LocalQueue()) as local:
+    with dispatch.using(LocalQueue()) as local:
         yield local
 
 

@@ -11,6 +11,7 @@ from django.db.models import Sum
 
 from backfill import service
 from backfill.models import Job, JobStatus, Slice
+from backfill.options import JobOptions
 from organizations.models import Organization
 from tests.invariants import assert_sound
 from workers.dispatch import CeleryDispatcher
@@ -53,7 +54,7 @@ def test_two_workers_fill_every_row_over_several_slices(start_worker):
     seed()
     start_worker()
     start_worker()
-    job = service.start("admin_groups", "test", service.JobOptions.build(concurrency=2))
+    job = service.start("admin_groups", "test", JobOptions.build(concurrency=2))
     assert job.slices.count() >= 4
     wait_for(lambda: finished(job))
     assert job.status == JobStatus.SUCCEEDED
@@ -66,7 +67,7 @@ def test_pause_stops_progress_resume_continues_and_cancel_ends_the_job(start_wor
     seed()
     start_worker()
     start_worker()
-    options = service.JobOptions.build(batch_size=200, concurrency=2, pause_ms=100)
+    options = JobOptions.build(batch_size=200, concurrency=2, pause_ms=100)
     job = service.start("admin_groups", "test", options)
     wait_for(lambda: rows_done(job) > 2_000)
 
@@ -84,7 +85,7 @@ def test_pause_stops_progress_resume_continues_and_cancel_ends_the_job(start_wor
     wait_for(lambda: status_of(job) == JobStatus.CANCELLED, 30)
     assert rows_done(job) == Organization.objects.filter(admin__isnull=False).count() < ROWS
 
-    job = service.start("admin_groups", "test", service.JobOptions.build(concurrency=2))
+    job = service.start("admin_groups", "test", JobOptions.build(concurrency=2))
     wait_for(lambda: finished(job))
     assert job.status == JobStatus.SUCCEEDED
     assert_sound(job, exact_counters=False)
@@ -101,7 +102,7 @@ def test_killed_worker_loses_at_most_one_batch_and_the_job_finishes(start_worker
     seed()
     victim = start_worker("victim")
     start_worker("survivor")
-    options = service.JobOptions.build(batch_size=200, concurrency=2, pause_ms=300)
+    options = JobOptions.build(batch_size=200, concurrency=2, pause_ms=300)
     job = service.start("admin_groups", "test", options)
     kills = 0
     while kills < 3:
@@ -121,7 +122,7 @@ def test_killed_worker_loses_at_most_one_batch_and_the_job_finishes(start_worker
 
 def test_a_slice_delivered_twice_is_worked_once(start_worker):
     seed(20_000)
-    job = service.start("admin_groups", "test", service.JobOptions.build(concurrency=2))
+    job = service.start("admin_groups", "test", JobOptions.build(concurrency=2))
     for slice_id in Slice.objects.filter(job=job).values_list("pk", flat=True):
         CeleryDispatcher().dispatch(slice_id)
         CeleryDispatcher().dispatch(slice_id)
@@ -165,7 +166,7 @@ def test_the_app_inserts_renames_and_deletes_during_the_job(start_worker):
     thread.start()
     try:
         job = service.start(
-            "admin_groups", "test", service.JobOptions.build(batch_size=1000, concurrency=2)
+            "admin_groups", "test", JobOptions.build(batch_size=1000, concurrency=2)
         )
         wait_for(lambda: finished(job))
     finally:

@@ -18,9 +18,11 @@ from backfill import checker, display, service
 from backfill.arguments import non_negative_int, positive_int
 from backfill.errors import BackfillError
 from backfill.models import Job, JobStatus
+from backfill.options import JobOptions
 from backfill.progress import Progress, job_progress
 from backfill.registry import all_definitions, get_definition
-from backfill.state import FINISHED
+from backfill.state import Action
+from backfill.statuses import FINISHED_STATUSES
 
 USAGE = 2
 NOT_DONE = 1
@@ -52,8 +54,8 @@ class Command(BaseCommand):
         status = sub.add_parser("status", help="progress of jobs", parents=[as_json])
         status.add_argument("name", nargs="?", help="one definition (default: all)")
         status.add_argument("--watch", action="store_true", help="refresh until the job ends")
-        for action in ("pause", "resume", "cancel", "retry"):
-            sub.add_parser(action, help=f"{action} the job", parents=[named])
+        for action in (Action.PAUSE, Action.RESUME, Action.CANCEL, Action.RETRY):
+            sub.add_parser(action, help=f"{action} the latest job", parents=[named])
         sub.add_parser(
             "check",
             help="exit 0 when nothing is left and verification passes",
@@ -63,8 +65,13 @@ class Command(BaseCommand):
         run.add_argument(
             "--sync", action="store_true", help="run in this process, without Celery or Redis"
         )
-        revert = sub.add_parser("revert", help="undo the latest job's fill", parents=[named])
+        revert = sub.add_parser(
+            "revert", help="undo the latest job's fill and watch until done", parents=[named]
+        )
         revert.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        revert.add_argument(
+            "--sync", action="store_true", help="revert in this process, without Celery or Redis"
+        )
         sub.add_parser(
             "reconcile", help="re-dispatch expired slices and finish done jobs (the sweeper)"
         )
@@ -78,13 +85,13 @@ class Command(BaseCommand):
         if code:
             sys.exit(code)
 
-    def job_options(self, options: Namespace) -> service.JobOptions:
-        return service.JobOptions.build(options.batch_size, options.concurrency, options.pause_ms)
+    def job_options(self, options: Namespace) -> JobOptions:
+        return JobOptions.build(options.batch_size, options.concurrency, options.pause_ms)
 
     def do_list(self, options: Namespace) -> int:
         rows = []
         for definition in all_definitions():
-            job = Job.objects.filter(definition=definition.name).order_by("-id").first()
+            job = Job.objects.latest_for(definition.name)
             rows.append(
                 {
                     "name": definition.name,
@@ -135,19 +142,15 @@ class Command(BaseCommand):
     def jobs_for_status(self, name: str | None) -> list[Job]:
         if name:
             return [service.latest_job(name)]
-        latest = []
-        for definition in all_definitions():
-            job = Job.objects.filter(definition=definition.name).order_by("-id").first()
-            if job:
-                latest.append(job)
-        return latest
+        jobs = (Job.objects.latest_for(d.name) for d in all_definitions())
+        return [job for job in jobs if job is not None]
 
     def watch(self, job: Job, as_json: bool = False) -> int:
         while True:
             job.refresh_from_db()
             progress = job_progress(job)
-            self.show(progress, as_json, final=job.status in FINISHED)
-            if job.status in FINISHED or job.status == JobStatus.PAUSED:
+            self.show(progress, as_json, final=job.status in FINISHED_STATUSES)
+            if job.status in FINISHED_STATUSES or job.status == JobStatus.PAUSED:
                 return self.exit_code(job)
             time.sleep(1)
 
@@ -163,26 +166,27 @@ class Command(BaseCommand):
             self.stdout.write(line)
 
     def exit_code(self, job: Job) -> int:
-        if job.status == JobStatus.SUCCEEDED:
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.REVERTED):
             return 0
         if job.error:
             self.stderr.write(f"{job.definition} job #{job.pk} {job.status}: {job.error}")
         return NOT_DONE if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else 0
 
     def do_pause(self, options: Namespace) -> int:
-        return self.report(service.pause(options.name, actor()), "paused")
+        return self.act(Action.PAUSE, options.name)
 
     def do_resume(self, options: Namespace) -> int:
-        return self.report(service.resume(options.name, actor()), "resumed")
+        return self.act(Action.RESUME, options.name)
 
     def do_cancel(self, options: Namespace) -> int:
-        return self.report(service.cancel(options.name, actor()), "cancel requested for")
+        return self.act(Action.CANCEL, options.name)
 
     def do_retry(self, options: Namespace) -> int:
-        return self.report(service.retry(options.name, actor()), "retrying")
+        return self.act(Action.RETRY, options.name)
 
-    def report(self, job: Job, verb: str) -> int:
-        self.stdout.write(f"{verb.capitalize()} {job.definition} job #{job.pk} (now {job.status}).")
+    def act(self, action: Action, name: str) -> int:
+        job = service.ACTIONS[action](name, actor())
+        self.stdout.write(f"{action.capitalize()}: {job.definition} job #{job.pk} is {job.status}.")
         return 0
 
     def do_check(self, options: Namespace) -> int:
@@ -199,7 +203,10 @@ class Command(BaseCommand):
             job = service.start(options.name, actor(), job_options)
             return self.watch(job)
         job = service.run_sync(
-            options.name, actor(), job_options, on_progress=lambda p: self.show(p, False)
+            options.name,
+            actor(),
+            job_options,
+            on_progress=lambda j: self.show(job_progress(j), False),
         )
         if self.stdout.isatty():
             self.stdout.write("")
@@ -209,21 +216,20 @@ class Command(BaseCommand):
         job = service.latest_job(options.name)
         if not options.yes and not self.confirm(job):
             raise BackfillError("revert not confirmed; nothing changed (use --yes in scripts)")
-        reverted = service.revert(options.name, actor(), on_progress=self.revert_progress)
-        self.stdout.write(f"\nReverted {reverted:,} rows of {job.definition} job #{job.pk}.")
-        return 0
+        if options.sync:
+            job = service.revert_sync(
+                options.name, actor(), on_progress=lambda j: self.show(job_progress(j), False)
+            )
+            if self.stdout.isatty():
+                self.stdout.write("")
+            return self.exit_code(job)
+        return self.watch(service.revert(options.name, actor()))
 
     def confirm(self, job: Job) -> bool:
         if not sys.stdin.isatty():
             return False
         answer = input(f"Undo what {job.definition} job #{job.pk} filled? [y/N] ")
         return answer.strip().lower() in {"y", "yes"}
-
-    def revert_progress(self, done: int, total: int) -> None:
-        if self.stdout.isatty():
-            self.stdout.write(
-                f"\rreverting {display.bar(done / total)} {done:,}/{total:,} keys", ending=""
-            )
 
     def do_reconcile(self, options: Namespace) -> int:
         report = service.reconcile()

@@ -1,0 +1,163 @@
+"""One fill batch is one short transaction.
+
+`run_batch` locks the next pending rows of a slice (skipping rows another
+transaction holds), lets the definition fill them, and advances the slice's
+cursor and counters in the same transaction: progress never overstates and a
+crash loses at most the batch in flight.
+"""
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db.backends.utils import CursorWrapper
+from django.utils import timezone
+from psycopg import sql
+
+from backfill import conf
+from backfill.conf import BatchLimits
+from backfill.models import Sample, Slice, SliceStatus
+from backfill.registry import Definition, Row
+from backfill.transactions import batch_transaction
+
+# A slice prunes its job's old samples every this many batches.
+PRUNE_EVERY = 20
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    rows_selected: int
+    rows_changed: int
+    seconds: float
+    new_pass: bool
+    slice_done: bool
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What the locking select returned: rows to fill, and where the pass is."""
+
+    rows: list[Row] = field(default_factory=list)
+    skipped: int = 0
+    candidates: int = 0
+    last_key: int | None = None
+
+
+# Candidates are the next `size` pending keys of the slice in key order (read
+# from the snapshot, so rows held by the app are seen too); of these, the rows
+# that can be locked right now are locked and returned with their columns. The
+# pending condition is checked again under the lock, so a row filled meanwhile
+# is left alone. Unlockable candidates come back with locked = false, and the
+# slice makes another pass for them later.
+SELECT_BATCH_SQL = """
+WITH candidates AS (
+    SELECT {key} AS key FROM {table}
+    WHERE {key} > %(cursor)s AND {key} <= %(high)s AND ({pending})
+    ORDER BY {key}
+    LIMIT %(size)s
+),
+locked AS (
+    SELECT {key} AS key{columns} FROM {table}
+    WHERE {key} IN (SELECT key FROM candidates) AND ({pending})
+    FOR UPDATE SKIP LOCKED
+)
+SELECT c.key, l.key IS NOT NULL{locked_columns}
+FROM candidates c LEFT JOIN locked l ON l.key = c.key
+ORDER BY c.key
+"""
+
+
+def select_batch_sql(definition: Definition) -> str:
+    read = definition.read_columns()
+    return (
+        sql.SQL(SELECT_BATCH_SQL)
+        .format(
+            key=sql.Identifier(definition.key_column),
+            table=sql.Identifier(definition.table),
+            pending=definition.pending_condition(),
+            columns=sql.SQL("").join(sql.SQL(", ") + sql.Identifier(c) for c in read),
+            locked_columns=sql.SQL("").join(sql.SQL(", l.") + sql.Identifier(c) for c in read),
+        )
+        .as_string()
+    )
+
+
+def run_batch(
+    definition: Definition, slice_id: int, owner: str, size: int, limits: BatchLimits
+) -> BatchResult:
+    started = time.monotonic()
+    with batch_transaction(limits) as cursor:
+        slc = Slice.objects.locked_for(slice_id, owner)
+        batch = select_batch(cursor, definition, slc, size)
+        filled = definition.fill(cursor, batch.rows) if batch.rows else 0
+        new_pass, done = advance(slc, batch, size, filled)
+        seconds = time.monotonic() - started
+        slc.save()
+        record_sample(slc, filled, size, seconds)
+    return BatchResult(len(batch.rows), filled, seconds, new_pass, done)
+
+
+def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size: int) -> Batch:
+    cursor.execute(
+        select_batch_sql(definition), {"cursor": slc.cursor, "high": slc.high, "size": size}
+    )
+    fetched = cursor.fetchall()
+    rows = [(key, *rest) for key, locked, *rest in fetched if locked]
+    return Batch(
+        rows=rows,
+        skipped=len(fetched) - len(rows),
+        candidates=len(fetched),
+        last_key=fetched[-1][0] if fetched else None,
+    )
+
+
+def advance(slc: Slice, batch: Batch, size: int, filled: int) -> tuple[bool, bool]:
+    """Move the cursor; at the end of a pass, finish or start over for skipped rows."""
+    slc.rows_done += filled
+    slc.rows_skipped += batch.skipped
+    count_success(slc, size)
+    if batch.candidates == size and batch.last_key is not None:
+        slc.cursor = batch.last_key
+        return False, False
+    if slc.rows_skipped:
+        slc.cursor = slc.low - 1
+        slc.rows_skipped = 0
+        slc.passes += 1
+        return True, False
+    slc.cursor = slc.high
+    slc.status = SliceStatus.DONE
+    return False, True
+
+
+def count_success(slc: Slice, size: int) -> None:
+    """A committed batch: budgets back to full, the lease renewed, the size kept."""
+    slc.batches += 1
+    slc.attempts = 0
+    slc.lock_timeouts = 0
+    slc.batch_size = size
+    slc.lease_expires_at = timezone.now() + timedelta(
+        seconds=conf.get_int("BACKFILL_LEASE_SECONDS")
+    )
+
+
+def record_sample(slc: Slice, rows: int, size: int, seconds: float) -> None:
+    Sample.objects.create(
+        job_id=slc.job_id,
+        slice_number=slc.number,
+        rows=rows,
+        batch_size=size,
+        duration_ms=seconds * 1000,
+    )
+    if slc.batches % PRUNE_EVERY == 0:
+        prune_samples(slc.job_id)
+
+
+def prune_samples(job_id: int) -> None:
+    keep = conf.get_int("BACKFILL_SAMPLES_PER_JOB")
+    boundary = (
+        Sample.objects.filter(job_id=job_id)
+        .order_by("-id")
+        .values_list("id", flat=True)[keep : keep + 1]
+    )
+    if boundary:
+        Sample.objects.filter(job_id=job_id, id__lte=boundary[0]).delete()

@@ -1,0 +1,65 @@
+"""Undo a job's fill: run by the workers, slice by slice, like the fill itself.
+
+Reverting reuses the job's slices: each walks its key range again, in batches
+of keys, and hands each batch to the definition's `revert` in a short
+transaction with the same limits, back-off and failure budgets as a fill batch
+(the runner drives both). The slice's cursor and `rows_reverted` advance in the
+batch's own transaction, so a crash loses at most one batch and a revert that
+failed carries on where it stopped when asked again.
+"""
+
+import time
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from backfill.batch import BatchResult, count_success, record_sample
+from backfill.conf import BatchLimits
+from backfill.models import Job, Slice, SliceStatus
+from backfill.registry import Definition
+from backfill.state import Action, transition
+from backfill.transactions import batch_transaction
+
+
+def begin(job: Job, actor: str) -> Job:
+    """Move the job to reverting and open its slices for the revert pass.
+
+    The first revert walks every slice from its start; asking again after a
+    failed revert reopens only the slices that failed, from their cursors.
+    """
+    with transaction.atomic():
+        first = job.revert_started_at is None
+        job = transition(job, Action.REVERT, actor)
+        slices = Slice.objects.filter(job=job)
+        if first:
+            slices.reopen(cursor=F("low") - 1, passes=1, rows_skipped=0)
+        else:
+            slices.failed().reopen()
+    return job
+
+
+def run_revert_batch(
+    definition: Definition,
+    context: dict[str, Any],
+    slice_id: int,
+    owner: str,
+    size: int,
+    limits: BatchLimits,
+) -> BatchResult:
+    """Revert the next `size` keys of the slice; cost follows the key span."""
+    started = time.monotonic()
+    with batch_transaction(limits) as cursor:
+        slc = Slice.objects.locked_for(slice_id, owner)
+        low, high = slc.cursor + 1, min(slc.high, slc.cursor + size)
+        reverted = definition.revert(cursor, context, low, high)
+        slc.rows_reverted += reverted
+        slc.cursor = high
+        count_success(slc, size)
+        done = high >= slc.high
+        if done:
+            slc.status = SliceStatus.DONE
+        seconds = time.monotonic() - started
+        slc.save()
+        record_sample(slc, reverted, size, seconds)
+    return BatchResult(high - low + 1, reverted, seconds, new_pass=False, slice_done=done)
