@@ -1,17 +1,21 @@
 """The contract step: NOT NULL only on complete data, never holding a long lock."""
 
 import io
+import re
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from psycopg import sql
 
-from backfill.operations import EnforceNotNull, LockNotAcquired
+from backfill import registry
+from backfill.operations import BackfillIncomplete, EnforceNotNull, LockNotAcquired
 from tests.processes import ROOT, worker_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -194,3 +198,59 @@ def test_two_contract_migrations_at_once_one_works_the_other_ends_cleanly():
     assert [code for code, _ in results] == [0, 0], results
     assert admin_is_not_null()
     assert check_constraints() == []
+
+
+FORGET_ADMIN_GROUPS_AND_MIGRATE = """
+import django
+django.setup()
+from backfill import registry
+del registry._registry["admin_groups"]  # the definition was deleted after the contract
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+"""
+
+
+@pytest.fixture
+def fresh_database() -> Iterator[str]:
+    """An empty database beside the test one, dropped afterwards."""
+    name = f"{connection.settings_dict['NAME']}_fresh"
+    with connect() as admin:
+        admin.autocommit = True
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield name
+    with connect() as admin:
+        admin.autocommit = True
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def test_a_new_database_migrates_to_the_end_after_the_definition_is_deleted(fresh_database):
+    env = worker_environment()
+    env["DATABASE_URL"] = env["DATABASE_URL"].rsplit("/", 1)[0] + f"/{fresh_database}"
+    result = subprocess.run(
+        [sys.executable, "-c", FORGET_ADMIN_GROUPS_AND_MIGRATE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(env["DATABASE_URL"]) as fresh:
+        applied = fresh.execute(
+            "SELECT name FROM django_migrations WHERE app = 'organizations' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert applied == ("0005_organization_admin_contract",)
+
+
+def test_the_gate_reads_the_column_when_the_definition_is_gone(monkeypatch):
+    call_command("seed_organizations", "--count", "40", verbosity=0)
+    monkeypatch.delitem(registry._registry, "admin_groups")
+    with pytest.raises(
+        BackfillIncomplete, match=re.escape("40 rows of organizations.Organization.admin")
+    ):
+        call_command("migrate", "organizations", "0005", verbosity=0)
+    assert not admin_is_not_null()
