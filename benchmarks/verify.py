@@ -13,7 +13,6 @@ and pre-existing groups changed or deleted (`--digest`, see `digest()`).
 import argparse
 import json
 import os
-from collections import defaultdict
 from typing import Any
 
 GROUPS_DIGEST_SQL = (
@@ -27,66 +26,23 @@ def digest(cursor: Any, floor: int) -> str:
     return str(cursor.fetchone()[0])
 
 
-def scalar(cursor: Any, statement: str, params: list[Any]) -> int:
-    cursor.execute(statement, params)
-    return int(cursor.fetchone()[0])
-
-
-def misnamed() -> int:
-    """Links that break the rule, including numbers chosen over a smaller free one."""
-    from django.contrib.auth.models import Group
-
-    from organizations.models import Organization
-    from organizations.naming import admin_group_name, name_base, number_in
-
-    highest: dict[str, int] = defaultdict(int)
-    broken = 0
-    linked = Organization.objects.filter(admin__isnull=False).values_list("name", "admin__name")
-    for name, group in linked.iterator(chunk_size=20000):
-        number = number_in(group, name)
-        if number is None:
-            broken += 1
-        else:
-            base = name_base(name)
-            highest[base] = max(highest[base], number)
-    taken = set(Group.objects.values_list("name", flat=True).iterator(chunk_size=20000))
-    for base, number in highest.items():
-        broken += sum(1 for k in range(number) if admin_group_name(base, k) not in taken)
-    return broken
-
-
 def verify(floor: int, expected_digest: str) -> dict[str, Any]:
     from django.db import connection
 
+    from organizations import audit
+    from organizations.models import Organization
+
     with connection.cursor() as cursor:
         counts = {
-            "organizations": scalar(cursor, "SELECT count(*) FROM organizations_organization", []),
-            "filled": scalar(
-                cursor,
-                "SELECT count(*) FROM organizations_organization WHERE admin_id IS NOT NULL",
-                [],
-            ),
-            "shared_groups": scalar(
-                cursor,
-                "SELECT count(*) FROM (SELECT admin_id FROM organizations_organization "
-                "WHERE admin_id IS NOT NULL GROUP BY admin_id HAVING count(*) > 1) AS s",
-                [],
-            ),
-            "orphan_groups": scalar(
-                cursor,
-                "SELECT count(*) FROM auth_group g WHERE g.id > %s AND NOT EXISTS "
-                "(SELECT 1 FROM organizations_organization o WHERE o.admin_id = g.id)",
-                [floor],
-            ),
-            "took_existing_group": scalar(
-                cursor,
-                "SELECT count(*) FROM organizations_organization WHERE admin_id <= %s",
-                [floor],
-            ),
+            "organizations": Organization.objects.count(),
+            "filled": Organization.objects.filter(admin__isnull=False).count(),
+            "shared_groups": audit.shared_groups(cursor),
+            "orphan_groups": audit.orphan_groups(cursor, floor),
+            "took_existing_group": audit.linked_to_existing(cursor, floor),
             "existing_groups_changed": int(digest(cursor, floor) != expected_digest),
         }
     counts["pending"] = counts["organizations"] - counts["filled"]
-    counts["misnamed"] = misnamed()
+    counts["misnamed"] = audit.misnamed() + audit.skipped_numbers()
     return counts
 
 

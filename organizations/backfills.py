@@ -9,7 +9,7 @@ from psycopg import sql
 
 from backfill import Definition, ExpressionDefinition, register
 from backfill.registry import Row
-from organizations import naming
+from organizations import audit, naming
 from organizations.models import Organization
 
 ORGANIZATIONS = Organization._meta.db_table
@@ -68,16 +68,7 @@ class AdminGroups(Definition):
         return int(cursor.rowcount)
 
     def verify(self, cursor: CursorWrapper) -> list[str]:
-        cursor.execute(
-            sql.SQL(
-                "SELECT count(*) FROM (SELECT admin_id FROM {orgs} WHERE admin_id IS NOT NULL "
-                "GROUP BY admin_id HAVING count(*) > 1) AS shared"
-            )
-            .format(orgs=sql.Identifier(ORGANIZATIONS))
-            .as_string()
-        )
-        row = cursor.fetchone()
-        shared = row[0] if row else 0
+        shared = audit.shared_groups(cursor)
         return [f"{shared} admin groups are shared by several organizations"] if shared else []
 
     def revert(self, cursor: CursorWrapper, context: dict[str, Any], low: int, high: int) -> int:

@@ -2,12 +2,12 @@
 
 from dataclasses import dataclass
 
+from django.contrib.auth.models import Group
 from django.db import connection
-from django.db.models import Sum
 
 from backfill.models import Job, Slice
+from organizations import audit
 from organizations.models import Organization
-from organizations.naming import admin_group_name, name_base
 
 
 @dataclass(frozen=True)
@@ -26,53 +26,18 @@ def check_admin_groups(job: Job, renamed: frozenset[int] = frozenset()) -> Repor
     """Counts of every way the guarantees could be broken (all zero when sound)."""
     floor = job.context["group_id_floor"]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM (SELECT admin_id FROM organizations_organization "
-            "WHERE admin_id IS NOT NULL GROUP BY admin_id HAVING count(*) > 1) s"
-        )
-        shared = cursor.fetchone()[0]
-        cursor.execute(
-            "SELECT count(*) FROM auth_group g WHERE g.id > %s AND NOT EXISTS "
-            "(SELECT 1 FROM organizations_organization o WHERE o.admin_id = g.id)",
-            [floor],
-        )
-        orphans = cursor.fetchone()[0]
-        cursor.execute(
-            "SELECT count(*) FROM organizations_organization WHERE admin_id <= %s", [floor]
-        )
-        took_existing = cursor.fetchone()[0]
-        cursor.execute("SELECT count(*) FROM auth_group WHERE id <= %s", [floor])
-        existing = cursor.fetchone()[0]
-    misnamed = sum(
-        1
-        for pk, name, group in Organization.objects.exclude(pk__in=renamed)
-        .filter(admin__isnull=False)
-        .values_list("pk", "name", "admin__name")
-        .iterator(chunk_size=5000)
-        if not follows_rule(name, group)
-    )
-    done = Slice.objects.filter(job=job).aggregate(total=Sum("rows_done"))["total"] or 0
+        shared = audit.shared_groups(cursor)
+        orphans = audit.orphan_groups(cursor, floor)
+        took_existing = audit.linked_to_existing(cursor, floor)
     return Report(
         organizations=Organization.objects.count(),
         without_admin=Organization.objects.filter(admin__isnull=True).count(),
         shared_groups=shared,
         orphan_groups=orphans,
-        misnamed=misnamed,
-        rows_done=done,
+        misnamed=audit.misnamed(exclude=renamed),
+        rows_done=Slice.objects.filter(job=job).rows_done(),
         took_existing_group=took_existing,
-        existing_groups=existing,
-    )
-
-
-def follows_rule(name: str, group: str) -> bool:
-    base = name_base(name)
-    if group == admin_group_name(name):
-        return True
-    middle = group.removeprefix(base + " ").removesuffix(" Admin")
-    return (
-        group.startswith(base + " ")
-        and middle.isdigit()
-        and group == admin_group_name(name, int(middle))
+        existing_groups=Group.objects.filter(pk__lte=floor).count(),
     )
 
 

@@ -1,25 +1,16 @@
 import pytest
-from django.core.management import call_command
 
 from backfill import dispatch, local, service
 from backfill.local import LocalQueue
 from backfill.models import Job
 from backfill.options import JobOptions
+from tests import data
 
 
 @pytest.fixture
 def seed():
     def seed(count: int, share: float = 0.2, existing_groups: int = 20) -> None:
-        call_command(
-            "seed_organizations",
-            "--count",
-            str(count),
-            "--duplicate-share",
-            str(share),
-            "--existing-groups",
-            str(existing_groups),
-            verbosity=0,
-        )
+        data.seed(count, share, existing_groups)
 
     return seed
 

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
-from django.core.management import call_command
 
 from backfill.models import Job
+from tests.data import seed
 from tests.processes import ROOT, worker_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,10 +23,6 @@ def backfill(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
-
-
-def seed(count: int) -> None:
-    call_command("seed_organizations", "--count", str(count), verbosity=0)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from psycopg import sql
 
 from backfill import registry
 from backfill.operations import BackfillIncomplete, EnforceNotNull, LockNotAcquired
+from tests.data import app_session, seed
 from tests.processes import ROOT, worker_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,13 +48,11 @@ def check_constraints() -> list[tuple[str, bool]]:
         return cursor.fetchall()
 
 
-def connect() -> psycopg.Connection:
-    db = connection.settings_dict
-    return psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"])
+connect = app_session
 
 
 def seed_and_fill(count: int) -> None:
-    call_command("seed_organizations", "--count", str(count), verbosity=0)
+    seed(count)
     call_command("backfill", "run", "admin_groups", "--sync", stdout=io.StringIO())
 
 
@@ -70,7 +69,7 @@ def migrate_contract(*extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_refused_while_rows_are_pending_names_the_count_and_changes_nothing():
-    call_command("seed_organizations", "--count", "1204", verbosity=0)
+    seed(1204)
     result = migrate_contract()
     assert result.returncode != 0
     assert "1,204 rows of organizations.Organization.admin are still empty" in result.stderr
@@ -90,7 +89,7 @@ def test_succeeds_after_the_backfill_and_reverses():
 
 def test_inline_finalize_fills_a_few_remaining_rows_first(settings):
     settings.BACKFILL_FINALIZE_INLINE_ROWS = 50
-    call_command("seed_organizations", "--count", "30", verbosity=0)
+    seed(30)
     call_command("migrate", "organizations", "0005", verbosity=0)
     assert admin_is_not_null()
 
@@ -247,7 +246,7 @@ def test_a_new_database_migrates_to_the_end_after_the_definition_is_deleted(fres
 
 
 def test_the_gate_reads_the_column_when_the_definition_is_gone(monkeypatch):
-    call_command("seed_organizations", "--count", "40", verbosity=0)
+    seed(40)
     monkeypatch.delitem(registry._registry, "admin_groups")
     with pytest.raises(
         BackfillIncomplete, match=re.escape("40 rows of organizations.Organization.admin")

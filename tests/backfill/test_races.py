@@ -5,7 +5,6 @@ import sys
 
 import pytest
 from django.contrib.auth.models import Group
-from django.core.management import call_command
 
 from backfill import local, scheduler, service
 from backfill.models import Job, JobStatus
@@ -16,8 +15,8 @@ from tests.processes import ROOT, worker_environment
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_two_starts_at_once_make_one_job_and_one_clear_refusal():
-    call_command("seed_organizations", "--count", "500", verbosity=0)
+def test_two_starts_at_once_make_one_job_and_one_clear_refusal(seed):
+    seed(500)
     command = [sys.executable, "manage.py", "backfill", "start", "admin_groups"]
     runs = [
         subprocess.Popen(

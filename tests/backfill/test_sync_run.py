@@ -2,7 +2,6 @@
 
 import threading
 
-import psycopg
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
@@ -12,6 +11,7 @@ from backfill.errors import ActiveJobExists, InvalidTransition
 from backfill.models import Event, JobStatus, Slice
 from backfill.registry import get_definition
 from organizations.models import Organization
+from tests.data import app_session
 from tests.invariants import assert_sound
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,8 +62,7 @@ def test_resume_of_a_finished_job_is_refused(seed, run_sync):
 def test_rows_held_by_the_app_are_filled_once_released(seed, run_sync):
     seed(2_000, share=0)
     held = Organization.objects.order_by("pk").values_list("pk", flat=True)[500]
-    db = connection.settings_dict
-    app = psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"])
+    app = app_session()
     app.execute("SELECT 1 FROM organizations_organization WHERE id = %s FOR UPDATE", [held])
     release = threading.Timer(2.0, app.commit)
     release.start()

@@ -2,15 +2,14 @@
 
 from collections.abc import Sequence
 
-import psycopg
 import pytest
-from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
 from backfill.models import JobStatus, Sample, Slice, SliceStatus
 from backfill.registry import Row, register
 from organizations.backfills import AdminGroups
 from organizations.models import Organization
+from tests.data import app_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,10 +69,7 @@ class AlwaysWaitsOnTheApp(WaitsOnTheApp):
 @pytest.fixture
 def app_holds_the_lock():
     """Another session holds APP_LOCK for the whole test, as an idle app transaction would."""
-    db = connection.settings_dict
-    with psycopg.connect(
-        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
-    ) as app:
+    with app_session(autocommit=True) as app:
         app.execute("SELECT pg_advisory_lock(%s)", [APP_LOCK])
         yield
 

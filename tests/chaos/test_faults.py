@@ -16,6 +16,7 @@ from backfill.local import LocalQueue
 from backfill.models import JobStatus, Slice
 from backfill.options import JobOptions
 from organizations import naming
+from tests.data import app_session
 from tests.e2e.test_workers import ROWS, finished, rows_done, seed, wait_for
 from tests.invariants import assert_sound
 from tests.processes import ROOT, Beat, PrivateRedis
@@ -153,10 +154,7 @@ def organization_ids() -> range:
 
 
 def connect() -> psycopg.Connection:
-    db = connection.settings_dict
-    return psycopg.connect(
-        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
-    )
+    return app_session(autocommit=True)
 
 
 def restart_postgresql() -> None:

@@ -2,12 +2,12 @@
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.management import call_command
 from django.test import Client
 
 from backfill import dispatch, service
 from backfill.local import LocalQueue
 from backfill.models import Event, Job, JobStatus
+from tests import data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +26,7 @@ def queue():
 
 
 def seed(count: int = 200) -> None:
-    call_command("seed_organizations", "--count", str(count), verbosity=0)
+    data.seed(count)
 
 
 @pytest.mark.parametrize("url", ["/backfill/", "/backfill/fragment/", "/backfill/jobs/1/"])

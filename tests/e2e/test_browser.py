@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.management import call_command
+
+from tests import data
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -40,7 +41,7 @@ def browser(monkeypatch):
 def test_staff_user_starts_watches_pauses_resumes_and_sees_success(
     browser, live_server, start_worker, output_dir, request
 ):
-    call_command("seed_organizations", "--count", "40000", verbosity=0)
+    data.seed(40_000)
     User.objects.create_user("admin", password="admin-pass-123", is_staff=True)
     start_worker()
     start_worker()

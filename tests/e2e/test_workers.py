@@ -5,7 +5,6 @@ import threading
 import time
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 from django.db.models import Sum
 
@@ -13,6 +12,7 @@ from backfill import service
 from backfill.models import Job, JobStatus, Slice
 from backfill.options import JobOptions
 from organizations.models import Organization
+from tests import data
 from tests.invariants import assert_sound
 from workers.dispatch import CeleryDispatcher
 
@@ -22,9 +22,7 @@ ROWS = 50_000
 
 
 def seed(count: int = ROWS) -> None:
-    call_command(
-        "seed_organizations", "--count", str(count), "--existing-groups", "100", verbosity=0
-    )
+    data.seed(count, existing_groups=100)
 
 
 def wait_for(predicate, timeout: float = 120.0, interval: float = 0.2):

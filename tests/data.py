@@ -1,0 +1,28 @@
+"""Test data and sessions of "the app": one helper each, shared by every test."""
+
+import psycopg
+from django.core.management import call_command
+from django.db import connection
+
+
+def seed(count: int, share: float | None = None, existing_groups: int | None = None) -> None:
+    """Legacy organizations (no admin group) through the project's own seed command."""
+    args = ["--count", str(count)]
+    if share is not None:
+        args += ["--duplicate-share", str(share)]
+    if existing_groups is not None:
+        args += ["--existing-groups", str(existing_groups)]
+    call_command("seed_organizations", *args, verbosity=0)
+
+
+def app_session(autocommit: bool = False) -> psycopg.Connection:
+    """A raw session on the test database, as another app server's would be."""
+    db = connection.settings_dict
+    return psycopg.connect(
+        host=db["HOST"],
+        port=db["PORT"],
+        user=db["USER"],
+        dbname=db["NAME"],
+        password=db.get("PASSWORD") or None,
+        autocommit=autocommit,
+    )
