@@ -35,6 +35,7 @@ class Action(enum.StrEnum):
 
 
 def never_reverted(job: Job) -> str | None:
+    """a revert of the job has begun (it emptied rows behind those cursors again)"""
     if job.revert_started_at is None:
         return None
     return (
@@ -44,41 +45,59 @@ def never_reverted(job: Job) -> str | None:
 
 @dataclass(frozen=True)
 class Edge:
-    """Where an action may start, where it leads, and who may ask for it."""
+    """Where an action may start, where it leads, who may ask for it, and why."""
 
     moves: dict[JobStatus, JobStatus]
     by_people: bool  # offered on the CLI, the dashboard and the API
+    why: str
     guard: Callable[[Job], str | None] | None = None  # a reason to refuse, or None
     hint: str = ""  # what to do instead, when refused from the wrong status
 
 
 TRANSITIONS: dict[Action, Edge] = {
-    # The job and its slices were created in this transaction; workers may take them.
-    Action.START: Edge({S.PENDING: S.RUNNING}, by_people=False),
-    # Workers stop after the batch in flight; its rows stay committed.
-    Action.PAUSE: Edge({S.RUNNING: S.PAUSED}, by_people=True),
-    # Slices carry on from their cursors.
-    Action.RESUME: Edge({S.PAUSED: S.RUNNING}, by_people=True),
-    # A running job waits for its batches in flight; a paused one has none.
-    Action.CANCEL: Edge({S.RUNNING: S.CANCELLING, S.PAUSED: S.CANCELLED}, by_people=True),
-    # Failed slices resume from their cursors with fresh budgets; never after a
-    # revert, which emptied rows behind those cursors again.
-    Action.RETRY: Edge({S.FAILED: S.RUNNING}, by_people=True, guard=never_reverted),
-    # Workers undo what the job filled, slice by slice; a failed revert may be
-    # asked again and carries on where it stopped.
+    Action.START: Edge(
+        {S.PENDING: S.RUNNING},
+        False,
+        "the job and its slices were created in this transaction; workers may take them",
+    ),
+    Action.PAUSE: Edge(
+        {S.RUNNING: S.PAUSED}, True, "workers stop after the batch in flight; its rows stay"
+    ),
+    Action.RESUME: Edge({S.PAUSED: S.RUNNING}, True, "slices carry on from their cursors"),
+    Action.CANCEL: Edge(
+        {S.RUNNING: S.CANCELLING, S.PAUSED: S.CANCELLED},
+        True,
+        "a running job waits for its batches in flight; a paused one has none",
+    ),
+    Action.RETRY: Edge(
+        {S.FAILED: S.RUNNING},
+        True,
+        "failed slices resume from their cursors with fresh budgets",
+        guard=never_reverted,
+    ),
     Action.REVERT: Edge(
         {S.SUCCEEDED: S.REVERTING, S.FAILED: S.REVERTING, S.CANCELLED: S.REVERTING},
-        by_people=True,
+        True,
+        "workers undo what the job filled, slice by slice; after a failed revert, "
+        "asking again carries on where it stopped",
         hint="cancel it first, or let it end",
     ),
-    # A slice ran out of attempts, also while the job was paused (never stuck running).
-    Action.FAIL: Edge({S.RUNNING: S.FAILED, S.PAUSED: S.FAILED, S.REVERTING: S.FAILED}, False),
-    # Every slice is done and no pending row is left in the job's range.
-    Action.SUCCEED: Edge({S.RUNNING: S.SUCCEEDED}, by_people=False),
-    # No worker holds a slice of the cancelling job any more.
-    Action.FINISH_CANCEL: Edge({S.CANCELLING: S.CANCELLED}, by_people=False),
-    # Every slice of the revert is done.
-    Action.FINISH_REVERT: Edge({S.REVERTING: S.REVERTED}, by_people=False),
+    Action.FAIL: Edge(
+        {S.RUNNING: S.FAILED, S.PAUSED: S.FAILED, S.REVERTING: S.FAILED},
+        False,
+        "a slice ran out of attempts, also while the job was paused: never stuck running",
+    ),
+    Action.SUCCEED: Edge(
+        {S.RUNNING: S.SUCCEEDED},
+        False,
+        "every slice is done and no pending row appeared beyond the job's range",
+    ),
+    Action.FINISH_CANCEL: Edge(
+        {S.CANCELLING: S.CANCELLED}, False, "no worker holds a slice of the job any more"
+    ),
+    Action.FINISH_REVERT: Edge(
+        {S.REVERTING: S.REVERTED}, False, "every slice of the revert is done"
+    ),
 }
 
 PEOPLE_ACTIONS = tuple(action for action, edge in TRANSITIONS.items() if edge.by_people)
@@ -157,3 +176,14 @@ def record(
         from_status=from_status,
         to_status=to_status,
     )
+
+
+def lifecycle_table() -> str:
+    """The table above as Markdown, for docs/engine.md (a test keeps the two equal)."""
+    lines = ["| action | from → to | asked by | why |", "|---|---|---|---|"]
+    for action, edge in TRANSITIONS.items():
+        moves = ", ".join(f"{source} → {target}" for source, target in edge.moves.items())
+        who = "people" if edge.by_people else "engine"
+        guard = f" Refused when {edge.guard.__doc__}." if edge.guard and edge.guard.__doc__ else ""
+        lines.append(f"| {action} | {moves} | {who} | {edge.why}.{guard} |")
+    return "\n".join(lines)

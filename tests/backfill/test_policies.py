@@ -1,6 +1,7 @@
 """Pure logic: batch sizing, back-off, key ranges, the lifecycle table."""
 
 import itertools
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -8,7 +9,7 @@ from django.utils import timezone
 from backfill.conf import BatchLimits
 from backfill.models import Job, JobStatus
 from backfill.service import split
-from backfill.state import TRANSITIONS, Action, actions_for, refusal
+from backfill.state import TRANSITIONS, Action, actions_for, lifecycle_table, refusal
 from backfill.throttle import BatchSizer, backoff_seconds
 
 LIMITS = BatchLimits(
@@ -96,3 +97,10 @@ def test_every_status_has_a_way_forward_or_is_final():
     sources = {status for edge in TRANSITIONS.values() for status in edge.moves}
     stranded = set(JobStatus) - sources - {JobStatus.REVERTED}
     assert not stranded
+
+
+def test_the_lifecycle_in_the_docs_is_the_table_in_the_code():
+    documented = (Path(__file__).parents[2] / "docs" / "engine.md").read_text()
+    assert lifecycle_table() in documented, (
+        "docs/engine.md must contain this table:\n" + lifecycle_table()
+    )
