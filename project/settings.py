@@ -32,8 +32,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_pg_migration_tools",
+    # Before django_pg_migration_tools: its migrate_with_timeouts is replaced
+    # by backfill's, which waits for a concurrent run instead of crashing.
     "backfill",
+    "django_pg_migration_tools",
     "workers",
     "organizations",
 ]

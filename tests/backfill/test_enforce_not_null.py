@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django_pg_migration_tools.management.commands import migrate_with_timeouts as library
 from psycopg import sql
 
 from backfill import registry
@@ -202,6 +203,8 @@ def test_two_contract_migrations_at_once_one_works_the_other_ends_cleanly():
 FORGET_ADMIN_GROUPS_AND_MIGRATE = """
 import django
 django.setup()
+from django_pg_migration_tools.management.commands import migrate_with_timeouts as library
+
 from backfill import registry
 del registry._registry["admin_groups"]  # the definition was deleted after the contract
 from django.core.management import call_command
@@ -252,4 +255,38 @@ def test_the_gate_reads_the_column_when_the_definition_is_gone(monkeypatch):
         BackfillIncomplete, match=re.escape("40 rows of organizations.Organization.admin")
     ):
         call_command("migrate", "organizations", "0005", verbosity=0)
+    assert not admin_is_not_null()
+
+
+def migrate_with_timeouts(*extra: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "manage.py", "migrate_with_timeouts", "organizations", "0005"]
+    return subprocess.Popen(
+        [*command, "--lock-timeout-in-ms", "2000", "--lock-timeout-max-retries", "10", *extra],
+        cwd=ROOT,
+        env=worker_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_second_migrate_with_timeouts_waits_for_the_first_then_finds_the_work_done():
+    seed_and_fill(3_000)
+    runs = [migrate_with_timeouts() for _ in range(2)]
+    results = [(run.wait(timeout=120), run.stderr.read() if run.stderr else "") for run in runs]
+    assert [code for code, _ in results] == [0, 0], results
+    assert "Traceback" not in "".join(err for _, err in results)
+    assert admin_is_not_null()
+
+
+def test_migrate_with_timeouts_gives_up_waiting_with_one_line():
+    lock_id = library.Locking()._cast_lock_value_to_int("migrate-with-timeouts")
+    with connect() as other_deploy:
+        other_deploy.execute("SELECT pg_advisory_lock(%s)", [lock_id])
+        run = migrate_with_timeouts("--wait-seconds", "1")
+        code = run.wait(timeout=60)
+        stderr = run.stderr.read() if run.stderr else ""
+    assert code == 1, stderr
+    assert stderr.strip().splitlines()[-1].startswith("CommandError: another migrate_with_timeouts")
+    assert "Traceback" not in stderr
     assert not admin_is_not_null()
