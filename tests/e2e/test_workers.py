@@ -5,12 +5,13 @@ import threading
 import time
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import connection
-from django.db.models import Sum
 
 from backfill import service
 from backfill.models import Job, JobStatus, Slice
 from backfill.options import JobOptions
+from backfill.statuses import FINISHED_STATUSES
 from organizations.models import Organization
 from tests import data
 from tests.invariants import assert_sound
@@ -41,11 +42,11 @@ def status_of(job: Job) -> str:
 
 
 def rows_done(job: Job) -> int:
-    return Slice.objects.filter(job=job).aggregate(n=Sum("rows_done"))["n"] or 0
+    return Slice.objects.filter(job=job).rows_done()
 
 
 def finished(job: Job) -> bool:
-    return status_of(job) in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+    return status_of(job) in FINISHED_STATUSES
 
 
 def test_two_workers_fill_every_row_over_several_slices(start_worker):
@@ -59,6 +60,26 @@ def test_two_workers_fill_every_row_over_several_slices(start_worker):
     report = assert_sound(job)
     assert report.rows_done == ROWS
     assert {s.status for s in job.slices.all()} == {"done"}
+
+
+def test_the_workers_revert_a_job_and_a_new_job_fills_again(start_worker):
+    seed(20_000)
+    before = set(Group.objects.values_list("pk", flat=True))
+    start_worker()
+    start_worker()
+    job = service.start("admin_groups", "test", JobOptions.build(concurrency=2))
+    wait_for(lambda: finished(job))
+    assert job.status == JobStatus.SUCCEEDED
+    job = service.revert("admin_groups", "test")
+    assert job.status == JobStatus.REVERTING
+    wait_for(lambda: finished(job))
+    assert job.status == JobStatus.REVERTED
+    assert set(Group.objects.values_list("pk", flat=True)) == before
+    assert Organization.objects.filter(admin__isnull=True).count() == 20_000
+    assert sum(job.slices.values_list("rows_reverted", flat=True)) == 20_000
+    again = service.start("admin_groups", "test", JobOptions.build(concurrency=2))
+    wait_for(lambda: finished(again))
+    assert_sound(again)
 
 
 def test_pause_stops_progress_resume_continues_and_cancel_ends_the_job(start_worker):
