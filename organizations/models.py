@@ -41,7 +41,8 @@ class Organization(models.Model):
         `admin_groups` backfill fills them.
         """
         update_fields = kwargs.get("update_fields")
-        if update_fields is None or "name" in update_fields:
+        computes_search_name = update_fields is None or "name" in update_fields
+        if computes_search_name:
             self.search_name = Lower(Value(self.name))
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, "search_name"}
@@ -52,8 +53,9 @@ class Organization(models.Model):
                 super().save(*args, **kwargs)
         else:
             super().save(*args, **kwargs)
-        # The value is the database's; read it on first access.
-        del self.search_name
+        if computes_search_name:
+            # The value is the database's; read it on first access.
+            del self.search_name
 
 
 class AdminNameCounter(models.Model):

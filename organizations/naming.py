@@ -71,6 +71,31 @@ def number_in(group_name: str, name: str) -> int | None:
     return None
 
 
+def claimants(group_name: str) -> list[tuple[str, int]]:
+    """Every (base, k) whose rule name is `group_name`: freeing it frees each of them.
+
+    "Acme 1 Admin" is k=0 of the base "Acme 1" and k=1 of the base "Acme".
+    Parsed from the group's own name, never from an organization's (which may
+    have been renamed since).
+    """
+    if not group_name.endswith(f" {SUFFIX}"):
+        return []
+    prefix = group_name[: -len(SUFFIX) - 1]
+    found = [(prefix, 0)] if len(prefix) <= BASE_LENGTH else []
+    base, _, digits = prefix.rpartition(" ")
+    if base and len(base) <= BASE_LENGTH and number_in(group_name, base) is not None:
+        found.append((base, int(digits)))
+    return found
+
+
+def lock_bases(cursor: CursorWrapper, bases: Sequence[str]) -> None:
+    """Serialize with app-path claims of these bases until commit, in a stable order."""
+    for base in sorted(set(bases)):
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [ADVISORY_LOCK_CLASS, base]
+        )
+
+
 # One round of claims, set-based. Ranks and counts per base come from Python,
 # so every row estimate the planner sees is exact (a misestimate here once made
 # it JIT-compile each batch or hash all of auth_group). For each base it reads
@@ -204,8 +229,5 @@ def claim_admin_group(name: str, using: str = "default") -> int:
     gets 0, 1, 2... in one round each instead of all chasing the same number.
     """
     with connections[using].cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-            [ADVISORY_LOCK_CLASS, name_base(name)],
-        )
+        lock_bases(cursor, [name_base(name)])
         return claim_admin_groups(cursor, [0], [name])[0]

@@ -123,3 +123,29 @@ def test_concurrent_creates_with_one_name_never_fail_and_never_share_a_name():
 
     assert errors == []
     assert sorted(names) == sorted(["Race Admin"] + [f"Race {k} Admin" for k in range(1, workers)])
+
+
+def test_a_renamed_organization_frees_its_number_for_its_old_name_when_deleted():
+    orgs = [Organization.objects.create(name="Acme") for _ in range(3)]
+    orgs[1].name = "Zed"
+    orgs[1].save()
+    orgs[1].delete()
+    assert Organization.objects.create(name="Acme").admin.name == "Acme 1 Admin"
+
+
+def test_deleting_the_holder_of_another_bases_name_frees_it_for_that_base():
+    holder = Organization.objects.create(name="Acme 1")  # holds "Acme 1 Admin"
+    assert Organization.objects.create(name="Acme").admin.name == "Acme Admin"
+    assert Organization.objects.create(name="Acme").admin.name == "Acme 2 Admin"
+    holder.delete()
+    assert Organization.objects.create(name="Acme").admin.name == "Acme 1 Admin"
+
+
+def test_save_with_update_fields_without_the_name_writes_and_keeps_the_search_name():
+    organization = Organization.objects.create(name="Quiet Co")
+    organization.save(update_fields=["updated_at"])
+    organization.refresh_from_db()
+    assert organization.search_name == "quiet co"
+    organization.name = "Loud Co"
+    organization.save(update_fields=["name"])
+    assert organization.search_name == "loud co"
