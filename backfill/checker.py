@@ -8,12 +8,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from psycopg import sql
 
 from backfill import conf
 from backfill.models import Job
 from backfill.registry import Definition
+from backfill.transactions import local_settings
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,9 @@ def estimate_pending(definition: Definition) -> PendingCount:
     estimate = int(plan.get("Plan Rows", 0))
     if "Index" not in str(plan.get("Node Type", "")):
         return PendingCount(estimate, True)
+    timeout = conf.get_int("BACKFILL_EXACT_COUNT_TIMEOUT_MS")
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            timeout = conf.get_int("BACKFILL_EXACT_COUNT_TIMEOUT_MS")
-            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout}ms"])
+        with local_settings({"statement_timeout": f"{timeout}ms"}) as cursor:
             cursor.execute(pending_query(definition, "count(*)"))
             counted = cursor.fetchone()
         return PendingCount(int(counted[0]) if counted else 0, False)
@@ -115,8 +115,7 @@ def analyze_if_never_analyzed(table: str) -> None:
     if not row or not row[0]:
         return
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('lock_timeout', '1s', true)")
+        with local_settings({"lock_timeout": "1s"}) as cursor:
             cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)).as_string())
     except DatabaseError:
         return

@@ -1,12 +1,14 @@
-"""The short transaction every batch runs in, with its limits set locally.
+"""Settings local to a block of work, and the short transaction every batch runs in.
 
-Fill batches and revert batches share it, so both give way to the app the same
-way: a row the app holds costs at most `lock_timeout`, a runaway statement at
-most `statement_timeout`. JIT is off: its compile time dwarfs a batch.
+`set_config(..., is_local => true)` lasts until the *transaction* ends: inside
+a savepoint (a nested `atomic()`), it outlives the block and would govern
+whatever the caller does next. `local_settings` restores the previous values
+when its block succeeds; when the block fails, rolling back to the savepoint
+undoes them already.
 """
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
@@ -14,12 +16,33 @@ from django.db.backends.utils import CursorWrapper
 from backfill.conf import BatchLimits
 
 
+def apply(cursor: CursorWrapper, values: Mapping[str, str]) -> None:
+    names = list(values)
+    calls = ", ".join("set_config(%s, %s, true)" for _ in names)
+    cursor.execute(f"SELECT {calls}", [p for name in names for p in (name, values[name])])
+
+
+@contextlib.contextmanager
+def local_settings(values: Mapping[str, str]) -> Iterator[CursorWrapper]:
+    """A transaction (or savepoint) with these settings, which end with it."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        names = list(values)
+        cursor.execute("SELECT " + ", ".join("current_setting(%s)" for _ in names), names)
+        row = cursor.fetchone()
+        previous = dict(zip(names, row or (), strict=True))
+        apply(cursor, values)
+        yield cursor
+        apply(cursor, previous)
+
+
 @contextlib.contextmanager
 def batch_transaction(limits: BatchLimits) -> Iterator[CursorWrapper]:
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('lock_timeout', %s, true), "
-            "set_config('statement_timeout', %s, true), set_config('jit', 'off', true)",
-            [f"{limits.lock_timeout_ms}ms", f"{limits.statement_timeout_ms}ms"],
-        )
+    """A row the app holds costs a batch at most `lock_timeout`, a runaway statement
+    at most `statement_timeout`. JIT is off: its compile time dwarfs a batch."""
+    values = {
+        "lock_timeout": f"{limits.lock_timeout_ms}ms",
+        "statement_timeout": f"{limits.statement_timeout_ms}ms",
+        "jit": "off",
+    }
+    with local_settings(values) as cursor:
         yield cursor
