@@ -14,7 +14,7 @@ from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 from psycopg import sql
 
-from backfill import conf
+from backfill import conf, held
 from backfill.conf import BatchLimits
 from backfill.models import Sample, Slice, SliceStatus
 from backfill.registry import Definition, Row
@@ -31,6 +31,12 @@ class BatchResult:
     seconds: float
     new_pass: bool
     slice_done: bool
+    # Rows another transaction holds are all that is left: retry after back-off.
+    held_tries: int = 0
+
+    @property
+    def waiting(self) -> bool:
+        return self.held_tries > 0
 
 
 @dataclass(frozen=True)
@@ -88,13 +94,18 @@ def run_batch(
     started = time.monotonic()
     with batch_transaction(limits) as cursor:
         slc = Slice.objects.locked_for(slice_id, owner)
-        batch = select_batch(cursor, definition, slc, size)
-        filled = definition.fill(cursor, batch.rows) if batch.rows else 0
-        new_pass, done = advance(slc, batch, size, filled)
+        if slc.held_keys:
+            selected, filled, new_pass, done = retry_held(cursor, definition, slc, size)
+        else:
+            batch = select_batch(cursor, definition, slc, size)
+            selected = len(batch.rows)
+            filled = definition.fill(cursor, batch.rows) if batch.rows else 0
+            new_pass, done = advance(cursor, definition, slc, batch, size, filled)
         seconds = time.monotonic() - started
         slc.save()
         record_sample(slc, filled, size, seconds)
-    return BatchResult(len(batch.rows), filled, seconds, new_pass, done)
+    held_tries = slc.held_tries if slc.held_keys else 0
+    return BatchResult(selected, filled, seconds, new_pass, done, held_tries)
 
 
 def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size: int) -> Batch:
@@ -111,8 +122,16 @@ def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size
     )
 
 
-def advance(slc: Slice, batch: Batch, size: int, filled: int) -> tuple[bool, bool]:
-    """Move the cursor; at the end of a pass, finish or start over for skipped rows."""
+def advance(
+    cursor: CursorWrapper,
+    definition: Definition,
+    slc: Slice,
+    batch: Batch,
+    size: int,
+    filled: int,
+) -> tuple[bool, bool]:
+    """Move the cursor; at the end of a pass, finish, start over for skipped rows,
+    or, after enough passes, keep only the rows still held and wait for them."""
     slc.rows_done += filled
     slc.rows_skipped += batch.skipped
     count_success(slc, size)
@@ -120,13 +139,36 @@ def advance(slc: Slice, batch: Batch, size: int, filled: int) -> tuple[bool, boo
         slc.cursor = batch.last_key
         return False, False
     if slc.rows_skipped:
-        slc.cursor = slc.low - 1
         slc.rows_skipped = 0
+        if slc.passes >= conf.get_int("BACKFILL_HELD_ROW_PASSES"):
+            slc.held_keys = held.pending_keys(cursor, definition, slc)
+        if slc.held_keys:
+            slc.cursor = slc.high
+            return False, False
+        slc.cursor = slc.low - 1
         slc.passes += 1
         return True, False
     slc.cursor = slc.high
     slc.status = SliceStatus.DONE
     return False, True
+
+
+def retry_held(
+    cursor: CursorWrapper, definition: Definition, slc: Slice, size: int
+) -> tuple[int, int, bool, bool]:
+    """Fill whichever held rows can be locked now; note who still holds the rest."""
+    rows = held.lock_held(cursor, definition, slc)
+    filled = definition.fill(cursor, rows) if rows else 0
+    taken = {row[0] for row in rows}
+    slc.held = held.holders(cursor, definition, [k for k in slc.held_keys if k not in taken])
+    slc.held_keys = [row["key"] for row in slc.held]
+    slc.held_tries = slc.held_tries + 1 if slc.held_keys else 0
+    slc.rows_done += filled
+    count_success(slc, size)
+    if slc.held_keys:
+        return len(rows), filled, False, False
+    slc.status = SliceStatus.DONE
+    return len(rows), filled, False, True
 
 
 def count_success(slc: Slice, size: int) -> None:

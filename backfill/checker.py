@@ -12,6 +12,7 @@ from django.db import DatabaseError, connection
 from psycopg import sql
 
 from backfill import conf
+from backfill.held import describe as describe_held
 from backfill.models import Job
 from backfill.registry import Definition
 from backfill.transactions import local_settings
@@ -31,6 +32,8 @@ class CheckResult:
     problems: list[str] = field(default_factory=list)
     latest_job_id: int | None = None
     latest_job_status: str | None = None
+    # Rows the latest job waits on because another transaction holds them.
+    held: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -48,6 +51,8 @@ class CheckResult:
                 f"{self.pending:,} rows of {self.label} are still empty; "
                 f"run `manage.py backfill start {self.name}`"
             )
+        if self.held:
+            parts.append(f"job #{self.latest_job_id} waits on {describe_held(self.held)}")
         parts.extend(self.problems)
         return "; ".join(parts)
 
@@ -126,6 +131,7 @@ def check(definition: Definition) -> CheckResult:
     with connection.cursor() as cursor:
         problems = definition.verify(cursor)
     latest = Job.objects.latest_for(definition.name)
+    waiting = latest.slices.exclude(held_keys=[]) if latest and latest.is_active else []
     return CheckResult(
         name=definition.name,
         label=definition.label,
@@ -133,4 +139,5 @@ def check(definition: Definition) -> CheckResult:
         problems=problems,
         latest_job_id=latest.pk if latest else None,
         latest_job_status=latest.status if latest else None,
+        held=[row for slc in waiting for row in slc.held],
     )

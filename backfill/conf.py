@@ -37,6 +37,15 @@ DEFAULTS: dict[str, object] = {
     # with the backoff growing to its maximum, 30 in a row take three to four
     # minutes in which the batch, at its smallest, could not take its locks.
     "BACKFILL_MAX_LOCK_TIMEOUTS": 30,
+    # Before a job succeeds the engine looks for pending rows in its range
+    # again and reopens the slices that have some; after this many such
+    # rechecks the job fails instead of looping (a fill() that leaves rows
+    # empty, or a writer that keeps emptying them).
+    "BACKFILL_MAX_RECHECKS": 10,
+    # Passes over a slice that skipped rows another transaction holds; after
+    # them the slice retries only those rows, with back-off, and names who
+    # holds them, instead of rescanning its range for ever.
+    "BACKFILL_HELD_ROW_PASSES": 3,
     "BACKFILL_BACKOFF_SECONDS": 0.5,
     "BACKFILL_MAX_BACKOFF_SECONDS": 10.0,
     # A task works one slice this long, then hands over to a continuation.

@@ -69,5 +69,5 @@ def step(slice_id: int, owner: str, seconds: float) -> SliceRun:
     """Work one slice for `seconds`, then hand it over, as the Celery task does."""
     run = work_slice(slice_id, owner, seconds)
     if run.held_lease and run.job_id is not None:
-        scheduler.hand_over(slice_id, owner, run.job_id)
+        scheduler.hand_over(slice_id, owner, run.job_id, run.retry_in)
     return run

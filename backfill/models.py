@@ -84,6 +84,13 @@ class Slice(models.Model):
     # makes another pass before it is done.
     rows_skipped = models.BigIntegerField(default=0)
     passes = models.PositiveIntegerField(default=1)
+    # After BACKFILL_HELD_ROW_PASSES passes that skipped rows, the slice stops
+    # rescanning its range and retries only these keys, with back-off, not
+    # before `retry_at`; `held` names who holds them (pid, state, age, query).
+    held_keys = models.JSONField(default=list, blank=True)
+    held = models.JSONField(default=list, blank=True)
+    held_tries = models.PositiveIntegerField(default=0)
+    retry_at = models.DateTimeField(null=True)
     failed_batches = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -26,7 +26,7 @@ from django.db.models import Model
 from django_pg_migration_tools import operations as pg_operations
 from django_pg_migration_tools import timeouts
 
-from backfill import conf, service
+from backfill import conf, guard, service
 from backfill.errors import UnknownDefinition
 from backfill.registry import Definition, get_definition
 
@@ -122,6 +122,7 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
                 ),
                 f"{model._meta.db_table}.{column}",
             )
+        self.supersede_guard(schema_editor, model)
 
     def database_backwards(
         self,
@@ -146,6 +147,18 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             lambda: pg_operations.NullsManager().set_null(app_label, schema_editor, model, column),
             f"{model._meta.db_table}.{column}",
         )
+        names = guard.GuardNames.of(model, self.name, schema_editor)
+        if guard.is_installed(schema_editor, names):
+            guard.install(schema_editor, names)
+
+    def supersede_guard(self, schema_editor: BaseDatabaseSchemaEditor, model: type[Model]) -> None:
+        """NOT NULL now does the guard's work: drop its trigger and the empty pending index.
+
+        Its function stays, the mark that reversing the contract puts them back.
+        """
+        names = guard.GuardNames.of(model, self.name, schema_editor)
+        if guard.is_installed(schema_editor, names):
+            guard.remove(schema_editor, names, keep_function=True)
 
     def gate(self, model: type[Model], alias: str) -> None:
         """Refuse, changing nothing, while the column has empty rows or verification fails."""

@@ -30,6 +30,8 @@ class SliceProgress:
     passes: int
     attempts: int
     last_error: str
+    # Rows another transaction holds, with who holds them (see held.py).
+    held: tuple[dict[str, Any], ...] = ()
 
     @property
     def fraction(self) -> float:
@@ -57,6 +59,11 @@ class Progress:
     @property
     def rows_reverted(self) -> int:
         return sum(s.rows_reverted for s in self.slices)
+
+    @property
+    def held(self) -> list[dict[str, Any]]:
+        """The rows the job waits on, across its slices."""
+        return [row for s in self.slices for row in s.held]
 
     @property
     def key_fraction(self) -> float:
@@ -87,6 +94,7 @@ class Progress:
         data["percent"] = round(self.fraction * 100, 1)
         data["rows_reverted"] = self.rows_reverted
         data["actions"] = list(self.actions)
+        data["held"] = self.held
         return data
 
 
@@ -126,6 +134,7 @@ def job_progress(job: Job) -> Progress:
             passes=s.passes,
             attempts=s.attempts,
             last_error=s.last_error,
+            held=tuple(s.held) if s.held_keys else (),
         )
         # job.slices.all() uses prefetch_related("slices") when the caller did it.
         for s in sorted(job.slices.all(), key=lambda s: s.number)

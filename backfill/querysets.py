@@ -56,7 +56,11 @@ class SliceQuerySet(models.QuerySet["Slice"]):
         return self.filter(lease_expires_at__gt=now)
 
     def free(self, now: datetime) -> SliceQuerySet:
-        return self.filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
+        """Neither leased nor waiting out a back-off."""
+        return self.filter(
+            Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now),
+            Q(retry_at__isnull=True) | Q(retry_at__lte=now),
+        )
 
     def held(self, now: datetime) -> SliceQuerySet:
         """Owned by a worker right now (not only dispatched)."""
@@ -73,6 +77,7 @@ class SliceQuerySet(models.QuerySet["Slice"]):
             lock_timeouts=0,
             lease_owner="",
             lease_expires_at=None,
+            retry_at=None,
             **changes,
         )
 
@@ -99,8 +104,12 @@ class SliceQuerySet(models.QuerySet["Slice"]):
             return None
         return self.select_related("job").get(pk=slice_id)
 
-    def release(self, slice_id: int, owner: str) -> None:
-        self.filter(pk=slice_id, lease_owner=owner).update(lease_owner="", lease_expires_at=None)
+    def release(self, slice_id: int, owner: str, retry_in: float | None = None) -> None:
+        """Give the slice back; with `retry_in`, no one takes it again before then."""
+        retry_at = timezone.now() + timedelta(seconds=retry_in) if retry_in else None
+        self.filter(pk=slice_id, lease_owner=owner).update(
+            lease_owner="", lease_expires_at=None, retry_at=retry_at
+        )
 
     def locked_for(self, slice_id: int, owner: str) -> Slice:
         """The slice row, locked until commit, if this owner still holds its lease."""

@@ -16,6 +16,7 @@ from django.db.models import F
 
 from backfill.batch import BatchResult, count_success, record_sample
 from backfill.conf import BatchLimits
+from backfill.guard import REVERTING_SETTING
 from backfill.models import Job, Slice, SliceStatus
 from backfill.registry import Definition
 from backfill.state import Action, transition
@@ -33,7 +34,9 @@ def begin(job: Job, actor: str) -> Job:
         job = transition(job, Action.REVERT, actor)
         slices = Slice.objects.filter(job=job)
         if first:
-            slices.reopen(cursor=F("low") - 1, passes=1, rows_skipped=0)
+            slices.reopen(
+                cursor=F("low") - 1, passes=1, rows_skipped=0, held_keys=[], held=[], held_tries=0
+            )
         else:
             slices.failed().reopen()
     return job
@@ -49,7 +52,7 @@ def run_revert_batch(
 ) -> BatchResult:
     """Revert the next `size` keys of the slice; cost follows the key span."""
     started = time.monotonic()
-    with batch_transaction(limits) as cursor:
+    with batch_transaction(limits, {REVERTING_SETTING: "on"}) as cursor:
         slc = Slice.objects.locked_for(slice_id, owner)
         low, high = slc.cursor + 1, min(slc.high, slc.cursor + size)
         reverted = definition.revert(cursor, context, low, high)

@@ -38,6 +38,7 @@ class Outcome(enum.StrEnum):
     FINISHED = "finished"  # the slice is done
     STOPPED = "stopped"  # the job left the phase the slice was taken in
     FAILED = "failed"  # the slice ran out of attempts
+    WAITING = "waiting"  # only rows another transaction holds are left: back off
     NOT_ACQUIRED = "not_acquired"  # duplicate delivery, or nothing to do
 
 
@@ -45,6 +46,8 @@ class Outcome(enum.StrEnum):
 class SliceRun:
     outcome: Outcome
     job_id: int | None = None
+    # Seconds before the slice should be taken again (it waits on held rows).
+    retry_in: float | None = None
 
     @property
     def held_lease(self) -> bool:
@@ -62,6 +65,7 @@ class SliceWork:
     limits: BatchLimits = field(default_factory=BatchLimits.from_settings)
     # True from taking the lease until the first batch ends: that attempt is counted.
     attempt_counted: bool = False
+    retry_in: float | None = None
 
     def run(self) -> SliceRun:
         slc = Slice.objects.acquire(
@@ -76,10 +80,12 @@ class SliceWork:
             self.fail(Failure("the worker died during every attempt"), log)
             return SliceRun(Outcome.FAILED, slc.job_id)
         try:
-            return SliceRun(self.loop(slc, log), slc.job_id)
+            outcome = self.loop(slc, log)
         except LeaseLost:
             log.warning("job %s slice %s: lease lost", *ids(slc))
             return SliceRun(Outcome.NOT_ACQUIRED, slc.job_id)
+        retry_in = self.retry_in if outcome == Outcome.WAITING else None
+        return SliceRun(outcome, slc.job_id, retry_in)
 
     def loop(self, slc: Slice, log: Log) -> Outcome:
         phase = slc.job.status
@@ -114,6 +120,10 @@ class SliceWork:
             )
             if result.slice_done:
                 return Outcome.FINISHED
+            if result.waiting:
+                log.info("job %s slice %s: waiting on rows another transaction holds", *ids(slc))
+                self.retry_in = backoff_seconds(self.limits, result.held_tries)
+                return Outcome.WAITING
             size = sizer.next_size(size, result.rows_selected, result.seconds)
             if result.new_pass:
                 time.sleep(backoff_seconds(self.limits, 1))

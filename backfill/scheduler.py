@@ -12,16 +12,17 @@ import logging
 from datetime import timedelta
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Sum
+from django.db.backends.utils import CursorWrapper
+from django.db.models import F, Sum
 from django.utils import timezone
 from psycopg import sql
 
 from backfill import conf, dispatch
 from backfill.conf import BatchLimits
 from backfill.faults import describe
-from backfill.models import Job, JobStatus, Slice
+from backfill.models import Event, Job, JobStatus, Slice
 from backfill.registry import get_definition
-from backfill.state import Action, transition
+from backfill.state import Action, record, transition
 from backfill.statuses import WORKING_STATUSES
 
 logger = logging.getLogger(__name__)
@@ -60,10 +61,14 @@ def fill_slots(job_id: int) -> list[int]:
     return chosen
 
 
-def hand_over(slice_id: int, owner: str, job_id: int) -> None:
-    """A worker is done with a slice for now: free it and dispatch what comes next."""
+def hand_over(slice_id: int, owner: str, job_id: int, retry_in: float | None = None) -> None:
+    """A worker is done with a slice for now: free it and dispatch what comes next.
+
+    A slice that waits on held rows is not taken again for `retry_in` seconds;
+    the next hand-over or sweep after that dispatches it.
+    """
     try:
-        Slice.objects.release(slice_id, owner)
+        Slice.objects.release(slice_id, owner, retry_in)
         fill_slots(job_id)
     except DatabaseError as exc:
         # The sweeper will notice the expired lease and carry on.
@@ -92,7 +97,15 @@ def finish_cancel(job: Job) -> None:
 
 
 def complete_or_extend(job: Job) -> None:
-    """All slices are done: cover rows that appeared beyond the range, or succeed."""
+    """All slices are done: look again at the data before the job may succeed.
+
+    Rows of the range that are pending again (a writer emptied them after
+    their batch, where no guard stops it) reopen their slices; rows that
+    appeared beyond the range get a slice of their own. Only when the data
+    shows nothing pending does the job succeed.
+    """
+    if reopen_slices_with_pending_rows(job):
+        return
     high = rows_beyond(job)
     if high is not None:
         assert job.key_high is not None
@@ -115,6 +128,41 @@ def complete_or_extend(job: Job) -> None:
     job.save(update_fields=["rows_total", "rows_total_is_estimate", "updated_at"])
     label = get_definition(job.definition).label
     transition(job, Action.SUCCEED, "scheduler", f"{done} rows filled in {label}")
+
+
+def reopen_slices_with_pending_rows(job: Job) -> bool:
+    definition = get_definition(job.definition)
+    statement = sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM {table} WHERE {key} BETWEEN %s AND %s AND ({pending}))"
+    ).format(
+        key=sql.Identifier(definition.key_column),
+        table=sql.Identifier(definition.table),
+        pending=definition.pending_condition(),
+    )
+    slices = list(Slice.objects.filter(job=job))
+    with connection.cursor() as cursor:
+        again = [s.pk for s in slices if has_pending(cursor, statement.as_string(), s.low, s.high)]
+    if not again:
+        return False
+    rechecks = Event.objects.filter(job=job, action="recheck").count()
+    if rechecks >= conf.get_int("BACKFILL_MAX_RECHECKS"):
+        detail = (
+            f"rows of {definition.label} were still pending after {rechecks} rechecks "
+            f"(slices {again}); fill() leaves them empty, or a writer keeps emptying them"
+        )
+        transition(job, Action.FAIL, "scheduler", detail)
+        return True
+    Slice.objects.filter(pk__in=again).reopen(cursor=F("low") - 1, passes=F("passes") + 1)
+    record(job, "recheck", "scheduler", f"pending rows found again in {len(again)} slices")
+    logger.info("job %s: pending rows found again in slices %s", job.pk, again)
+    transaction.on_commit(lambda: fill_slots(job.pk))
+    return True
+
+
+def has_pending(cursor: CursorWrapper, statement: str, low: int, high: int) -> bool:
+    cursor.execute(statement, [low, high])
+    row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def rows_beyond(job: Job) -> int | None:

@@ -43,13 +43,16 @@ def local_settings(values: Mapping[str, str]) -> Iterator[CursorWrapper]:
 
 
 @contextlib.contextmanager
-def batch_transaction(limits: BatchLimits) -> Iterator[CursorWrapper]:
+def batch_transaction(
+    limits: BatchLimits, extra: Mapping[str, str] | None = None
+) -> Iterator[CursorWrapper]:
     """A row the app holds costs a batch at most `lock_timeout`, a runaway statement
     at most `statement_timeout`. JIT is off: its compile time dwarfs a batch."""
     values = {
         "lock_timeout": f"{limits.lock_timeout_ms}ms",
         "statement_timeout": f"{limits.statement_timeout_ms}ms",
         "jit": "off",
+        **(extra or {}),
     }
     with local_settings(values) as cursor:
         yield cursor

@@ -27,7 +27,7 @@ FILL = """
 from django.core.management import call_command
 from django.db import connection, transaction
 from organizations.backfills import AdminGroups
-call_command("migrate", "organizations", "0004", verbosity=0)
+call_command("migrate", "organizations", "0005", verbosity=0)
 call_command("seed_organizations", "--count", "{rows}", "--existing-groups", "1000", verbosity=0)
 with connection.cursor() as cursor:
     cursor.execute("SELECT min(id), max(id) FROM organizations_organization")
@@ -55,7 +55,7 @@ def timed(execute, sql, params, many, context):
         if sql.lstrip().upper().startswith("ALTER TABLE"):
             timings.append((" ".join(sql.split())[:90], round((time.perf_counter() - started) * 1000, 2)))
 with connection.execute_wrapper(timed):
-    call_command("migrate", "organizations", "0005", verbosity=0)
+    call_command("migrate", "organizations", "0006", verbosity=0)
 print("TIMINGS" + json.dumps(timings))
 """
 

@@ -88,7 +88,7 @@ class Run:
 def seed(rows: int) -> Template:
     db = recreate(f"{PREFIX}_{rows}")
     manage(db, "migrate", "-v0")
-    manage(db, "migrate", "organizations", "0004", "-v0")
+    manage(db, "migrate", "organizations", "0005", "-v0")
     manage(db, "seed_organizations", f"--count={rows}", f"--existing-groups={EXISTING_GROUPS}")
     vacuum_analyze(db)
     with psycopg.connect(url(db)) as conn, conn.cursor() as cursor:

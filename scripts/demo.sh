@@ -26,7 +26,7 @@ trap cleanup EXIT
 MIGRATE=("$PY" manage.py migrate_with_timeouts --lock-timeout-in-ms 2000 --lock-timeout-max-retries 10)
 
 echo "== Expanded schema: admin is nullable (contract reversed if a previous demo applied it)"
-"${MIGRATE[@]}" organizations 0004 -v0
+"${MIGRATE[@]}" organizations 0005 -v0
 
 echo "== Seeding $ROWS legacy organizations (no admin group yet)"
 "$PY" manage.py seed_organizations --count "$ROWS" --existing-groups 200

@@ -7,6 +7,11 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from backfill import dispatch, local, service
+from backfill.local import LocalQueue
+from backfill.models import Job
+from backfill.options import JobOptions
+from tests import data
 from tests.processes import Beat, Worker, purge_broker
 
 
@@ -18,7 +23,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
     then the contract is reversed: legacy rows without admin can exist again.
     """
     with django_db_blocker.unblock():
-        call_command("migrate", "organizations", "0004", verbosity=0)
+        call_command("migrate", "organizations", "0005", verbosity=0)
     yield
     with django_db_blocker.unblock():
         end_other_sessions()
@@ -80,3 +85,36 @@ def beat(output_dir: Path) -> Iterator[Beat]:
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def seed():
+    def seed(count: int, share: float = 0.2, existing_groups: int = 20) -> None:
+        data.seed(count, share, existing_groups)
+
+    return seed
+
+
+@pytest.fixture
+def run_sync():
+    def run(name: str = "admin_groups", **options: int) -> Job:
+        return service.run_sync(name, "test", JobOptions.build(**options), step_seconds=0.5)
+
+    return run
+
+
+@pytest.fixture
+def local_queue():
+    """Jobs started in a test dispatch to memory; the test works the slices."""
+    with dispatch.using(LocalQueue()) as queue:
+        yield queue
+
+
+@pytest.fixture
+def drain(local_queue):
+    """Work every slice dispatched to the local queue until the job stops working."""
+
+    def drain(job: Job) -> Job:
+        return local.drive(job.pk, local_queue, owner="test-owner", step_seconds=5)
+
+    return drain

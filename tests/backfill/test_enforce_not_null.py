@@ -28,7 +28,7 @@ TABLE = "organizations_organization"
 @pytest.fixture(autouse=True)
 def back_to_expanded_state():
     yield
-    call_command("migrate", "organizations", "0004", verbosity=0)
+    call_command("migrate", "organizations", "0005", verbosity=0)
 
 
 def admin_is_not_null() -> bool:
@@ -59,7 +59,7 @@ def seed_and_fill(count: int) -> None:
 
 def migrate_contract(*extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "manage.py", "migrate", "organizations", "0005", *extra],
+        [sys.executable, "manage.py", "migrate", "organizations", "0006", *extra],
         cwd=ROOT,
         env=worker_environment(),
         capture_output=True,
@@ -81,23 +81,23 @@ def test_refused_while_rows_are_pending_names_the_count_and_changes_nothing():
 
 def test_succeeds_after_the_backfill_and_reverses():
     seed_and_fill(2_000)
-    call_command("migrate", "organizations", "0005", verbosity=0)
+    call_command("migrate", "organizations", "0006", verbosity=0)
     assert admin_is_not_null()
     assert check_constraints() == []  # the temporary check is gone
-    call_command("migrate", "organizations", "0004", verbosity=0)
+    call_command("migrate", "organizations", "0005", verbosity=0)
     assert not admin_is_not_null()
 
 
 def test_inline_finalize_fills_a_few_remaining_rows_first(settings):
     settings.BACKFILL_FINALIZE_INLINE_ROWS = 50
     seed(30)
-    call_command("migrate", "organizations", "0005", verbosity=0)
+    call_command("migrate", "organizations", "0006", verbosity=0)
     assert admin_is_not_null()
 
 
 def test_sqlmigrate_shows_the_four_statements():
     out = io.StringIO()
-    call_command("sqlmigrate", "organizations", "0005", stdout=out)
+    call_command("sqlmigrate", "organizations", "0006", stdout=out)
     sql = out.getvalue()
     steps = [
         'CHECK ("admin_id" IS NOT NULL) NOT VALID',
@@ -157,7 +157,7 @@ def test_a_long_transaction_never_makes_app_writes_wait_longer_than_the_lock_tim
     with Writer() as writer:
         release.start()
         started = time.monotonic()
-        call_command("migrate", "organizations", "0005", verbosity=0)
+        call_command("migrate", "organizations", "0006", verbosity=0)
         elapsed = time.monotonic() - started
     release.join()
     holder.close()
@@ -175,11 +175,11 @@ def test_gives_up_cleanly_after_its_retries_and_a_rerun_finishes(settings):
     holder.execute(f"SELECT 1 FROM {TABLE} LIMIT 1")
     try:
         with pytest.raises(LockNotAcquired, match="running migrate again finishes"):
-            call_command("migrate", "organizations", "0005", verbosity=0)
+            call_command("migrate", "organizations", "0006", verbosity=0)
         assert not admin_is_not_null()
     finally:
         holder.close()
-    call_command("migrate", "organizations", "0005", verbosity=0)
+    call_command("migrate", "organizations", "0006", verbosity=0)
     assert admin_is_not_null()
     assert check_constraints() == []
 
@@ -187,7 +187,7 @@ def test_gives_up_cleanly_after_its_retries_and_a_rerun_finishes(settings):
 def test_two_contract_migrations_at_once_one_works_the_other_ends_cleanly():
     seed_and_fill(3_000)
     env = worker_environment()
-    command = [sys.executable, "manage.py", "migrate", "organizations", "0005"]
+    command = [sys.executable, "manage.py", "migrate", "organizations", "0006"]
     runs = [
         subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -245,7 +245,7 @@ def test_a_new_database_migrates_to_the_end_after_the_definition_is_deleted(fres
         applied = fresh.execute(
             "SELECT name FROM django_migrations WHERE app = 'organizations' ORDER BY id DESC LIMIT 1"
         ).fetchone()
-    assert applied == ("0005_organization_admin_contract",)
+    assert applied == ("0006_organization_admin_contract",)
 
 
 def test_the_gate_reads_the_column_when_the_definition_is_gone(monkeypatch):
@@ -254,12 +254,12 @@ def test_the_gate_reads_the_column_when_the_definition_is_gone(monkeypatch):
     with pytest.raises(
         BackfillIncomplete, match=re.escape("40 rows of organizations.Organization.admin")
     ):
-        call_command("migrate", "organizations", "0005", verbosity=0)
+        call_command("migrate", "organizations", "0006", verbosity=0)
     assert not admin_is_not_null()
 
 
 def migrate_with_timeouts(*extra: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "manage.py", "migrate_with_timeouts", "organizations", "0005"]
+    command = [sys.executable, "manage.py", "migrate_with_timeouts", "organizations", "0006"]
     return subprocess.Popen(
         [*command, "--lock-timeout-in-ms", "2000", "--lock-timeout-max-retries", "10", *extra],
         cwd=ROOT,

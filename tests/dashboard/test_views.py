@@ -4,8 +4,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from backfill import dispatch, service
-from backfill.local import LocalQueue
+from backfill import service
 from backfill.models import Event, Job, JobStatus
 from tests import data
 
@@ -17,12 +16,6 @@ def staff(client):
     user = User.objects.create_user("alice", password="pw-alice-123", is_staff=True)
     client.force_login(user)
     return client
-
-
-@pytest.fixture
-def queue():
-    with dispatch.using(LocalQueue()) as local:
-        yield local
 
 
 def seed(count: int = 200) -> None:
@@ -63,7 +56,7 @@ def test_the_dashboard_lists_definitions_with_a_start_button(staff):
     assert 'action="/backfill/start/admin_groups/"' in body
 
 
-def test_start_creates_a_job_recorded_with_the_user(staff, queue):
+def test_start_creates_a_job_recorded_with_the_user(staff, local_queue):
     seed()
     response = staff.post(
         "/backfill/start/admin_groups/", {"batch_size": 500, "concurrency": 2, "pause_ms": 0}
@@ -115,7 +108,7 @@ def test_post_without_csrf_token_is_refused():
     assert not Job.objects.exists()
 
 
-def test_get_on_an_action_url_is_refused(staff, queue):
+def test_get_on_an_action_url_is_refused(staff, local_queue):
     seed()
     job = service.start("admin_groups", "test")
     assert staff.get(f"/backfill/jobs/{job.pk}/pause/").status_code == 405
@@ -124,7 +117,7 @@ def test_get_on_an_action_url_is_refused(staff, queue):
     assert job.status == JobStatus.RUNNING
 
 
-def test_unknown_job_is_404_and_unknown_action_400(staff, queue):
+def test_unknown_job_is_404_and_unknown_action_400(staff, local_queue):
     assert staff.get("/backfill/jobs/999999/").status_code == 404
     assert staff.post("/backfill/jobs/999999/pause/").status_code == 404
     seed()
@@ -132,7 +125,7 @@ def test_unknown_job_is_404_and_unknown_action_400(staff, queue):
     assert staff.post(f"/backfill/jobs/{job.pk}/explode/").status_code == 400
 
 
-def test_pause_resume_cancel_from_the_page_are_audited(staff, queue):
+def test_pause_resume_cancel_from_the_page_are_audited(staff, local_queue):
     seed()
     job = service.start("admin_groups", "test")
     for action, status in [("pause", "paused"), ("resume", "running"), ("cancel", "cancelled")]:
@@ -142,7 +135,7 @@ def test_pause_resume_cancel_from_the_page_are_audited(staff, queue):
         assert Event.objects.filter(job=job, action=action, actor="web:alice").exists()
 
 
-def test_acting_on_an_older_job_is_refused(staff, queue):
+def test_acting_on_an_older_job_is_refused(staff, local_queue):
     seed()
     old = service.start("admin_groups", "test")
     service.cancel("admin_groups", "test")
@@ -150,7 +143,7 @@ def test_acting_on_an_older_job_is_refused(staff, queue):
     assert staff.post(f"/backfill/jobs/{old.pk}/revert/").status_code == 409
 
 
-def test_json_api_needs_staff_or_the_token(client, settings, queue):
+def test_json_api_needs_staff_or_the_token(client, settings, local_queue):
     settings.BACKFILL_API_TOKEN = "s3cret-token"
     seed()
     job = service.start("admin_groups", "test")
@@ -176,7 +169,7 @@ def test_json_api_needs_staff_or_the_token(client, settings, queue):
     )
 
 
-def test_metrics_expose_rows_and_status(staff, queue):
+def test_metrics_expose_rows_and_status(staff, local_queue):
     seed()
     service.start("admin_groups", "test")
     body = staff.get("/metrics").content.decode()

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from backfill import checker, display, service
 from backfill.arguments import non_negative_int, positive_int
 from backfill.errors import BackfillError
+from backfill.held import describe as describe_held
 from backfill.models import Job, JobStatus
 from backfill.options import JobOptions
 from backfill.progress import Progress, job_progress
@@ -137,6 +138,8 @@ class Command(BaseCommand):
             self.stdout.write(display.progress_line(progress))
             if job.error:
                 self.stdout.write(f"  error: {job.error}")
+            if progress.held:
+                self.stdout.write(f"  waiting on {describe_held(progress.held)}")
         return 0
 
     def jobs_for_status(self, name: str | None) -> list[Job]:

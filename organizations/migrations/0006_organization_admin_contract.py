@@ -14,7 +14,7 @@ from backfill.operations import EnforceNotNull
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("organizations", "0004_organization_search_name_expand")]
+    dependencies = [("organizations", "0005_organization_admin_guard")]
 
     operations = [
         EnforceNotNull("organization", "admin", backfill="admin_groups"),

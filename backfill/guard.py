@@ -1,0 +1,225 @@
+"""Expand step: from now on, no writer can put NULL back into a filled row.
+
+`GuardFilledColumn` installs, for one nullable column being backfilled:
+
+- a trigger that keeps the stored value when an UPDATE would set the column
+  back to NULL. A stale instance saved after its batch ran (a form, an admin
+  edit, `bulk_update`), an older app version, `QuerySet.update` or raw SQL:
+  the database enforces it, not `save()`. Its `WHEN` clause is evaluated by
+  PostgreSQL itself, so ordinary updates never call the function. INSERTs are
+  left alone: during a rolling deploy, servers still on the old code insert
+  rows without the value, those inserts keep working, and the backfill fills
+  them. (A `CHECK (col IS NOT NULL) NOT VALID` would refuse those inserts and
+  turn every stale save into an error instead.) A revert batch, and only it,
+  sets `backfill.reverting` to pass;
+- a partial index on the primary key of the pending rows, built
+  concurrently, so that what is left to fill is an index lookup for the
+  batches, the checker and the contract's gate, however few rows remain.
+
+`EnforceNotNull` drops both once the column is NOT NULL (nothing can be pending
+any more) and puts them back if the contract is reversed.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.postgres.operations import NotInTransactionMixin
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ProjectState
+from django.db.models import Model
+from psycopg import sql
+
+from backfill.registry import column_of
+
+# Set locally by revert batches: the one writer allowed to empty a filled row.
+REVERTING_SETTING = "backfill.reverting"
+
+
+@dataclass(frozen=True)
+class GuardNames:
+    table: str
+    column: str
+    key: str
+    function: str
+    trigger: str
+    index: str
+
+    @classmethod
+    def of(
+        cls, model: type[Model], field_name: str, editor: BaseDatabaseSchemaEditor
+    ) -> "GuardNames":
+        table = str(model._meta.db_table)
+        column = column_of(model, field_name)
+        key = str(model._meta.pk.column) if model._meta.pk else "id"
+        name = editor._create_index_name  # type: ignore[attr-defined]  # bounded, hashed names
+        return cls(
+            table=table,
+            column=column,
+            key=key,
+            function=name(table, [column], suffix="_keep_filled"),
+            trigger=name(table, [column], suffix="_keep_filled"),
+            index=name(table, [column], suffix="_pending"),
+        )
+
+
+def install_statements(names: GuardNames) -> list[str]:
+    ids = {
+        "table": sql.Identifier(names.table),
+        "column": sql.Identifier(names.column),
+        "key": sql.Identifier(names.key),
+        "function": sql.Identifier(names.function),
+        "trigger": sql.Identifier(names.trigger),
+        "index": sql.Identifier(names.index),
+        "setting": sql.Literal(REVERTING_SETTING),
+    }
+    statements = [
+        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN NEW.{column} := OLD.{column}; RETURN NEW; END $$",
+        "CREATE OR REPLACE TRIGGER {trigger} BEFORE UPDATE OF {column} ON {table} "
+        "FOR EACH ROW WHEN (OLD.{column} IS NOT NULL AND NEW.{column} IS NULL "
+        "AND current_setting({setting}, true) IS DISTINCT FROM 'on') "
+        "EXECUTE FUNCTION {function}()",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} ({key}) WHERE {column} IS NULL",
+    ]
+    return [sql.SQL(s).format(**ids).as_string() for s in statements]
+
+
+def remove_statements(names: GuardNames, keep_function: bool) -> list[str]:
+    ids = {
+        "table": sql.Identifier(names.table),
+        "function": sql.Identifier(names.function),
+        "trigger": sql.Identifier(names.trigger),
+        "index": sql.Identifier(names.index),
+    }
+    statements = [
+        "DROP TRIGGER IF EXISTS {trigger} ON {table}",
+        "DROP INDEX CONCURRENTLY IF EXISTS {index}",
+    ]
+    if not keep_function:
+        statements.append("DROP FUNCTION IF EXISTS {function}()")
+    return [sql.SQL(s).format(**ids).as_string() for s in statements]
+
+
+def drop_invalid_index(editor: BaseDatabaseSchemaEditor, names: GuardNames) -> None:
+    """A concurrent build cut off halfway leaves an INVALID index that IF NOT EXISTS would keep."""
+    with editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
+            [sql.Identifier(names.index).as_string()],
+        )
+        row = cursor.fetchone()
+    if row and row[0]:
+        editor.execute(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}")
+            .format(sql.Identifier(names.index))
+            .as_string()
+        )
+
+
+def is_installed(editor: BaseDatabaseSchemaEditor, names: GuardNames) -> bool:
+    """Whether the expand step installed a guard here (its function outlives the contract)."""
+    with editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT to_regproc(%s) IS NOT NULL", [sql.Identifier(names.function).as_string()]
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def install(editor: BaseDatabaseSchemaEditor, names: GuardNames) -> None:
+    if not editor.collect_sql:
+        drop_invalid_index(editor, names)
+    *ddl, build_index = install_statements(names)
+    for statement in ddl:
+        editor.execute(statement)
+    with concurrent_build(editor):
+        editor.execute(build_index)
+
+
+def remove(editor: BaseDatabaseSchemaEditor, names: GuardNames, keep_function: bool) -> None:
+    drop_trigger, drop_index, *rest = remove_statements(names, keep_function)
+    editor.execute(drop_trigger)
+    with concurrent_build(editor):
+        editor.execute(drop_index)
+    for statement in rest:
+        editor.execute(statement)
+
+
+class concurrent_build:
+    """No lock timeout for a concurrent index build or drop.
+
+    It waits for older transactions without blocking anyone, and a timeout
+    would leave an INVALID index behind; the timeout in force is put back.
+    """
+
+    def __init__(self, editor: BaseDatabaseSchemaEditor) -> None:
+        self.editor = editor
+        self.previous = ""
+
+    def __enter__(self) -> None:
+        if self.editor.collect_sql:
+            return
+        with self.editor.connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('lock_timeout')")
+            row = cursor.fetchone()
+            self.previous = row[0] if row else "0"
+            cursor.execute("SET lock_timeout = 0")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.editor.collect_sql:
+            return
+        with self.editor.connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, false)", [self.previous])
+
+
+class GuardFilledColumn(NotInTransactionMixin, Operation):
+    """Expand: keep filled values of `model_name.name` and index its pending rows."""
+
+    reversible = True
+    reduces_to_sql = True
+
+    def __init__(self, model_name: str, name: str) -> None:
+        self.model_name = model_name
+        self.name = name
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return self.__class__.__qualname__, [], {"model_name": self.model_name, "name": self.name}
+
+    def describe(self) -> str:
+        return f"Keep filled values of {self.model_name}.{self.name} and index its empty rows"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"{self.model_name.lower()}_{self.name.lower()}_guard"
+
+    def state_forwards(self, app_label: str, state: ProjectState) -> None:
+        """Database objects only: the model state does not change."""
+
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if not schema_editor.collect_sql:
+            self._ensure_not_in_transaction(schema_editor)
+        install(schema_editor, GuardNames.of(model, self.name, schema_editor))
+
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if not schema_editor.collect_sql:
+            self._ensure_not_in_transaction(schema_editor)
+        remove(schema_editor, GuardNames.of(model, self.name, schema_editor), keep_function=False)

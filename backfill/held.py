@@ -1,0 +1,101 @@
+"""Rows another transaction holds: which, held by whom, and retrying only them.
+
+SKIP LOCKED never waits, so a row the app holds is skipped and the slice
+makes another pass for it. A row held for minutes (an idle transaction, a
+long report) would make that an endless rescan. After a few passes the slice
+instead keeps the keys still pending in its range, retries only those with
+back-off, and records who holds them, so the dashboard, `status --json` and
+`backfill check` can name the session to look at.
+"""
+
+from typing import Any
+
+from django.db.backends.utils import CursorWrapper
+from psycopg import sql
+
+from backfill.models import Slice
+from backfill.registry import Definition, Row
+
+# Keys a slice keeps to retry; a range with more pending rows is rescanned.
+MAX_HELD_KEYS = 1000
+
+PENDING_KEYS_SQL = """
+SELECT {key} FROM {table}
+WHERE {key} BETWEEN %(low)s AND %(high)s AND ({pending})
+ORDER BY {key} LIMIT %(limit)s
+"""
+
+# The held keys that can be locked now, with the columns `fill` reads.
+LOCK_HELD_SQL = """
+SELECT {key}{columns} FROM {table}
+WHERE {key} = ANY(%(keys)s) AND ({pending})
+ORDER BY {key}
+FOR UPDATE SKIP LOCKED
+"""
+
+# Who holds the rows still pending: the transaction whose id is in the row's
+# xmax (a row lock or an uncommitted update). A lock shared by several
+# transactions (a multixact) matches no session and is shown without a pid.
+HOLDERS_SQL = """
+SELECT t.{key}, a.pid, a.state,
+       round(extract(epoch FROM now() - a.xact_start)::numeric, 1)::float,
+       left(a.query, 200)
+FROM {table} t
+LEFT JOIN pg_stat_activity a ON a.backend_xid = t.xmax
+WHERE t.{key} = ANY(%(keys)s) AND ({pending})
+ORDER BY t.{key}
+"""
+
+
+def statement(template: str, definition: Definition) -> str:
+    read = definition.read_columns()
+    return (
+        sql.SQL(template)
+        .format(
+            key=sql.Identifier(definition.key_column),
+            table=sql.Identifier(definition.table),
+            pending=definition.pending_condition(),
+            columns=sql.SQL("").join(sql.SQL(", ") + sql.Identifier(c) for c in read),
+        )
+        .as_string()
+    )
+
+
+def pending_keys(cursor: CursorWrapper, definition: Definition, slc: Slice) -> list[Any]:
+    """The keys still pending in the slice's range, or [] when too many to keep."""
+    cursor.execute(
+        statement(PENDING_KEYS_SQL, definition),
+        {"low": slc.low, "high": slc.high, "limit": MAX_HELD_KEYS + 1},
+    )
+    keys = [row[0] for row in cursor.fetchall()]
+    return keys if len(keys) <= MAX_HELD_KEYS else []
+
+
+def lock_held(cursor: CursorWrapper, definition: Definition, slc: Slice) -> list[Row]:
+    cursor.execute(statement(LOCK_HELD_SQL, definition), {"keys": slc.held_keys})
+    return list(cursor.fetchall())
+
+
+def holders(cursor: CursorWrapper, definition: Definition, keys: list[Any]) -> list[dict[str, Any]]:
+    cursor.execute(statement(HOLDERS_SQL, definition), {"keys": keys})
+    return [
+        {"key": key, "pid": pid, "state": state, "age_seconds": age, "query": query}
+        for key, pid, state, age, query in cursor.fetchall()
+    ]
+
+
+def describe(held: list[dict[str, Any]]) -> str:
+    """One line per holder for people: who to look at in pg_stat_activity."""
+    by_pid: dict[Any, list[Any]] = {}
+    for row in held:
+        by_pid.setdefault(row["pid"], []).append(row)
+    parts = []
+    for pid, rows in by_pid.items():
+        first = rows[0]
+        who = (
+            f"pid {pid} ({first['state']} for {first['age_seconds']} s: {first['query']!r})"
+            if pid
+            else "a transaction that shares its lock"
+        )
+        parts.append(f"{len(rows)} rows held by {who}")
+    return "; ".join(parts)
