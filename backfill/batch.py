@@ -14,7 +14,7 @@ from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 from psycopg import sql
 
-from backfill import conf, held
+from backfill import conf, held, writes
 from backfill.conf import BatchLimits
 from backfill.models import Sample, Slice, SliceStatus
 from backfill.registry import Definition, Row
@@ -99,13 +99,22 @@ def run_batch(
         else:
             batch = select_batch(cursor, definition, slc, size)
             selected = len(batch.rows)
-            filled = definition.fill(cursor, batch.rows) if batch.rows else 0
+            filled = fill(cursor, definition, slc, batch.rows)
             new_pass, done = advance(cursor, definition, slc, batch, size, filled)
         seconds = time.monotonic() - started
         slc.save()
         record_sample(slc, filled, size, seconds)
     held_tries = slc.held_tries if slc.held_keys else 0
     return BatchResult(selected, filled, seconds, new_pass, done, held_tries)
+
+
+def fill(cursor: CursorWrapper, definition: Definition, slc: Slice, rows: list[Row]) -> int:
+    """The definition fills the locked rows; the write log records what they now hold."""
+    if not rows:
+        return 0
+    filled = definition.fill(cursor, rows)
+    writes.record(cursor, definition, slc.job_id, slc.number, [row[0] for row in rows])
+    return filled
 
 
 def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size: int) -> Batch:
@@ -158,7 +167,7 @@ def retry_held(
 ) -> tuple[int, int, bool, bool]:
     """Fill whichever held rows can be locked now; note who still holds the rest."""
     rows = held.lock_held(cursor, definition, slc)
-    filled = definition.fill(cursor, rows) if rows else 0
+    filled = fill(cursor, definition, slc, rows)
     taken = {row[0] for row in rows}
     slc.held = held.holders(cursor, definition, [k for k in slc.held_keys if k not in taken])
     slc.held_keys = [row["key"] for row in slc.held]

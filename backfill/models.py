@@ -12,7 +12,16 @@ from backfill.conf import BatchLimits
 from backfill.querysets import JobQuerySet, SliceQuerySet
 from backfill.statuses import ACTIVE_STATUSES, JobStatus, SliceStatus
 
-__all__ = ["ACTIVE_STATUSES", "Event", "Job", "JobStatus", "Sample", "Slice", "SliceStatus"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "Event",
+    "Job",
+    "JobStatus",
+    "Sample",
+    "Slice",
+    "SliceStatus",
+    "Write",
+]
 
 
 class Job(models.Model):
@@ -161,3 +170,22 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action}"
+
+
+class Write(models.Model):
+    """One row a batch filled and the value it wrote: what revert may undo, and only that.
+
+    Written in the batch's transaction (see writes.py); kept with the job for
+    as long as the job is, so a revert can come any time later.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="writes")
+    slice_number = models.PositiveIntegerField()
+    key = models.TextField()
+    value = models.TextField()
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "slice_number", "id"], name="backfill_write_slice")]
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.value}"

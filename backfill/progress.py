@@ -83,7 +83,7 @@ class Progress:
         if self.status in (JobStatus.SUCCEEDED, JobStatus.REVERTED):
             return 1.0
         if self.status == JobStatus.REVERTING:
-            return min(0.999, self.key_fraction)
+            return min(0.999, self.rows_reverted / self.rows_done) if self.rows_done else 0.0
         if not self.rows_total_is_estimate and self.rows_total > 0:
             return min(0.999, self.rows_done / self.rows_total)
         return min(0.999, self.key_fraction)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
 from django.apps import apps
-from django.db import models
+from django.db import connection, models
 from django.db.backends.utils import CursorWrapper
 from psycopg import sql
 
@@ -71,17 +71,33 @@ class Definition:
         """Problems with the filled data beyond rows still pending; [] when sound."""
         return []
 
-    def revert(self, cursor: CursorWrapper, context: dict[str, Any], low: int, high: int) -> int:
-        """Undo this job's fill for keys in [low, high]; return rows reverted."""
+    def revert(
+        self, cursor: CursorWrapper, context: dict[str, Any], writes: Sequence[tuple[str, str]]
+    ) -> int:
+        """Undo these writes (key, value written, both as text); return rows reverted.
+
+        Only rows that still hold the value the job wrote are emptied: a value
+        the app wrote since is the app's, and stays.
+        """
         statement = sql.SQL(
-            "UPDATE {table} SET {column} = NULL WHERE {key} BETWEEN %s AND %s"
+            "UPDATE {table} t SET {column} = NULL "
+            "FROM unnest(%s::text[], %s::text[]) AS w(key, value) "
+            "WHERE t.{key} = w.key::{key_type} AND t.{column}::text = w.value"
         ).format(
             table=sql.Identifier(self.table),
             column=sql.Identifier(self.target_column),
             key=sql.Identifier(self.key_column),
+            key_type=sql.SQL(self.key_type),
         )
-        cursor.execute(statement.as_string(), [low, high])
+        cursor.execute(statement.as_string(), [[k for k, _ in writes], [v for _, v in writes]])
         return int(cursor.rowcount)
+
+    @property
+    def key_type(self) -> str:
+        """The primary key's SQL type, to compare keys kept as text."""
+        pk = self.model._meta.pk
+        assert pk is not None
+        return str(pk.db_type(connection))
 
 
 def column_of(model: type[models.Model], field_name: str) -> str:

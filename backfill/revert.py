@@ -1,11 +1,11 @@
 """Undo a job's fill: run by the workers, slice by slice, like the fill itself.
 
-Reverting reuses the job's slices: each walks its key range again, in batches
-of keys, and hands each batch to the definition's `revert` in a short
+Reverting reuses the job's slices: each takes its writes off the write log
+(writes.py) in batches and hands them to the definition's `revert`, in a short
 transaction with the same limits, back-off and failure budgets as a fill batch
-(the runner drives both). The slice's cursor and `rows_reverted` advance in the
-batch's own transaction, so a crash loses at most one batch and a revert that
-failed carries on where it stopped when asked again.
+(the runner drives both). Taking writes off the log, undoing them and counting
+`rows_reverted` commit together, so a crash loses at most one batch and a
+revert that failed carries on where it stopped when asked again.
 """
 
 import time
@@ -14,6 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 
+from backfill import writes
 from backfill.batch import BatchResult, count_success, record_sample
 from backfill.conf import BatchLimits
 from backfill.guard import REVERTING_SETTING
@@ -50,19 +51,19 @@ def run_revert_batch(
     size: int,
     limits: BatchLimits,
 ) -> BatchResult:
-    """Revert the next `size` keys of the slice; cost follows the key span."""
+    """Undo the slice's next `size` logged writes; cost follows the rows the job filled."""
     started = time.monotonic()
     with batch_transaction(limits, {REVERTING_SETTING: "on"}) as cursor:
         slc = Slice.objects.locked_for(slice_id, owner)
-        low, high = slc.cursor + 1, min(slc.high, slc.cursor + size)
-        reverted = definition.revert(cursor, context, low, high)
+        taken = writes.take(cursor, slc.job_id, slc.number, size)
+        reverted = definition.revert(cursor, context, taken) if taken else 0
         slc.rows_reverted += reverted
-        slc.cursor = high
         count_success(slc, size)
-        done = high >= slc.high
+        done = len(taken) < size
         if done:
+            slc.cursor = slc.high
             slc.status = SliceStatus.DONE
         seconds = time.monotonic() - started
         slc.save()
         record_sample(slc, reverted, size, seconds)
-    return BatchResult(high - low + 1, reverted, seconds, new_pass=False, slice_done=done)
+    return BatchResult(len(taken), reverted, seconds, new_pass=False, slice_done=done)

@@ -71,29 +71,46 @@ class AdminGroups(Definition):
         shared = audit.shared_groups(cursor)
         return [f"{shared} admin groups are shared by several organizations"] if shared else []
 
-    def revert(self, cursor: CursorWrapper, context: dict[str, Any], low: int, high: int) -> int:
-        floor = context.get("group_id_floor", 0)
-        cursor.execute(REVERT_SQL, {"low": low, "high": high, "floor": floor})
-        return int(cursor.rowcount)
+    def revert(
+        self, cursor: CursorWrapper, context: dict[str, Any], writes: Sequence[tuple[str, str]]
+    ) -> int:
+        """Unlink the organizations that still hold the group the job gave them, then
+        delete those groups unless someone else uses them (an organization, a member,
+        a permission): what the app made or added survives."""
+        cursor.execute(
+            UNLINK_SQL, {"keys": [k for k, _ in writes], "groups": [v for _, v in writes]}
+        )
+        unlinked = int(cursor.rowcount)
+        cursor.execute(DELETE_UNUSED_GROUPS_SQL, {"groups": [v for _, v in writes]})
+        freed = [name for (name,) in cursor.fetchall()]
+        bases = sorted({base for name in freed for base, _ in naming.claimants(name)})
+        if bases:
+            # The freed names are free again: drop the hints, so probing starts at 0.
+            cursor.execute(DROP_HINTS_SQL, [bases])
+        return unlinked
 
 
-# Unlink the organizations in [low, high] whose group the job made (an id above
-# the highest one when the job started: never a pre-existing group), delete
-# those groups with their memberships and permissions, and drop the naming
-# counters of their bases, whose numbers are free again.
-REVERT_SQL = (
+UNLINK_SQL = (
+    sql.SQL(
+        "UPDATE {orgs} o SET admin_id = NULL "
+        "FROM unnest(%(keys)s::text[], %(groups)s::text[]) AS w(key, group_id) "
+        "WHERE o.id = w.key::bigint AND o.admin_id = w.group_id::int"
+    )
+    .format(orgs=sql.Identifier(ORGANIZATIONS))
+    .as_string()
+)
+
+# Groups the job made that nothing uses any more; their names are returned so
+# the naming hints of their bases can be dropped.
+DELETE_UNUSED_GROUPS_SQL = (
     sql.SQL(
         """
-WITH unlinked AS (
-    UPDATE {orgs} o SET admin_id = NULL
-    FROM {orgs} old
-    WHERE o.id = old.id AND o.id BETWEEN %(low)s AND %(high)s AND o.admin_id > %(floor)s
-    RETURNING old.admin_id AS group_id, left(o.name, {base_length}) AS base
-),
-members AS (DELETE FROM {memberships} WHERE group_id IN (SELECT group_id FROM unlinked)),
-permissions AS (DELETE FROM {permissions} WHERE group_id IN (SELECT group_id FROM unlinked)),
-counters AS (DELETE FROM {counter} WHERE base IN (SELECT base FROM unlinked))
-DELETE FROM {groups} WHERE id IN (SELECT group_id FROM unlinked)
+DELETE FROM {groups} g
+WHERE g.id = ANY(%(groups)s::int[])
+  AND NOT EXISTS (SELECT 1 FROM {orgs} o WHERE o.admin_id = g.id)
+  AND NOT EXISTS (SELECT 1 FROM {memberships} m WHERE m.group_id = g.id)
+  AND NOT EXISTS (SELECT 1 FROM {permissions} p WHERE p.group_id = g.id)
+RETURNING g.name
 """
     )
     .format(
@@ -101,9 +118,13 @@ DELETE FROM {groups} WHERE id IN (SELECT group_id FROM unlinked)
         groups=sql.Identifier(GROUPS),
         memberships=sql.Identifier(MEMBERSHIPS),
         permissions=sql.Identifier(PERMISSIONS),
-        counter=sql.Identifier(naming.COUNTER_TABLE),
-        base_length=sql.Literal(naming.BASE_LENGTH),
     )
+    .as_string()
+)
+
+DROP_HINTS_SQL = (
+    sql.SQL("DELETE FROM {counter} WHERE base = ANY(%s)")
+    .format(counter=sql.Identifier(naming.COUNTER_TABLE))
     .as_string()
 )
 

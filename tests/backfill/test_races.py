@@ -66,6 +66,7 @@ def test_pauses_and_resumes_between_batches_never_lose_count(seed, local_queue):
             break
         if slice_id is not None:
             local.step(slice_id, f"owner-{round_number}", 0.05)
+        job.refresh_from_db()
         if round_number % 3 == 0 and job.status == JobStatus.RUNNING:
             service.pause("admin_groups", "test")
             service.resume("admin_groups", "test")
