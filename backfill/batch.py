@@ -12,7 +12,6 @@ from datetime import timedelta
 
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
-from psycopg import sql
 
 from backfill import conf, held, writes
 from backfill.conf import BatchLimits
@@ -73,21 +72,6 @@ ORDER BY c.key
 """
 
 
-def select_batch_sql(definition: Definition) -> str:
-    read = definition.read_columns()
-    return (
-        sql.SQL(SELECT_BATCH_SQL)
-        .format(
-            key=sql.Identifier(definition.key_column),
-            table=sql.Identifier(definition.table),
-            pending=definition.pending_condition(),
-            columns=sql.SQL("").join(sql.SQL(", ") + sql.Identifier(c) for c in read),
-            locked_columns=sql.SQL("").join(sql.SQL(", l.") + sql.Identifier(c) for c in read),
-        )
-        .as_string()
-    )
-
-
 def run_batch(
     definition: Definition, slice_id: int, owner: str, size: int, limits: BatchLimits
 ) -> BatchResult:
@@ -119,7 +103,7 @@ def fill(cursor: CursorWrapper, definition: Definition, slc: Slice, rows: list[R
 
 def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size: int) -> Batch:
     cursor.execute(
-        select_batch_sql(definition), {"cursor": slc.cursor, "high": slc.high, "size": size}
+        definition.compose(SELECT_BATCH_SQL), {"cursor": slc.cursor, "high": slc.high, "size": size}
     )
     fetched = cursor.fetchall()
     rows = [(key, *rest) for key, locked, *rest in fetched if locked]

@@ -58,14 +58,8 @@ class CheckResult:
 
 
 def pending_query(definition: Definition, select: str) -> str:
-    return (
-        sql.SQL("SELECT {select} FROM {table} WHERE {pending}")
-        .format(
-            select=sql.SQL(select),
-            table=sql.Identifier(definition.table),
-            pending=definition.pending_condition(),
-        )
-        .as_string()
+    return definition.compose(
+        "SELECT {select} FROM {table} WHERE {pending}", select=sql.SQL(select)
     )
 
 

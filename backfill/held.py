@@ -11,7 +11,6 @@ back-off, and records who holds them, so the dashboard, `status --json` and
 from typing import Any
 
 from django.db.backends.utils import CursorWrapper
-from psycopg import sql
 
 from backfill.models import Slice
 from backfill.registry import Definition, Row
@@ -47,24 +46,10 @@ ORDER BY t.{key}
 """
 
 
-def statement(template: str, definition: Definition) -> str:
-    read = definition.read_columns()
-    return (
-        sql.SQL(template)
-        .format(
-            key=sql.Identifier(definition.key_column),
-            table=sql.Identifier(definition.table),
-            pending=definition.pending_condition(),
-            columns=sql.SQL("").join(sql.SQL(", ") + sql.Identifier(c) for c in read),
-        )
-        .as_string()
-    )
-
-
 def pending_keys(cursor: CursorWrapper, definition: Definition, slc: Slice) -> list[Any]:
     """The keys still pending in the slice's range, or [] when too many to keep."""
     cursor.execute(
-        statement(PENDING_KEYS_SQL, definition),
+        definition.compose(PENDING_KEYS_SQL),
         {"low": slc.low, "high": slc.high, "limit": MAX_HELD_KEYS + 1},
     )
     keys = [row[0] for row in cursor.fetchall()]
@@ -72,12 +57,12 @@ def pending_keys(cursor: CursorWrapper, definition: Definition, slc: Slice) -> l
 
 
 def lock_held(cursor: CursorWrapper, definition: Definition, slc: Slice) -> list[Row]:
-    cursor.execute(statement(LOCK_HELD_SQL, definition), {"keys": slc.held_keys})
+    cursor.execute(definition.compose(LOCK_HELD_SQL), {"keys": slc.held_keys})
     return list(cursor.fetchall())
 
 
 def holders(cursor: CursorWrapper, definition: Definition, keys: list[Any]) -> list[dict[str, Any]]:
-    cursor.execute(statement(HOLDERS_SQL, definition), {"keys": keys})
+    cursor.execute(definition.compose(HOLDERS_SQL), {"keys": keys})
     return [
         {"key": key, "pid": pid, "state": state, "age_seconds": age, "query": query}
         for key, pid, state, age, query in cursor.fetchall()

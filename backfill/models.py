@@ -179,7 +179,12 @@ class Write(models.Model):
     as long as the job is, so a revert can come any time later.
     """
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="writes")
+    # No database constraint: a deferred foreign-key check per logged row would
+    # run at every batch's COMMIT (thousands of lookups of the job row, each a
+    # KEY SHARE lock). Rows go with their job through Django's cascade.
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="writes", db_constraint=False
+    )
     slice_number = models.PositiveIntegerField()
     key = models.TextField()
     value = models.TextField()

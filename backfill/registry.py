@@ -55,6 +55,25 @@ class Definition:
     def read_columns(self) -> list[str]:
         return [column_of(self.model, name) for name in self.columns]
 
+    def compose(self, template: str, **extra: sql.Composable) -> str:
+        """An SQL template with this definition's names quoted in: {table}, {key},
+        {column} (the target), {pending}, {columns} and {locked_columns} (", c" and
+        ", l.c" for each column `fill` reads); values stay parameters."""
+        read = self.read_columns()
+        return (
+            sql.SQL(template)
+            .format(
+                table=sql.Identifier(self.table),
+                key=sql.Identifier(self.key_column),
+                column=sql.Identifier(self.target_column),
+                pending=self.pending_condition(),
+                columns=sql.SQL("").join(sql.SQL(", ") + sql.Identifier(c) for c in read),
+                locked_columns=sql.SQL("").join(sql.SQL(", l.") + sql.Identifier(c) for c in read),
+                **extra,
+            )
+            .as_string()
+        )
+
     def pending_condition(self) -> sql.Composable:
         """SQL true for a row still to fill. Must be cheap to evaluate per row."""
         return sql.SQL("{} IS NULL").format(sql.Identifier(self.target_column))

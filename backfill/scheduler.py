@@ -15,7 +15,6 @@ from django.db import DatabaseError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import F, Sum
 from django.utils import timezone
-from psycopg import sql
 
 from backfill import conf, dispatch
 from backfill.conf import BatchLimits
@@ -132,16 +131,12 @@ def complete_or_extend(job: Job) -> None:
 
 def reopen_slices_with_pending_rows(job: Job) -> bool:
     definition = get_definition(job.definition)
-    statement = sql.SQL(
+    statement = definition.compose(
         "SELECT EXISTS (SELECT 1 FROM {table} WHERE {key} BETWEEN %s AND %s AND ({pending}))"
-    ).format(
-        key=sql.Identifier(definition.key_column),
-        table=sql.Identifier(definition.table),
-        pending=definition.pending_condition(),
     )
     slices = list(Slice.objects.filter(job=job))
     with connection.cursor() as cursor:
-        again = [s.pk for s in slices if has_pending(cursor, statement.as_string(), s.low, s.high)]
+        again = [s.pk for s in slices if has_pending(cursor, statement, s.low, s.high)]
     if not again:
         return False
     rechecks = Event.objects.filter(job=job, action="recheck").count()
@@ -170,12 +165,10 @@ def rows_beyond(job: Job) -> int | None:
     if job.key_high is None:
         return None
     definition = get_definition(job.definition)
-    statement = sql.SQL("SELECT max({key}) FROM {table} WHERE {key} > %s AND ({pending})").format(
-        key=sql.Identifier(definition.key_column),
-        table=sql.Identifier(definition.table),
-        pending=definition.pending_condition(),
+    statement = definition.compose(
+        "SELECT max({key}) FROM {table} WHERE {key} > %s AND ({pending})"
     )
     with connection.cursor() as cursor:
-        cursor.execute(statement.as_string(), [job.key_high])
+        cursor.execute(statement, [job.key_high])
         row = cursor.fetchone()
     return row[0] if row else None

@@ -40,13 +40,8 @@ RETURNING key, value
 def record(
     cursor: CursorWrapper, definition: Definition, job_id: int, slice_number: int, keys: list[Any]
 ) -> None:
-    statement = sql.SQL(RECORD_SQL).format(
-        log=sql.Identifier(Write._meta.db_table),
-        key=sql.Identifier(definition.key_column),
-        column=sql.Identifier(definition.target_column),
-        table=sql.Identifier(definition.table),
-    )
-    cursor.execute(statement.as_string(), {"job": job_id, "slice": slice_number, "keys": keys})
+    statement = definition.compose(RECORD_SQL, log=sql.Identifier(Write._meta.db_table))
+    cursor.execute(statement, {"job": job_id, "slice": slice_number, "keys": keys})
 
 
 def take(cursor: CursorWrapper, job_id: int, slice_number: int, size: int) -> list[tuple[str, str]]:

@@ -32,10 +32,12 @@ COUNTER_TABLE = "organizations_adminnamecounter"
 # Spare numbers probed per base beyond the rows wanted, round by round: the
 # first round probes just enough for a table where few names are taken; later
 # rounds widen geometrically, so a base with many taken numbers and no counter
-# yet costs a handful of statements, not one per taken name. The long tail of
-# rounds is for races: a round can lose every name to concurrent transactions,
-# but it waits for one of them to commit first, so each round makes progress.
-ROUND_SLACK = (0, 8, 64, 512, 4096, 32768, *([262144] * 26))
+# yet costs a handful of statements, not one per taken name. A round that lost
+# names to concurrent transactions (it waited for them to commit first, so
+# each round makes progress) is tried again at the same width.
+ROUND_SLACK = (0, 8, 64, 512, 4096, 32768, 262144)
+# Rounds at the most: widening takes seven, the rest are for lost races.
+MAX_ROUNDS = 64
 
 # Namespace of the advisory locks that serialize app-path creations per base.
 ADVISORY_LOCK_CLASS = 0x0AD1
@@ -161,7 +163,8 @@ advanced AS (
     ON CONFLICT (base) DO UPDATE
         SET next_number = GREATEST({counter}.next_number, EXCLUDED.next_number)
 )
-SELECT key, group_id FROM claimed
+SELECT p.key, c.group_id
+FROM proposed p LEFT JOIN claimed c ON c.key = p.key
 """
 
 
@@ -209,16 +212,24 @@ def claim_admin_groups(
     remaining = dict(zip(keys, (name_base(n) for n in names), strict=True))
     claimed: dict[int, int] = {}
     statement = claim_round_sql()
-    for slack in ROUND_SLACK:
+    widening = 0
+    for _ in range(MAX_ROUNDS):
         if not remaining:
             return claimed
-        cursor.execute(statement, claim_round_params(remaining, slack))
-        for key, group_id in cursor.fetchall():
-            claimed[key] = group_id
-            del remaining[key]
-    if remaining:
-        raise NamingError(f"no free admin group name found for {len(remaining)} rows")
-    return claimed
+        wanted = len(remaining)
+        cursor.execute(statement, claim_round_params(remaining, ROUND_SLACK[widening]))
+        rows = cursor.fetchall()
+        for key, group_id in rows:
+            if group_id is not None:
+                claimed[key] = group_id
+                del remaining[key]
+        # Rows that got no proposal found too few free names in the window:
+        # widen it. Rows that only lost a race try the same window again
+        # (from the counter the winner moved), so a busy base never turns
+        # into rounds of hundreds of thousands of probes.
+        if len(rows) < wanted:
+            widening = min(widening + 1, len(ROUND_SLACK) - 1)
+    raise NamingError(f"no free admin group name found for {len(remaining)} rows")
 
 
 def claim_admin_group(name: str, using: str = "default") -> int:
