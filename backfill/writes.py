@@ -17,12 +17,16 @@ from backfill.models import Write
 from backfill.registry import Definition
 
 # The rows of the batch that now hold a value, read back: the engine needs no
-# help from the definition to know what it wrote.
+# help from the definition to know what it wrote. Driven from the keys (one
+# primary-key probe each): with `key = ANY(...) AND column IS NOT NULL` the
+# planner may walk the column's own index over every filled row instead, and
+# each batch grows slower as the table fills.
 RECORD_SQL = """
 INSERT INTO {log} (job_id, slice_number, key, value)
 SELECT %(job)s, %(slice)s, t.{key}::text, t.{column}::text
-FROM {table} t
-WHERE t.{key} = ANY(%(keys)s) AND t.{column} IS NOT NULL
+FROM unnest(%(keys)s::{key_type}[]) AS k(key)
+JOIN {table} t ON t.{key} = k.key
+WHERE t.{column} IS NOT NULL
 """
 
 # The oldest writes of one slice, taken off the log as they are undone; the
@@ -40,7 +44,9 @@ RETURNING key, value
 def record(
     cursor: CursorWrapper, definition: Definition, job_id: int, slice_number: int, keys: list[Any]
 ) -> None:
-    statement = definition.compose(RECORD_SQL, log=sql.Identifier(Write._meta.db_table))
+    statement = definition.compose(
+        RECORD_SQL, log=sql.Identifier(Write._meta.db_table), key_type=sql.SQL(definition.key_type)
+    )
     cursor.execute(statement, {"job": job_id, "slice": slice_number, "keys": keys})
 
 
