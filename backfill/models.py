@@ -183,7 +183,7 @@ class Write(models.Model):
     # run at every batch's COMMIT (thousands of lookups of the job row, each a
     # KEY SHARE lock). Rows go with their job through Django's cascade.
     job = models.ForeignKey(
-        Job, on_delete=models.CASCADE, related_name="writes", db_constraint=False
+        Job, on_delete=models.CASCADE, related_name="writes", db_constraint=False, db_index=False
     )
     slice_number = models.PositiveIntegerField()
     key = models.TextField()

@@ -17,16 +17,21 @@ from backfill.models import Write
 from backfill.registry import Definition
 
 # The rows of the batch that now hold a value, read back: the engine needs no
-# help from the definition to know what it wrote. Driven from the keys (one
-# primary-key probe each): with `key = ANY(...) AND column IS NOT NULL` the
-# planner may walk the column's own index over every filled row instead, and
-# each batch grows slower as the table fills.
+# help from the definition to know what it wrote. Driven from the keys, one
+# primary-key probe each; the filter sits behind OFFSET 0 because statistics
+# taken before the fill say the column is all NULL, and the planner would
+# otherwise walk the column's own index over every filled row, each batch
+# slower than the last.
 RECORD_SQL = """
 INSERT INTO {log} (job_id, slice_number, key, value)
-SELECT %(job)s, %(slice)s, t.{key}::text, t.{column}::text
-FROM unnest(%(keys)s::{key_type}[]) AS k(key)
-JOIN {table} t ON t.{key} = k.key
-WHERE t.{column} IS NOT NULL
+SELECT %(job)s, %(slice)s, r.key::text, r.value::text
+FROM (
+    SELECT t.{key} AS key, t.{column} AS value
+    FROM unnest(%(keys)s::{key_type}[]) AS k(key)
+    JOIN {table} t ON t.{key} = k.key
+    OFFSET 0
+) AS r
+WHERE r.value IS NOT NULL
 """
 
 # The oldest writes of one slice, taken off the log as they are undone; the
