@@ -5,6 +5,7 @@ contend on one job row; a slice's counters are advanced in the same transaction
 as the data they count.
 """
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
@@ -173,24 +174,24 @@ class Event(models.Model):
 
 
 class Write(models.Model):
-    """One row a batch filled and the value it wrote: what revert may undo, and only that.
+    """One committed batch's writes: the keys it filled and the values it wrote.
 
-    Written in the batch's transaction (see writes.py); kept with the job for
-    as long as the job is, so a revert can come any time later.
+    What revert may undo, and only that (see writes.py). Written in the
+    batch's transaction; kept with the job for as long as the job is, so a
+    revert can come any time later.
     """
 
-    # No database constraint: a deferred foreign-key check per logged row would
-    # run at every batch's COMMIT (thousands of lookups of the job row, each a
-    # KEY SHARE lock). Rows go with their job through Django's cascade.
+    # No database constraint: a deferred foreign-key check would run at every
+    # batch's COMMIT. Rows go with their job through Django's cascade.
     job = models.ForeignKey(
         Job, on_delete=models.CASCADE, related_name="writes", db_constraint=False, db_index=False
     )
     slice_number = models.PositiveIntegerField()
-    key = models.TextField()
-    value = models.TextField()
+    keys = ArrayField(models.TextField())
+    values = ArrayField(models.TextField())
 
     class Meta:
         indexes = [models.Index(fields=["job", "slice_number", "id"], name="backfill_write_slice")]
 
     def __str__(self) -> str:
-        return f"{self.key} = {self.value}"
+        return f"{len(self.keys)} writes of slice {self.slice_number}"

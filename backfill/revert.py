@@ -51,15 +51,15 @@ def run_revert_batch(
     size: int,
     limits: BatchLimits,
 ) -> BatchResult:
-    """Undo the slice's next `size` logged writes; cost follows the rows the job filled."""
+    """Undo the slice's oldest logged batch; cost follows the rows the job filled."""
     started = time.monotonic()
     with batch_transaction(limits, {REVERTING_SETTING: "on"}) as cursor:
         slc = Slice.objects.locked_for(slice_id, owner)
-        taken = writes.take(cursor, slc.job_id, slc.number, size)
+        taken = writes.take(cursor, slc.job_id, slc.number)
         reverted = definition.revert(cursor, context, taken) if taken else 0
         slc.rows_reverted += reverted
         count_success(slc, size)
-        done = len(taken) < size
+        done = not taken
         if done:
             slc.cursor = slc.high
             slc.status = SliceStatus.DONE

@@ -16,15 +16,16 @@ from psycopg import sql
 from backfill.models import Write
 from backfill.registry import Definition
 
-# The rows of the batch that now hold a value, read back: the engine needs no
-# help from the definition to know what it wrote. Driven from the keys, one
-# primary-key probe each; the filter sits behind OFFSET 0 because statistics
-# taken before the fill say the column is all NULL, and the planner would
-# otherwise walk the column's own index over every filled row, each batch
-# slower than the last.
+# One log row per batch: the keys it filled and the values they now hold,
+# read back, so the engine needs no help from the definition to know what it
+# wrote (one row, not thousands with their index entries, keeps the log's cost
+# small next to the fill). Driven from the keys, one primary-key probe each;
+# the filter sits behind OFFSET 0 because statistics taken before the fill say
+# the column is all NULL, and the planner would otherwise walk the column's
+# own index over every filled row, each batch slower than the last.
 RECORD_SQL = """
-INSERT INTO {log} (job_id, slice_number, key, value)
-SELECT %(job)s, %(slice)s, r.key::text, r.value::text
+INSERT INTO {log} (job_id, slice_number, keys, "values")
+SELECT %(job)s, %(slice)s, array_agg(r.key::text), array_agg(r.value::text)
 FROM (
     SELECT t.{key} AS key, t.{column} AS value
     FROM unnest(%(keys)s::{key_type}[]) AS k(key)
@@ -32,17 +33,18 @@ FROM (
     OFFSET 0
 ) AS r
 WHERE r.value IS NOT NULL
+HAVING count(*) > 0
 """
 
-# The oldest writes of one slice, taken off the log as they are undone; the
-# undo commits with the deletion, so a crash loses nothing and redoes nothing.
+# The oldest batch of one slice, taken off the log as it is undone; the undo
+# commits with the deletion, so a crash loses nothing and redoes nothing.
 TAKE_SQL = """
-DELETE FROM {log} WHERE id IN (
+DELETE FROM {log} WHERE id = (
     SELECT id FROM {log}
     WHERE job_id = %(job)s AND slice_number = %(slice)s
-    ORDER BY id LIMIT %(size)s
+    ORDER BY id LIMIT 1
 )
-RETURNING key, value
+RETURNING keys, "values"
 """
 
 
@@ -55,7 +57,9 @@ def record(
     cursor.execute(statement, {"job": job_id, "slice": slice_number, "keys": keys})
 
 
-def take(cursor: CursorWrapper, job_id: int, slice_number: int, size: int) -> list[tuple[str, str]]:
+def take(cursor: CursorWrapper, job_id: int, slice_number: int) -> list[tuple[str, str]]:
+    """The writes of the slice's oldest logged batch, or [] when none is left."""
     statement = sql.SQL(TAKE_SQL).format(log=sql.Identifier(Write._meta.db_table))
-    cursor.execute(statement.as_string(), {"job": job_id, "slice": slice_number, "size": size})
-    return [(key, value) for key, value in cursor.fetchall()]
+    cursor.execute(statement.as_string(), {"job": job_id, "slice": slice_number})
+    row = cursor.fetchone()
+    return list(zip(row[0], row[1], strict=True)) if row else []
