@@ -38,6 +38,8 @@ COUNTER_TABLE = "organizations_adminnamecounter"
 ROUND_SLACK = (0, 8, 64, 512, 4096, 32768, 262144)
 # Rounds at the most: widening takes seven, the rest are for lost races.
 MAX_ROUNDS = 64
+# How far lost races alone may widen a round (an index into ROUND_SLACK: 512).
+RACE_WIDTH = 3
 
 # Namespace of the advisory locks that serialize app-path creations per base.
 ADVISORY_LOCK_CLASS = 0x0AD1
@@ -224,11 +226,13 @@ def claim_admin_groups(
                 claimed[key] = group_id
                 del remaining[key]
         # Rows that got no proposal found too few free names in the window:
-        # widen it. Rows that only lost a race try the same window again
-        # (from the counter the winner moved), so a busy base never turns
-        # into rounds of hundreds of thousands of probes.
+        # widen it, as far as needed. Rows that only lost a race widen too, to
+        # step past the winner's numbers, but never beyond RACE_WIDTH: a busy
+        # base must not turn into rounds of hundreds of thousands of probes.
         if len(rows) < wanted:
             widening = min(widening + 1, len(ROUND_SLACK) - 1)
+        elif remaining:
+            widening = max(widening, min(widening + 1, RACE_WIDTH))
     raise NamingError(f"no free admin group name found for {len(remaining)} rows")
 
 
