@@ -176,3 +176,23 @@ def test_metrics_expose_rows_and_status(staff, local_queue):
     assert 'backfill_job_rows_done{definition="admin_groups"' in body
     assert 'backfill_job_status{definition="admin_groups"' in body
     assert "backfill_batch_duration_milliseconds_bucket" in body
+
+
+def test_the_job_page_names_the_session_holding_rows_the_job_waits_on(staff, local_queue):
+    seed()
+    job = service.start("admin_groups", "test")
+    held = [
+        {
+            "key": 7,
+            "pid": 4242,
+            "state": "idle in transaction",
+            "age_seconds": 93.5,
+            "query": "SELECT monthly_report()",
+        }
+    ]
+    job.slices.filter(number=0).update(held_keys=[7], held=held)
+    page = staff.get(f"/backfill/jobs/{job.pk}/").content.decode()
+    assert "Waiting on rows held by other transactions" in page
+    assert "4242" in page
+    assert "monthly_report()" in page
+    assert staff.get(f"/backfill/api/jobs/{job.pk}/").json()["held"] == held
