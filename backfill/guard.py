@@ -203,12 +203,9 @@ class GuardFilledColumn(NotInTransactionMixin, Operation):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
-            return
-        if not schema_editor.collect_sql:
-            self._ensure_not_in_transaction(schema_editor)
-        install(schema_editor, GuardNames.of(model, self.name, schema_editor))
+        names = self.names(app_label, schema_editor, to_state)
+        if names is not None:
+            install(schema_editor, names)
 
     def database_backwards(
         self,
@@ -217,9 +214,17 @@ class GuardFilledColumn(NotInTransactionMixin, Operation):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
-        model = from_state.apps.get_model(app_label, self.model_name)
+        names = self.names(app_label, schema_editor, from_state)
+        if names is not None:
+            remove(schema_editor, names, keep_function=False)
+
+    def names(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState
+    ) -> GuardNames | None:
+        """The guard's objects on this database, or None where the model is not migrated."""
+        model = state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
-            return
+            return None
         if not schema_editor.collect_sql:
             self._ensure_not_in_transaction(schema_editor)
-        remove(schema_editor, GuardNames.of(model, self.name, schema_editor), keep_function=False)
+        return GuardNames.of(model, self.name, schema_editor)
