@@ -57,7 +57,7 @@ class Batch:
 SELECT_BATCH_SQL = """
 WITH candidates AS (
     SELECT {key} AS key FROM {table}
-    WHERE {key} > %(cursor)s AND {key} <= %(high)s AND ({pending})
+    WHERE {key} > %(cursor)s AND {key} <= %(high)s AND ({pending}) AND {share}
     ORDER BY {key}
     LIMIT %(size)s
 ),
@@ -103,7 +103,8 @@ def fill(cursor: CursorWrapper, definition: Definition, slc: Slice, rows: list[R
 
 def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size: int) -> Batch:
     cursor.execute(
-        definition.compose(SELECT_BATCH_SQL), {"cursor": slc.cursor, "high": slc.high, "size": size}
+        definition.compose(SELECT_BATCH_SQL),
+        {"cursor": slc.cursor, "high": slc.high, "size": size, **slc.share_parameters()},
     )
     fetched = cursor.fetchall()
     rows = [(key, *rest) for key, locked, *rest in fetched if locked]

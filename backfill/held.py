@@ -20,7 +20,7 @@ MAX_HELD_KEYS = 1000
 
 PENDING_KEYS_SQL = """
 SELECT {key} FROM {table}
-WHERE {key} BETWEEN %(low)s AND %(high)s AND ({pending})
+WHERE {key} BETWEEN %(low)s AND %(high)s AND ({pending}) AND {share}
 ORDER BY {key} LIMIT %(limit)s
 """
 
@@ -50,7 +50,7 @@ def pending_keys(cursor: CursorWrapper, definition: Definition, slc: Slice) -> l
     """The keys still pending in the slice's range, or [] when too many to keep."""
     cursor.execute(
         definition.compose(PENDING_KEYS_SQL),
-        {"low": slc.low, "high": slc.high, "limit": MAX_HELD_KEYS + 1},
+        {"low": slc.low, "high": slc.high, "limit": MAX_HELD_KEYS + 1, **slc.share_parameters()},
     )
     keys = [row[0] for row in cursor.fetchall()]
     return keys if len(keys) <= MAX_HELD_KEYS else []

@@ -74,6 +74,10 @@ class Slice(models.Model):
     low = models.BigIntegerField()
     high = models.BigIntegerField()
     cursor = models.BigIntegerField()
+    # The rows of [low, high] whose partition hash modulo `modulus` is
+    # `residue` (see slicing.py); 1 and 0 for a slice of plain key ranges.
+    modulus = models.PositiveIntegerField(default=1)
+    residue = models.PositiveIntegerField(default=0)
     status = models.CharField(
         max_length=20, choices=SliceStatus.choices, default=SliceStatus.PENDING
     )
@@ -85,6 +89,9 @@ class Slice(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     # Consecutive batches that gave up waiting for a lock; reset likewise.
     lock_timeouts = models.PositiveIntegerField(default=0)
+    # Every batch that gave up waiting for a lock, never reset: with no app
+    # writing, each one is the job waiting on itself.
+    lock_timeouts_total = models.PositiveIntegerField(default=0)
     batch_size = models.PositiveIntegerField()
     rows_done = models.BigIntegerField(default=0)
     # Rows a revert of the job put back, counted like rows_done.
@@ -114,10 +121,20 @@ class Slice(models.Model):
             models.CheckConstraint(
                 condition=Q(low__lte=models.F("high")), name="backfill_slice_range"
             ),
+            models.CheckConstraint(
+                condition=Q(residue__lt=models.F("modulus")), name="backfill_slice_share"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"slice {self.number} of job {self.job_id} [{self.low}, {self.high}]"
+
+    def share_parameters(self) -> dict[str, int | list[int]]:
+        """The values of a definition's {share} condition for this slice."""
+        return {
+            "modulus": self.modulus,
+            "others": [r for r in range(self.modulus) if r != self.residue],
+        }
 
     def out_of_budget(self, limits: BatchLimits) -> bool:
         return (

@@ -126,6 +126,7 @@ class SliceQuerySet(models.QuerySet["Slice"]):
             slc = self.locked_for(slice_id, owner)
             slc.attempts = max(0, slc.attempts + failure.attempt)
             slc.lock_timeouts = slc.lock_timeouts + 1 if failure.lock_timeout else 0
+            slc.lock_timeouts_total += 1 if failure.lock_timeout else 0
             slc.failed_batches += 1
             slc.last_error = failure.error
             if failure.next_size is not None:
@@ -136,6 +137,7 @@ class SliceQuerySet(models.QuerySet["Slice"]):
                 update_fields=[
                     "attempts",
                     "lock_timeouts",
+                    "lock_timeouts_total",
                     "failed_batches",
                     "last_error",
                     "batch_size",

@@ -16,7 +16,7 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from backfill import conf, dispatch
+from backfill import conf, dispatch, slicing
 from backfill.conf import BatchLimits
 from backfill.faults import describe
 from backfill.models import Event, Job, JobStatus, Slice
@@ -108,14 +108,7 @@ def complete_or_extend(job: Job) -> None:
     high = rows_beyond(job)
     if high is not None:
         assert job.key_high is not None
-        Slice.objects.create(
-            job=job,
-            number=Slice.objects.filter(job=job).count(),
-            low=job.key_high + 1,
-            high=high,
-            cursor=job.key_high,
-            batch_size=conf.get_int("BACKFILL_BATCH_SIZE"),
-        )
+        slicing.add_slices(job, get_definition(job.definition), job.key_high + 1, high)
         job.key_high = high
         job.save(update_fields=["key_high", "updated_at"])
         logger.info("job %s: extended to key %s for rows added since start", job.pk, high)
@@ -132,11 +125,12 @@ def complete_or_extend(job: Job) -> None:
 def reopen_slices_with_pending_rows(job: Job) -> bool:
     definition = get_definition(job.definition)
     statement = definition.compose(
-        "SELECT EXISTS (SELECT 1 FROM {table} WHERE {key} BETWEEN %s AND %s AND ({pending}))"
+        "SELECT EXISTS (SELECT 1 FROM {table} "
+        "WHERE {key} BETWEEN %(low)s AND %(high)s AND ({pending}) AND {share})"
     )
     slices = list(Slice.objects.filter(job=job))
     with connection.cursor() as cursor:
-        again = [s.pk for s in slices if has_pending(cursor, statement, s.low, s.high)]
+        again = [s.pk for s in slices if has_pending(cursor, statement, s)]
     if not again:
         return False
     rechecks = Event.objects.filter(job=job, action="recheck").count()
@@ -154,8 +148,8 @@ def reopen_slices_with_pending_rows(job: Job) -> bool:
     return True
 
 
-def has_pending(cursor: CursorWrapper, statement: str, low: int, high: int) -> bool:
-    cursor.execute(statement, [low, high])
+def has_pending(cursor: CursorWrapper, statement: str, slc: Slice) -> bool:
+    cursor.execute(statement, {"low": slc.low, "high": slc.high, **slc.share_parameters()})
     row = cursor.fetchone()
     return bool(row and row[0])
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Min
 
-from backfill import conf, dispatch, local, scheduler
+from backfill import dispatch, local, scheduler, slicing
 from backfill import revert as reverting
 from backfill.checker import estimate_pending
 from backfill.errors import ActiveJobExists, NoJob
@@ -31,15 +31,6 @@ __all__ = ["JobOptions"]
 def key_range(definition: Definition) -> tuple[int | None, int | None]:
     bounds = definition.model._default_manager.aggregate(low=Min("pk"), high=Max("pk"))
     return bounds["low"], bounds["high"]
-
-
-def split(low: int, high: int, parts: int) -> list[tuple[int, int]]:
-    """Disjoint, contiguous key ranges covering [low, high]."""
-    span = high - low + 1
-    parts = max(1, min(parts, span))
-    step = span // parts
-    bounds = [low + i * step for i in range(parts)] + [high + 1]
-    return [(bounds[i], bounds[i + 1] - 1) for i in range(parts)]
 
 
 def start(name: str, actor: str, options: JobOptions | None = None) -> Job:
@@ -83,11 +74,7 @@ def create_job(definition: Definition, actor: str, options: JobOptions) -> Job:
         created_by=actor,
     )
     if low is not None and high is not None:
-        parts = options.concurrency * conf.get_int("BACKFILL_SLICES_PER_WORKER")
-        Slice.objects.bulk_create(
-            Slice(job=job, number=i, low=lo, high=hi, cursor=lo - 1, batch_size=options.batch_size)
-            for i, (lo, hi) in enumerate(split(low, high, parts))
-        )
+        slicing.add_slices(job, definition, low, high)
     detail = f"batch size {options.batch_size}, concurrency {options.concurrency}"
     return transition(job, Action.START, actor, detail)
 

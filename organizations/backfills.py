@@ -27,6 +27,9 @@ class AdminGroups(Definition):
     field_name = "admin"
     description = "Create each legacy organization's admin group and link it."
     columns = ("name",)
+    # Every organization whose name starts alike draws its number from one
+    # counter row and competes for the same group names: one slice has them all.
+    partition_key = f"left(name, {naming.BASE_LENGTH})"
 
     def prepare(self, cursor: CursorWrapper) -> dict[str, Any]:
         """Groups with a higher id than today's highest were made after the job began.

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from backfill.conf import BatchLimits
 from backfill.models import Job, JobStatus
-from backfill.service import split
+from backfill.slicing import split
 from backfill.state import TRANSITIONS, Action, actions_for, lifecycle_table, refusal
 from backfill.throttle import BatchSizer, backoff_seconds
 

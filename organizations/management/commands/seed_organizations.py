@@ -21,13 +21,18 @@ from organizations.models import Organization
 # 50 characters exactly: every name built on it shares one base.
 LONG_PREFIX = "Northwind Traders International Holdings Group Ltd"
 SHARED_POOL = 1000
+# What a fifth of a real table is often called.
+HOT_NAME = "My Company"
 
-# Row i gets a shared name with probability `share`; shared names are skewed
-# (random()^2) so a few are very common; one pool slot in five is a long name
-# whose differences come after the 50th character.
+# Row i gets the one hot name with probability `hot`, else a shared name with
+# probability `share`; shared names are skewed (random()^2) so a few are very
+# common; one pool slot in five is a long name whose differences come after
+# the 50th character. (The hot draw comes last, so a seed without hot rows is
+# the same table as before the option existed.)
 SEED_SQL = """
 INSERT INTO {table} (name, created_at, updated_at)
 SELECT CASE
+         WHEN s.hot THEN {hot_name}
          WHEN s.shared AND mod(s.slot, 5) = 0 THEN {long_prefix} || ' branch ' || s.i
          WHEN s.shared THEN 'Shared Org ' || s.slot
          WHEN mod(s.i, 10) = 0 THEN 'Организация ' || s.i
@@ -37,7 +42,8 @@ SELECT CASE
        now(), now()
 FROM (
     SELECT g.i, random() < {share} AS shared,
-           floor({pool} * random() ^ 2)::int AS slot
+           floor({pool} * random() ^ 2)::int AS slot,
+           random() < {hot} AS hot
     FROM generate_series(1, {count}) AS g(i)
 ) AS s
 """
@@ -53,6 +59,12 @@ class Command(BaseCommand):
             type=fraction,
             default=0.1,
             help="share of rows whose name is also used by other rows (default 0.1)",
+        )
+        parser.add_argument(
+            "--hot-share",
+            type=fraction,
+            default=0.0,
+            help=f"share of rows that all carry one name, {HOT_NAME!r} (default 0)",
         )
         parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
         parser.add_argument(
@@ -73,7 +85,8 @@ class Command(BaseCommand):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT setseed(%s)", [self.normalised_seed(options["seed"])])
             cursor.execute(
-                self.seed_statement(), {"share": options["duplicate_share"], "count": count}
+                self.seed_statement(),
+                {"share": options["duplicate_share"], "hot": options["hot_share"], "count": count},
             )
             self.create_existing_groups(options["existing_groups"], options["seed"])
         self.stdout.write(f"Inserted {count:,} organizations without admin group.")
@@ -93,6 +106,8 @@ class Command(BaseCommand):
                 long_prefix=sql.Literal(LONG_PREFIX),
                 pool=sql.Literal(SHARED_POOL),
                 share=sql.Placeholder("share"),
+                hot=sql.Placeholder("hot"),
+                hot_name=sql.Literal(HOT_NAME),
                 count=sql.Placeholder("count"),
             )
             .as_string()

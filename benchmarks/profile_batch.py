@@ -1,0 +1,255 @@
+"""Where a fill batch spends its time: each statement, lock waits, commit, Python.
+
+    .venv/bin/python -m benchmarks.profile_batch --rows 1000000 --hot-share 0.2 --workers 2
+
+Seeds a table (or copies `--template`), starts an `admin_groups` job and works
+its slices in WORKERS processes of this machine, no app load, each process
+taking the slices whose number is its own modulo WORKERS. Every statement a
+worker sends is timed by what it does (Django's execute wrapper), and so is
+each COMMIT; what is left of a worker's wall time is Python and the network.
+A sampler notes every 2 ms what the workers' backends wait on
+(pg_stat_activity), so lock waits show apart from the statements they slow.
+Prints one JSON line per worker and a table.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from backfill.arguments import fraction, positive_int
+from benchmarks.databases import ROOT, copy_of, drop, env_for, manage, recreate, url, vacuum_analyze
+
+APPLICATION_NAME = "profile-batch"
+SAMPLE_SECONDS = 0.002
+
+# What a statement does, by its text: the first pattern that matches names it.
+KINDS = (
+    ("select rows", re.compile(r"WITH candidates")),
+    ("claim names", re.compile(r"WITH todo")),
+    ("naming locks", re.compile(r"pg_(try_)?advisory")),
+    ("update rows", re.compile(r'^UPDATE "organizations_organization"')),
+    ("write log", re.compile(r'"backfill_write"')),
+    ("slice row", re.compile(r'"backfill_slice"')),
+    ("sample", re.compile(r'"backfill_sample"')),
+    ("job status", re.compile(r'"backfill_job"')),
+    ("settings", re.compile(r"set_config|SET ")),
+)
+
+
+def kind_of(statement: str) -> str:
+    text = statement.lstrip()
+    return next((name for name, pattern in KINDS if pattern.search(text)), "other")
+
+
+class Timer:
+    """Seconds per kind of statement, and per COMMIT, in this process."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: Counter[str] = Counter()
+
+    def __call__(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            kind = kind_of(sql)
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - started
+            self.calls[kind] += 1
+
+    def timed_commit(self, commit: Callable[[], None]) -> Callable[[], None]:
+        def wrapper() -> None:
+            started = time.perf_counter()
+            try:
+                commit()
+            finally:
+                self.seconds["commit"] = (
+                    self.seconds.get("commit", 0.0) + time.perf_counter() - started
+                )
+                self.calls["commit"] += 1
+
+        return wrapper
+
+
+def work(job_id: int, worker: int, workers: int) -> None:
+    """In a worker process: step this worker's slices until none is open."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from backfill.local import step
+    from backfill.models import Slice
+
+    timer = Timer()
+    connection.ensure_connection()
+    connection.cursor().execute("SET application_name = %s", [APPLICATION_NAME])
+    connection._commit = timer.timed_commit(connection._commit)  # type: ignore[attr-defined]
+    owner = f"profile-{worker}"
+    started = time.perf_counter()
+    with connection.execute_wrapper(timer):
+        while True:
+            mine = [
+                pk
+                for pk, number in Slice.objects.filter(job_id=job_id)
+                .open()
+                .values_list("pk", "number")
+                if number % workers == worker
+            ]
+            if not mine:
+                break
+            for pk in mine:
+                step(pk, owner, 5.0)
+    wall = time.perf_counter() - started
+    rows = sum(
+        Slice.objects.filter(job_id=job_id, number__in=range(worker, 10_000, workers)).values_list(
+            "rows_done", flat=True
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "worker": worker,
+                "wall": wall,
+                "rows": rows,
+                "seconds": dict(timer.seconds),
+                "calls": dict(timer.calls),
+            }
+        )
+    )
+
+
+def start_job(db: str, workers: int) -> int:
+    code = (
+        "from backfill import dispatch, service; from backfill.local import LocalQueue; "
+        "from backfill.models import Slice\n"
+        "with dispatch.using(LocalQueue()):\n"
+        f"    job = service.start('admin_groups', 'profile', "
+        f"service.JobOptions.build(concurrency={workers}))\n"
+        "Slice.objects.filter(job=job).update(lease_owner='', lease_expires_at=None)\n"
+        "print(job.pk)"
+    )
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+        cwd=ROOT,
+        env=env_for(db),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return int(out.strip().splitlines()[-1])
+
+
+def sample_waits(db: str, stop: threading.Event, counts: Counter[str]) -> None:
+    query = (
+        "SELECT coalesce(wait_event_type, 'CPU'), coalesce(wait_event, '') "
+        "FROM pg_stat_activity WHERE application_name = %s AND state = 'active'"
+    )
+    with psycopg.connect(url(db), autocommit=True) as conn:
+        while not stop.is_set():
+            for kind, event in conn.execute(query, [APPLICATION_NAME]).fetchall():
+                counts[f"{kind} {event}".strip()] += 1
+            time.sleep(SAMPLE_SECONDS)
+
+
+def seed(rows: int, hot_share: float) -> str:
+    db = recreate("backfill_profile_template")
+    manage(db, "migrate", "-v0")
+    manage(db, "migrate", "organizations", "0005", "-v0")
+    manage(
+        db,
+        "seed_organizations",
+        f"--count={rows}",
+        "--existing-groups=1000",
+        f"--hot-share={hot_share}",
+        quiet=True,
+    )
+    vacuum_analyze(db)
+    return db
+
+
+def profile(template: str, workers: int) -> tuple[list[dict[str, Any]], Counter[str], float, int]:
+    db = copy_of(template, "backfill_profile_run")
+    job = start_job(db, workers)
+    stop, waits = threading.Event(), Counter[str]()
+    sampler = threading.Thread(target=sample_waits, args=(db, stop, waits), daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.profile_batch", "--work", f"{job},{n},{workers}"],
+            cwd=ROOT,
+            env=env_for(db, DJANGO_SETTINGS_MODULE="project.settings"),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(workers)
+    ]
+    reports = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in processes]
+    seconds = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    with psycopg.connect(url(db)) as conn:
+        timeouts = conn.execute(
+            "SELECT coalesce(sum(lock_timeouts_total), 0) FROM backfill_slice WHERE job_id = %s",
+            [job],
+        ).fetchone()
+    drop(db)
+    return reports, waits, seconds, int(timeouts[0]) if timeouts else 0
+
+
+def table(reports: list[dict[str, Any]], waits: Counter[str], seconds: float) -> str:
+    kinds = sorted(
+        {k for r in reports for k in r["seconds"]},
+        key=lambda k: -sum(r["seconds"].get(k, 0) for r in reports),
+    )
+    lines = ["| worker | rows | wall s | " + " | ".join(kinds) + " | Python and network |"]
+    lines.append("|---" * (len(kinds) + 4) + "|")
+    for r in reports:
+        spent = sum(r["seconds"].values())
+        cells = [f"{r['seconds'].get(k, 0):.2f}" for k in kinds]
+        lines.append(
+            f"| {r['worker']} | {r['rows']:,} | {r['wall']:.1f} | "
+            + " | ".join(cells)
+            + f" | {r['wall'] - spent:.2f} |"
+        )
+    total = sum(waits.values()) or 1
+    lines.append("")
+    lines.append(f"all rows in {seconds:.1f} s; the workers' backends, sampled every 2 ms:")
+    lines.extend(f"- {event}: {n / total:.1%}" for event, n in waits.most_common(8))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=positive_int, default=1_000_000)
+    parser.add_argument("--hot-share", type=fraction, default=0.0)
+    parser.add_argument("--workers", type=positive_int, default=2)
+    parser.add_argument("--template", help="a seeded database to copy instead of seeding")
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.work:
+        job, worker, workers = (int(v) for v in options.work.split(","))
+        work(job, worker, workers)
+        return
+    template = options.template or seed(options.rows, options.hot_share)
+    reports, waits, seconds, timeouts = profile(template, options.workers)
+    print(table(reports, waits, seconds))
+    print(f"lock timeouts counted by the job's slices: {timeouts}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    main()
