@@ -25,4 +25,5 @@ def progress_line(progress: Progress) -> str:
         f"{progress.fraction * 100:5.1f}%  {progress.rows_done:,}/{total} rows  "
         f"{progress.rows_per_second:,.0f} rows/s  ETA {duration(progress.eta_seconds)}  "
         f"{progress.status}"
+        + (f"  {progress.lock_timeouts} lock timeouts" if progress.lock_timeouts else "")
     )

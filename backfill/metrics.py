@@ -46,6 +46,11 @@ class BackfillCollector(Collector):
         failed = GaugeMetricFamily(
             "backfill_job_failed_batches", "Batches that failed and were retried.", labels=labels
         )
+        timeouts = GaugeMetricFamily(
+            "backfill_job_lock_timeouts",
+            "Batches that gave up waiting for a lock (the app's rows, or the job's own).",
+            labels=labels,
+        )
         duration = HistogramMetricFamily(
             "backfill_batch_duration_milliseconds",
             "Duration of recent committed batches.",
@@ -57,6 +62,7 @@ class BackfillCollector(Collector):
             done.add_metric(values, progress.rows_done)
             remaining.add_metric(values, max(0, progress.rows_total - progress.rows_done))
             rate.add_metric(values, progress.rows_per_second)
+            timeouts.add_metric(values, progress.lock_timeouts)
             for choice in JobStatus:
                 status.add_metric([*values, choice.value], 1.0 if job.status == choice else 0.0)
             failed.add_metric(
@@ -66,7 +72,7 @@ class BackfillCollector(Collector):
             buckets = [(str(b), sum(1 for d in durations if d <= b)) for b in BUCKETS_MS]
             buckets.append(("+Inf", len(durations)))
             duration.add_metric(values, buckets, sum(durations))
-        yield from (done, remaining, rate, status, failed, duration)
+        yield from (done, remaining, rate, status, failed, timeouts, duration)
 
 
 registry = CollectorRegistry(auto_describe=False)

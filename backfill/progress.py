@@ -30,6 +30,10 @@ class SliceProgress:
     passes: int
     attempts: int
     last_error: str
+    # Batches that gave up waiting for a lock, since the slice began.
+    lock_timeouts: int = 0
+    # "r mod m": the slice's share of the partition hashes, or "" for a key range.
+    share: str = ""
     # Rows another transaction holds, with who holds them (see held.py).
     held: tuple[dict[str, Any], ...] = ()
 
@@ -59,6 +63,11 @@ class Progress:
     @property
     def rows_reverted(self) -> int:
         return sum(s.rows_reverted for s in self.slices)
+
+    @property
+    def lock_timeouts(self) -> int:
+        """Batches that gave up waiting for a lock: the app's rows, or the job's own."""
+        return sum(s.lock_timeouts for s in self.slices)
 
     @property
     def held(self) -> list[dict[str, Any]]:
@@ -95,6 +104,7 @@ class Progress:
         data["rows_reverted"] = self.rows_reverted
         data["actions"] = list(self.actions)
         data["held"] = self.held
+        data["lock_timeouts"] = self.lock_timeouts
         return data
 
 
@@ -134,6 +144,8 @@ def job_progress(job: Job) -> Progress:
             passes=s.passes,
             attempts=s.attempts,
             last_error=s.last_error,
+            lock_timeouts=s.lock_timeouts_total,
+            share=f"{s.residue} mod {s.modulus}" if s.modulus > 1 else "",
             held=tuple(s.held) if s.held_keys else (),
         )
         # job.slices.all() uses prefetch_related("slices") when the caller did it.

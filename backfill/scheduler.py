@@ -45,6 +45,10 @@ def fill_slots(job_id: int) -> list[int]:
         chosen = list(
             slices.open().free(now).order_by("number").values_list("pk", flat=True)[:free]
         )
+        if len(chosen) < free:
+            sibling = slicing.split_busiest(job)
+            if sibling is not None:
+                chosen.append(sibling.pk)
         if not chosen:
             return []
         expiry = now + timedelta(seconds=conf.get_int("BACKFILL_LEASE_SECONDS"))

@@ -13,7 +13,10 @@ process writes through the ORM as the app would (see app_load.py):
 - S1, S2: this service with 1 and 2 real Celery worker processes, from
   `backfill start` to `succeeded`.
 
-Every run is verified afterwards (see verify.py). Then the contract step
+The same approaches run again, with no app load, on a skewed copy where a
+fifth of the organizations share one name (B, S1, S2, S4 "skewed"); S4 is
+four worker processes on this machine's cores. Every run is verified
+afterwards (see verify.py). Then the contract step
 (`EnforceNotNull` beside a plain SET NOT NULL) on the table S2 filled, and
 S2 alone at each `--scaling` size. Prints a table and writes Markdown, JSON
 and a plot to `--out`.
@@ -41,6 +44,9 @@ from benchmarks.workers import BROKER_URL, Workers
 
 PREFIX = "backfill_bench"
 EXISTING_GROUPS = 1000
+# The skewed table: this share of the rows all carry one name.
+HOT_SHARE = 0.2
+SKEWED = "skewed"
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class Run:
     extrapolated: bool
     verification: dict[str, int] = field(default_factory=dict)
     correct: bool = False
+    # Batches of the job that gave up waiting for a lock (S runs only).
+    lock_timeouts: int = 0
     load: LoadReport | None = None
     throughput: list[tuple[float, float]] = field(default_factory=list)
     app_p99: list[tuple[float, float]] = field(default_factory=list)
@@ -85,11 +93,17 @@ class Run:
         return data
 
 
-def seed(rows: int) -> Template:
-    db = recreate(f"{PREFIX}_{rows}")
+def seed(rows: int, hot_share: float = 0.0) -> Template:
+    db = recreate(f"{PREFIX}_{rows}" + (f"_{SKEWED}" if hot_share else ""))
     manage(db, "migrate", "-v0")
     manage(db, "migrate", "organizations", "0005", "-v0")
-    manage(db, "seed_organizations", f"--count={rows}", f"--existing-groups={EXISTING_GROUPS}")
+    manage(
+        db,
+        "seed_organizations",
+        f"--count={rows}",
+        f"--existing-groups={EXISTING_GROUPS}",
+        f"--hot-share={hot_share}",
+    )
     vacuum_analyze(db)
     with psycopg.connect(url(db)) as conn, conn.cursor() as cursor:
         cursor.execute("SELECT coalesce(max(id), 0) FROM auth_group")
@@ -160,7 +174,10 @@ JOB_SQL = (
     "SELECT id, extract(epoch FROM started_at), extract(epoch FROM finished_at), status "
     "FROM backfill_job WHERE definition = 'admin_groups' ORDER BY id DESC LIMIT 1"
 )
-ROWS_DONE_SQL = "SELECT coalesce(sum(rows_done), 0) FROM backfill_slice WHERE job_id = %s"
+ROWS_DONE_SQL = (
+    "SELECT coalesce(sum(rows_done), 0), coalesce(sum(lock_timeouts_total), 0) "
+    "FROM backfill_slice WHERE job_id = %s"
+)
 SAMPLES_SQL = (
     "SELECT floor(extract(epoch FROM at)), sum(rows) FROM backfill_sample "
     "WHERE job_id = %s GROUP BY 1 ORDER BY 1"
@@ -187,7 +204,7 @@ def service(
         with psycopg.connect(url(db)) as conn:
             job, started, finished, status = conn.execute(JOB_SQL).fetchone()  # type: ignore[misc]
             per_second = conn.execute(SAMPLES_SQL, [job]).fetchall()
-            rows_done = int(conn.execute(ROWS_DONE_SQL, [job]).fetchone()[0])  # type: ignore[index]
+            rows_done, timeouts = conn.execute(ROWS_DONE_SQL, [job]).fetchone()  # type: ignore[misc]
         if status != "succeeded":
             raise RuntimeError(f"{label}: job {job} ended {status}")
         return Run(
@@ -195,7 +212,8 @@ def service(
             method=METHODS.get(label, f"this service, {workers} workers")
             + (f", --pause-ms {pause_ms}" if pause_ms else ""),
             table_rows=template.rows,
-            rows=rows_done,
+            rows=int(rows_done),
+            lock_timeouts=int(timeouts),
             seconds=float(finished) - float(started),
             started_at=float(started),
             peak_memory_mb=round(pool.peak_mb, 1),
@@ -211,14 +229,20 @@ METHODS = {
     "B": "one set-based pass, one transaction",
     "S1": "this service, 1 worker",
     "S2": "this service, 2 workers",
+    "S4": "this service, 4 workers",
 }
 
 
 def under_load(
     template: Template, label: str, measure: Callable[[str], Run], out: Path, rate: float
 ) -> tuple[Run, str]:
-    """Run `measure` on a fresh copy while the app load writes to it; returns the copy too."""
-    db = copy_of(template.db, f"{PREFIX}_{label.lower()}")
+    """Run `measure` on a fresh copy while the app load writes to it (none at rate 0);
+    returns the copy too."""
+    db = copy_of(template.db, f"{PREFIX}_{label.lower().replace(' ', '_')}")
+    if not rate:
+        result = measure(db)
+        check(result, template, db)
+        return result, db
     with AppLoad(db, out / f"load-{label}.json", rate=rate) as load:
         result = measure(db)
     check(result, template, db)
@@ -245,12 +269,38 @@ def comparison(template: Template, options: argparse.Namespace, logs: Path) -> l
         "S1": service(template, "S1", 1, logs),
         "S2": service(template, "S2", 2, logs),
         "S2p": service(template, "S2p", 2, logs, options.pause_ms),
+        "S4": service(template, "S4", 4, logs),
     }
+    return measure_all(template, measures, logs, options.rate)
+
+
+def skewed_comparison(template: Template, logs: Path) -> list[Run]:
+    """B and the service on the skewed table, with no app load: the job alone with itself."""
+    measures = {
+        f"B {SKEWED}": one_pass(template, "B", "set-based", 0),
+        f"S1 {SKEWED}": service(template, "S1", 1, logs / SKEWED),
+        f"S2 {SKEWED}": service(template, "S2", 2, logs / SKEWED),
+        f"S4 {SKEWED}": service(template, "S4", 4, logs / SKEWED),
+    }
+    runs = measure_all(template, measures, logs, 0)
+    for run in runs:
+        run.method += f", {HOT_SHARE:.0%} of rows one name, no app load"
+    return runs
+
+
+def measure_all(
+    template: Template, measures: dict[str, Callable[[str], Run]], logs: Path, rate: float
+) -> list[Run]:
     runs = []
     for label, measure in measures.items():
-        run, db = under_load(template, label, measure, logs, options.rate)
+        run, db = under_load(template, label, measure, logs, rate)
+        run.label = label
         drop(db)
-        print(f"{label}: {run.rows:,} rows in {run.seconds:.1f} s, load {run.load}", flush=True)
+        print(
+            f"{label}: {run.rows:,} rows in {run.seconds:.1f} s, "
+            f"{run.lock_timeouts} lock timeouts, load {run.load}",
+            flush=True,
+        )
         runs.append(run)
     return runs
 
@@ -337,6 +387,9 @@ def main() -> None:
     reference_load = reference(template, options.reference_seconds, logs, options.rate)
     print(f"reference load: {reference_load}", flush=True)
     runs = comparison(template, options, logs)
+    skewed = seed(options.rows, HOT_SHARE)
+    runs += skewed_comparison(skewed, logs)
+    drop(skewed.db)
     scaling, contracts = scale(options.scaling, template, logs)
     drop(template.db)
     results = report.Results(

@@ -89,8 +89,10 @@ def beat(output_dir: Path) -> Iterator[Beat]:
 
 @pytest.fixture
 def seed():
-    def seed(count: int, share: float = 0.2, existing_groups: int = 20) -> None:
-        data.seed(count, share, existing_groups)
+    def seed(
+        count: int, share: float = 0.2, existing_groups: int = 20, hot_share: float = 0.0
+    ) -> None:
+        data.seed(count, share, existing_groups, hot_share)
 
     return seed
 

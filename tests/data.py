@@ -5,9 +5,16 @@ from django.core.management import call_command
 from django.db import connection
 
 
-def seed(count: int, share: float | None = None, existing_groups: int | None = None) -> None:
+def seed(
+    count: int,
+    share: float | None = None,
+    existing_groups: int | None = None,
+    hot_share: float | None = None,
+) -> None:
     """Legacy organizations (no admin group) through the project's own seed command."""
     args = ["--count", str(count)]
+    if hot_share is not None:
+        args += ["--hot-share", str(hot_share)]
     if share is not None:
         args += ["--duplicate-share", str(share)]
     if existing_groups is not None:
