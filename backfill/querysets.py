@@ -113,7 +113,7 @@ class SliceQuerySet(models.QuerySet["Slice"]):
 
     def locked_for(self, slice_id: int, owner: str) -> Slice:
         """The slice row, locked until commit, if this owner still holds its lease."""
-        slc = self.select_for_update().get(pk=slice_id)
+        slc = self.select_for_update(no_key=True).get(pk=slice_id)
         if slc.lease_owner != owner or slc.status != SliceStatus.RUNNING:
             raise LeaseLost(f"slice {slice_id} is leased by {slc.lease_owner or 'nobody'}")
         return slc

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 def fill_slots(job_id: int) -> list[int]:
     """Dispatch free slices up to the job's concurrency; end the job if nothing is left."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job_id)
+        job = Job.objects.select_for_update(no_key=True).get(pk=job_id)
         if job.status == JobStatus.CANCELLING:
             finish_cancel(job)
             return []

@@ -90,7 +90,7 @@ def split_busiest(job: Job) -> Slice | None:
     busiest = max(open_slices, key=rows_left, default=None)
     if busiest is None or rows_left(busiest) < SPLIT_MIN_BATCHES * busiest.batch_size:
         return None
-    slc = Slice.objects.select_for_update().get(pk=busiest.pk)
+    slc = Slice.objects.select_for_update(no_key=True).get(pk=busiest.pk)
     if rows_left(slc) < SPLIT_MIN_BATCHES * slc.batch_size:
         return None
     sibling = Slice.objects.create(

@@ -123,7 +123,9 @@ def transition(job: Job | int, action: Action, actor: str, detail: str = "") -> 
     job_id = job if isinstance(job, int) else job.pk
     try:
         with transaction.atomic():
-            return apply(Job.objects.select_for_update().get(pk=job_id), action, actor, detail)
+            return apply(
+                Job.objects.select_for_update(no_key=True).get(pk=job_id), action, actor, detail
+            )
     except IntegrityError:
         # The one-active-job constraint: someone started another job meanwhile.
         raise ActiveJobExists(already_active_message(Job.objects.get(pk=job_id))) from None
