@@ -268,6 +268,42 @@ def plot(results: Results, path: Path) -> None:
     plt.close(figure)
 
 
+README_START = "<!-- benchmark table: written by benchmarks/suite.py -->"
+README_END = "<!-- end of benchmark table -->"
+
+
+def readme_table(results: Results) -> str:
+    """The README's summary: each run against B of its own table, in one run of the suite."""
+    ref = results.reference
+    lines = [
+        f"| run, {results.runs[0].table_rows:,} rows | rows/s | vs B "
+        f"| app p99 (alone: {ref.p99_ms:.1f} ms) | app's longest lock wait | job's lock timeouts |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in results.runs:
+        suffix = " skewed" if run.label.endswith(" skewed") else ""
+        b = next(r for r in results.runs if r.label == "B" + suffix)
+        load = run.load
+        lines.append(
+            f"| {run.label}: {run.method} | {run.rows_per_second:,.0f} "
+            f"| {run.rows_per_second / b.rows_per_second:.2f}x "
+            f"| {f'{load.p99_ms:.1f} ms' if load else 'no app load'} "
+            f"| {f'{load.longest_lock_wait_ms:,.0f} ms' if load else ''} "
+            f"| {run.lock_timeouts if run.label.startswith('S') else ''} |"
+        )
+    return "\n".join(lines)
+
+
+def update_readme(results: Results, readme: Path) -> None:
+    """Replace the table between the README's markers, if it has them."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{readme_table(results)}\n{README_END}{tail}")
+
+
 def write(results: Results, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(results)
@@ -284,7 +320,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("results", type=Path, help="a results.json written by the suite")
     path = parser.parse_args().results
-    print(write(from_dict(json.loads(path.read_text())), path.parent))
+    results = from_dict(json.loads(path.read_text()))
+    print(write(results, path.parent))
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    if path.parent.resolve() == readme.parent / "docs" / "benchmarks":
+        update_readme(results, readme)
 
 
 if __name__ == "__main__":
