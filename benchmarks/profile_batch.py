@@ -27,7 +27,8 @@ from typing import Any
 import psycopg
 
 from backfill.arguments import fraction, positive_int
-from benchmarks.databases import ROOT, copy_of, drop, env_for, manage, recreate, url, vacuum_analyze
+from benchmarks import suite
+from benchmarks.databases import ROOT, copy_of, drop, env_for, shell, url
 
 APPLICATION_NAME = "profile-batch"
 SAMPLE_SECONDS = 0.002
@@ -141,14 +142,7 @@ def start_job(db: str, workers: int) -> int:
         "Slice.objects.filter(job=job).update(lease_owner='', lease_expires_at=None)\n"
         "print(job.pk)"
     )
-    out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-        cwd=ROOT,
-        env=env_for(db),
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = shell(db, code)
     return int(out.strip().splitlines()[-1])
 
 
@@ -162,22 +156,6 @@ def sample_waits(db: str, stop: threading.Event, counts: Counter[str]) -> None:
             for kind, event in conn.execute(query, [APPLICATION_NAME]).fetchall():
                 counts[f"{kind} {event}".strip()] += 1
             time.sleep(SAMPLE_SECONDS)
-
-
-def seed(rows: int, hot_share: float) -> str:
-    db = recreate("backfill_profile_template")
-    manage(db, "migrate", "-v0")
-    manage(db, "migrate", "organizations", "0005", "-v0")
-    manage(
-        db,
-        "seed_organizations",
-        f"--count={rows}",
-        "--existing-groups=1000",
-        f"--hot-share={hot_share}",
-        quiet=True,
-    )
-    vacuum_analyze(db)
-    return db
 
 
 def profile(template: str, workers: int) -> tuple[list[dict[str, Any]], Counter[str], float, int]:
@@ -244,8 +222,10 @@ def main() -> None:
         job, worker, workers = (int(v) for v in options.work.split(","))
         work(job, worker, workers)
         return
-    template = options.template or seed(options.rows, options.hot_share)
+    template = options.template or suite.seed(options.rows, options.hot_share).db
     reports, waits, seconds, timeouts = profile(template, options.workers)
+    if not options.template:
+        drop(template)
     print(table(reports, waits, seconds))
     print(f"lock timeouts counted by the job's slices: {timeouts}")
 
