@@ -5,7 +5,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from backfill import service
-from backfill.models import Event, Job, JobStatus
+from backfill.models import Event, Job, JobStatus, Slice
 from tests import data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -196,3 +196,20 @@ def test_the_job_page_names_the_session_holding_rows_the_job_waits_on(staff, loc
     assert "4242" in page
     assert "monthly_report()" in page
     assert staff.get(f"/backfill/api/jobs/{job.pk}/").json()["held"] == held
+
+
+def test_lock_timeouts_per_job_on_the_page_the_api_and_metrics(staff, local_queue):
+    """A batch that gave up waiting for a lock is counted on its slice, never reset,
+    and the job's sum is shown wherever its progress is."""
+    seed()
+    job = service.start("admin_groups", "test")
+    first, second = job.slices.order_by("number")[:2]
+    Slice.objects.filter(pk=first.pk).update(lock_timeouts_total=2)
+    Slice.objects.filter(pk=second.pk).update(lock_timeouts_total=1)
+    page = staff.get(f"/backfill/jobs/{job.pk}/").content.decode()
+    assert '<span id="lock-timeouts">3 lock timeouts</span>' in page
+    api = staff.get(f"/backfill/api/jobs/{job.pk}/").json()
+    assert api["lock_timeouts"] == 3
+    assert [s["lock_timeouts"] for s in api["slices"][:2]] == [2, 1]
+    metrics = staff.get("/metrics").content.decode()
+    assert f'backfill_job_lock_timeouts{{definition="admin_groups",job="{job.pk}"}} 3.0' in metrics
