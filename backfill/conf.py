@@ -21,7 +21,9 @@ DEFAULTS: dict[str, object] = {
     "BACKFILL_TARGET_BATCH_SECONDS": 0.05,
     # Slices worked at once (Celery tasks in flight) unless a job says otherwise.
     "BACKFILL_CONCURRENCY": 2,
-    # Slices per unit of concurrency: more slices than workers evens out the tail.
+    # Key-range slices per unit of concurrency: more slices than workers evens out
+    # the tail. (A partitioned definition gets one hash share per worker, split
+    # on demand instead.)
     "BACKFILL_SLICES_PER_WORKER": 4,
     "BACKFILL_PAUSE_MS": 0,
     # Local to each batch transaction.
