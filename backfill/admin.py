@@ -31,9 +31,10 @@ class SliceInline(admin.TabularInline):  # type: ignore[type-arg]
     fields = (
         "number",
         "status",
-        "low",
+        "after",
         "high",
         "cursor",
+        "rows_expected",
         "rows_done",
         "passes",
         "attempts",

@@ -45,7 +45,7 @@ class Batch:
     rows: list[Row] = field(default_factory=list)
     skipped: int = 0
     candidates: int = 0
-    last_key: int | None = None
+    last_key: str | None = None
 
 
 # Candidates are the next `size` pending keys of the slice in key order (read
@@ -57,7 +57,7 @@ class Batch:
 SELECT_BATCH_SQL = """
 WITH candidates AS (
     SELECT {key} AS key FROM {table}
-    WHERE {key} > %(cursor)s AND {key} <= %(high)s AND ({pending}) AND {share}
+    WHERE {in_range} AND ({pending}) AND {share}
     ORDER BY {key}
     LIMIT %(size)s
 ),
@@ -104,7 +104,7 @@ def fill(cursor: CursorWrapper, definition: Definition, slc: Slice, rows: list[R
 def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size: int) -> Batch:
     cursor.execute(
         definition.compose(SELECT_BATCH_SQL),
-        {"cursor": slc.cursor, "high": slc.high, "size": size, **slc.share_parameters()},
+        {"after": slc.cursor, "high": slc.high, "size": size, **slc.share_parameters()},
     )
     fetched = cursor.fetchall()
     rows = [(key, *rest) for key, locked, *rest in fetched if locked]
@@ -112,7 +112,7 @@ def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size
         rows=rows,
         skipped=len(fetched) - len(rows),
         candidates=len(fetched),
-        last_key=fetched[-1][0] if fetched else None,
+        last_key=str(fetched[-1][0]) if fetched else None,
     )
 
 
@@ -139,7 +139,7 @@ def advance(
         if slc.held_keys:
             slc.cursor = slc.high
             return False, False
-        slc.cursor = slc.low - 1
+        slc.cursor = slc.after
         slc.passes += 1
         return True, False
     slc.cursor = slc.high
@@ -153,7 +153,7 @@ def retry_held(
     """Fill whichever held rows can be locked now; note who still holds the rest."""
     rows = held.lock_held(cursor, definition, slc)
     filled = fill(cursor, definition, slc, rows)
-    taken = {row[0] for row in rows}
+    taken = {str(row[0]) for row in rows}
     slc.held = held.holders(cursor, definition, [k for k in slc.held_keys if k not in taken])
     slc.held_keys = [row["key"] for row in slc.held]
     slc.held_tries = slc.held_tries + 1 if slc.held_keys else 0

@@ -26,6 +26,11 @@ DEFAULTS: dict[str, object] = {
     # on demand instead.)
     "BACKFILL_SLICES_PER_WORKER": 4,
     "BACKFILL_PAUSE_MS": 0,
+    # Slice bounds are quantiles of the pending keys: read from every pending
+    # key when the job's total is an exact count up to this many rows, else
+    # from a block sample of about BACKFILL_BOUNDS_SAMPLE_ROWS pending rows.
+    "BACKFILL_EXACT_BOUNDS_ROWS": 2_000_000,
+    "BACKFILL_BOUNDS_SAMPLE_ROWS": 100_000,
     # Local to each batch transaction.
     # Well under PostgreSQL's deadlock_timeout (1 s): when a batch and an app
     # transaction wait on each other, the batch gives up first, so the

@@ -23,3 +23,7 @@ class NoJob(BackfillError):
 
 class NotConfigured(BackfillError):
     pass
+
+
+class UnsupportedKey(BackfillError):
+    pass

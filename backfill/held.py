@@ -20,14 +20,14 @@ MAX_HELD_KEYS = 1000
 
 PENDING_KEYS_SQL = """
 SELECT {key} FROM {table}
-WHERE {key} BETWEEN %(low)s AND %(high)s AND ({pending}) AND {share}
+WHERE {in_range} AND ({pending}) AND {share}
 ORDER BY {key} LIMIT %(limit)s
 """
 
 # The held keys that can be locked now, with the columns `fill` reads.
 LOCK_HELD_SQL = """
 SELECT {key}{columns} FROM {table}
-WHERE {key} = ANY(%(keys)s) AND ({pending})
+WHERE {key} = ANY(%(keys)s::{key_type}[]) AND ({pending})
 ORDER BY {key}
 FOR UPDATE SKIP LOCKED
 """
@@ -41,18 +41,23 @@ SELECT t.{key}, a.pid, a.state,
        left(a.query, 200)
 FROM {table} t
 LEFT JOIN pg_stat_activity a ON a.backend_xid = t.xmax
-WHERE t.{key} = ANY(%(keys)s) AND ({pending})
+WHERE t.{key} = ANY(%(keys)s::{key_type}[]) AND ({pending})
 ORDER BY t.{key}
 """
 
 
-def pending_keys(cursor: CursorWrapper, definition: Definition, slc: Slice) -> list[Any]:
-    """The keys still pending in the slice's range, or [] when too many to keep."""
+def pending_keys(cursor: CursorWrapper, definition: Definition, slc: Slice) -> list[str]:
+    """The keys still pending in the slice's range (text form), or [] when too many to keep."""
     cursor.execute(
         definition.compose(PENDING_KEYS_SQL),
-        {"low": slc.low, "high": slc.high, "limit": MAX_HELD_KEYS + 1, **slc.share_parameters()},
+        {
+            "after": slc.after,
+            "high": slc.high,
+            "limit": MAX_HELD_KEYS + 1,
+            **slc.share_parameters(),
+        },
     )
-    keys = [row[0] for row in cursor.fetchall()]
+    keys = [str(row[0]) for row in cursor.fetchall()]
     return keys if len(keys) <= MAX_HELD_KEYS else []
 
 
@@ -64,7 +69,7 @@ def lock_held(cursor: CursorWrapper, definition: Definition, slc: Slice) -> list
 def holders(cursor: CursorWrapper, definition: Definition, keys: list[Any]) -> list[dict[str, Any]]:
     cursor.execute(definition.compose(HOLDERS_SQL), {"keys": keys})
     return [
-        {"key": key, "pid": pid, "state": state, "age_seconds": age, "query": query}
+        {"key": str(key), "pid": pid, "state": state, "age_seconds": age, "query": query}
         for key, pid, state, age, query in cursor.fetchall()
     ]
 

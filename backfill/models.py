@@ -31,9 +31,12 @@ class Job(models.Model):
     batch_size = models.PositiveIntegerField()
     concurrency = models.PositiveIntegerField()
     pause_ms = models.PositiveIntegerField(default=0)
-    # The key range the slices cover; it grows if rows appear beyond it.
-    key_low = models.BigIntegerField(null=True)
-    key_high = models.BigIntegerField(null=True)
+    # The table's lowest and highest key when the job began, in the key's text
+    # form (any orderable key: integers, UUIDs, text); the slices cover every
+    # key up to key_high, and it grows if pending rows appear beyond it.
+    # Null, not "", for none: "" is a valid text key.
+    key_low = models.TextField(null=True)  # noqa: DJ001
+    key_high = models.TextField(null=True)  # noqa: DJ001
     rows_total = models.BigIntegerField(default=0)
     rows_total_is_estimate = models.BooleanField(default=True)
     context = models.JSONField(default=dict, blank=True)
@@ -70,10 +73,15 @@ class Job(models.Model):
 class Slice(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="slices")
     number = models.PositiveIntegerField()
-    # Keys in (cursor, high] are still to visit; cursor starts at low - 1.
-    low = models.BigIntegerField()
-    high = models.BigIntegerField()
-    cursor = models.BigIntegerField()
+    # The slice covers keys in (after, high], in the key's text form, compared
+    # by PostgreSQL as the key's own type; `after` is null for the first slice
+    # (no lower bound). Keys in (cursor, high] are still to visit in this pass;
+    # a pass starts with cursor = after.
+    after = models.TextField(null=True)  # noqa: DJ001
+    high = models.TextField()
+    cursor = models.TextField(null=True)  # noqa: DJ001
+    # Pending rows counted in (after, high] when the slice was made.
+    rows_expected = models.BigIntegerField(default=0)
     # The rows of [low, high] whose partition hash modulo `modulus` is
     # `residue` (see slicing.py); 1 and 0 for a slice of plain key ranges.
     modulus = models.PositiveIntegerField(default=1)
@@ -119,15 +127,12 @@ class Slice(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["job", "number"], name="backfill_slice_number_unique"),
             models.CheckConstraint(
-                condition=Q(low__lte=models.F("high")), name="backfill_slice_range"
-            ),
-            models.CheckConstraint(
                 condition=Q(residue__lt=models.F("modulus")), name="backfill_slice_share"
             ),
         ]
 
     def __str__(self) -> str:
-        return f"slice {self.number} of job {self.job_id} [{self.low}, {self.high}]"
+        return f"slice {self.number} of job {self.job_id} ({self.after or ''}, {self.high}]"
 
     def share_parameters(self) -> dict[str, int | list[int]]:
         """The values of a definition's {share} condition for this slice."""

@@ -22,9 +22,10 @@ RATE_WINDOW = timedelta(seconds=60)
 class SliceProgress:
     number: int
     status: str
-    low: int
-    high: int
-    cursor: int
+    # Keys (after, high] in their text form; `after` is None for the first slice.
+    after: str | None
+    high: str
+    cursor: str | None
     rows_done: int
     rows_reverted: int
     passes: int
@@ -37,14 +38,19 @@ class SliceProgress:
     # Rows another transaction holds, with who holds them (see held.py).
     held: tuple[dict[str, Any], ...] = ()
 
+    # Pending rows counted in the slice's keys when it was made.
+    rows_expected: int = 0
+
     @property
     def fraction(self) -> float:
-        span = self.high - self.low + 1
-        return (
-            1.0
-            if self.status == "done"
-            else max(0.0, min(1.0, (self.cursor - self.low + 1) / span))
-        )
+        """Done, or rows filled over rows counted when the slice was made."""
+        if self.status == "done":
+            return 1.0
+        return min(1.0, self.rows_done / self.rows_expected) if self.rows_expected else 0.0
+
+    @property
+    def weight(self) -> int:
+        return max(self.rows_expected, 1)
 
 
 @dataclass(frozen=True)
@@ -75,16 +81,16 @@ class Progress:
         return [row for s in self.slices for row in s.held]
 
     @property
-    def key_fraction(self) -> float:
-        """Share of the key range visited: stats-free, even when the total is a guess."""
-        span = sum(s.high - s.low + 1 for s in self.slices)
-        if span <= 0:
+    def slice_fraction(self) -> float:
+        """The slices' progress, each weighted by the rows it was made for."""
+        weight = sum(s.weight for s in self.slices)
+        if weight <= 0:
             return 0.0
-        return sum(s.fraction * (s.high - s.low + 1) for s in self.slices) / span
+        return sum(s.fraction * s.weight for s in self.slices) / weight
 
     @property
     def fraction(self) -> float:
-        """Done over total when the total is exact; else how much of the key range is visited.
+        """Done over total when the total is exact; else the slices' own progress.
 
         Never 100% before the job has succeeded: a stale estimate must not show
         a finished bar over a running job.
@@ -95,7 +101,7 @@ class Progress:
             return min(0.999, self.rows_reverted / self.rows_done) if self.rows_done else 0.0
         if not self.rows_total_is_estimate and self.rows_total > 0:
             return min(0.999, self.rows_done / self.rows_total)
-        return min(0.999, self.key_fraction)
+        return min(0.999, self.slice_fraction)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -136,9 +142,10 @@ def job_progress(job: Job) -> Progress:
         SliceProgress(
             number=s.number,
             status=s.status,
-            low=s.low,
+            after=s.after,
             high=s.high,
             cursor=s.cursor,
+            rows_expected=s.rows_expected,
             rows_done=s.rows_done,
             rows_reverted=s.rows_reverted,
             passes=s.passes,
@@ -159,7 +166,7 @@ def job_progress(job: Job) -> Progress:
     if job.rows_total_is_estimate and slices:
         visited = Progress(
             job.pk, job.definition, job.status, done, total, True, 0.0, None, slices
-        ).key_fraction
+        ).slice_fraction
         if visited > 0:
             remaining = int(done * (1 - visited) / visited)
             total = done + remaining

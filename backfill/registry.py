@@ -14,7 +14,7 @@ from django.db import connection, models
 from django.db.backends.utils import CursorWrapper
 from psycopg import sql
 
-from backfill.errors import UnknownDefinition
+from backfill.errors import UnknownDefinition, UnsupportedKey
 
 Row = tuple[Any, ...]
 
@@ -64,8 +64,9 @@ class Definition:
 
     def compose(self, template: str, **extra: sql.Composable) -> str:
         """An SQL template with this definition's names quoted in: {table}, {key},
-        {column} (the target), {pending}, {columns} and {locked_columns} (", c" and
-        ", l.c" for each column `fill` reads), {share} (true for the rows of a
+        {key_type}, {column} (the target), {pending}, {columns} and {locked_columns}
+        (", c" and ", l.c" for each column `fill` reads), {in_range} (true for keys
+        in (%(after)s, %(high)s], given as text), {share} (true for the rows of a
         slice's share, given `share_parameters`); values stay parameters."""
         read = self.read_columns()
         return (
@@ -73,8 +74,10 @@ class Definition:
             .format(
                 table=sql.Identifier(self.table),
                 key=sql.Identifier(self.key_column),
+                key_type=sql.SQL(self.key_type),
                 column=sql.Identifier(self.target_column),
                 pending=self.pending_condition(),
+                in_range=self.range_condition(),
                 columns=sql.SQL("").join(sql.SQL(", ") + sql.Identifier(c) for c in read),
                 locked_columns=sql.SQL("").join(sql.SQL(", l.") + sql.Identifier(c) for c in read),
                 share=self.share_condition(),
@@ -82,6 +85,18 @@ class Definition:
             )
             .as_string()
         )
+
+    def range_condition(self) -> sql.Composable:
+        """SQL true for keys in (%(after)s, %(high)s], both the key's text form.
+
+        A null `after` means no lower bound. Values are bound client-side, so
+        the planner sees constants: the null test folds away and the rest is a
+        plain range on the key index, whatever the key's type.
+        """
+        return sql.SQL(
+            "(%(after)s::{key_type} IS NULL OR {key} > %(after)s::{key_type}) "
+            "AND {key} <= %(high)s::{key_type}"
+        ).format(key=sql.Identifier(self.key_column), key_type=sql.SQL(self.key_type))
 
     def share_condition(self) -> sql.Composable:
         """SQL true for the rows whose partition hash falls in a slice's share.
@@ -93,9 +108,16 @@ class Definition:
         """
         if self.partition_key is None:
             return sql.SQL("TRUE")
-        return sql.SQL(
-            "mod(hashtext(({key})::text) & 2147483647, %(modulus)s) <> ALL(%(others)s::int[])"
-        ).format(key=sql.SQL(self.partition_key))  # developer-written SQL
+        return sql.SQL("mod({hash}, %(modulus)s) <> ALL(%(others)s::int[])").format(
+            hash=self.partition_hash()
+        )
+
+    def partition_hash(self) -> sql.Composable:
+        """A row's partition hash: a non-negative integer, stable across processes."""
+        assert self.partition_key is not None
+        return sql.SQL("(hashtext(({key})::text) & 2147483647)").format(
+            key=sql.SQL(self.partition_key)  # developer-written SQL
+        )
 
     def pending_condition(self) -> sql.Composable:
         """SQL true for a row still to fill. Must be cheap to evaluate per row."""
@@ -136,10 +158,25 @@ class Definition:
 
     @property
     def key_type(self) -> str:
-        """The primary key's SQL type, to compare keys kept as text."""
+        """The primary key's SQL type, to compare keys kept as text.
+
+        A serial key's column type is "integer"/"bigint", not "serial": the
+        type a value is cast to, not the one a column is created with.
+        """
         pk = self.model._meta.pk
         assert pk is not None
-        return str(pk.db_type(connection))
+        return str(pk.cast_db_type(connection))
+
+    def refuse_unsupported_key(self) -> None:
+        """One line, before a job exists, for a table the engine cannot walk."""
+        pk = self.model._meta.pk
+        if isinstance(pk, models.CompositePrimaryKey):
+            columns = ", ".join(str(column) for column in pk.columns)
+            raise UnsupportedKey(
+                f"{self.model_label} has a composite primary key ({columns}); "
+                "a backfill walks a table by a single-column key: add one "
+                "(unique, not null) and make it the primary key, or fill it in one pass"
+            )
 
 
 def column_of(model: type[models.Model], field_name: str) -> str:

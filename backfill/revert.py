@@ -36,7 +36,7 @@ def begin(job: Job, actor: str) -> Job:
         slices = Slice.objects.filter(job=job)
         if first:
             slices.reopen(
-                cursor=F("low") - 1, passes=1, rows_skipped=0, held_keys=[], held=[], held_tries=0
+                cursor=F("after"), passes=1, rows_skipped=0, held_keys=[], held=[], held_tries=0
             )
         else:
             slices.failed().reopen()

@@ -111,8 +111,7 @@ def complete_or_extend(job: Job) -> None:
         return
     high = rows_beyond(job)
     if high is not None:
-        assert job.key_high is not None
-        slicing.add_slices(job, get_definition(job.definition), job.key_high + 1, high)
+        slicing.add_slices(job, get_definition(job.definition), job.key_high, high)
         job.key_high = high
         job.save(update_fields=["key_high", "updated_at"])
         logger.info("job %s: extended to key %s for rows added since start", job.pk, high)
@@ -129,8 +128,7 @@ def complete_or_extend(job: Job) -> None:
 def reopen_slices_with_pending_rows(job: Job) -> bool:
     definition = get_definition(job.definition)
     statement = definition.compose(
-        "SELECT EXISTS (SELECT 1 FROM {table} "
-        "WHERE {key} BETWEEN %(low)s AND %(high)s AND ({pending}) AND {share})"
+        "SELECT EXISTS (SELECT 1 FROM {table} WHERE {in_range} AND ({pending}) AND {share})"
     )
     slices = list(Slice.objects.filter(job=job))
     with connection.cursor() as cursor:
@@ -145,7 +143,7 @@ def reopen_slices_with_pending_rows(job: Job) -> bool:
         )
         transition(job, Action.FAIL, "scheduler", detail)
         return True
-    Slice.objects.filter(pk__in=again).reopen(cursor=F("low") - 1, passes=F("passes") + 1)
+    Slice.objects.filter(pk__in=again).reopen(cursor=F("after"), passes=F("passes") + 1)
     record(job, "recheck", "scheduler", f"pending rows found again in {len(again)} slices")
     logger.info("job %s: pending rows found again in slices %s", job.pk, again)
     transaction.on_commit(lambda: fill_slots(job.pk))
@@ -153,18 +151,19 @@ def reopen_slices_with_pending_rows(job: Job) -> bool:
 
 
 def has_pending(cursor: CursorWrapper, statement: str, slc: Slice) -> bool:
-    cursor.execute(statement, {"low": slc.low, "high": slc.high, **slc.share_parameters()})
+    cursor.execute(statement, {"after": slc.after, "high": slc.high, **slc.share_parameters()})
     row = cursor.fetchone()
     return bool(row and row[0])
 
 
-def rows_beyond(job: Job) -> int | None:
+def rows_beyond(job: Job) -> str | None:
     """The highest key of pending rows past the job's range, if any (index range scan)."""
     if job.key_high is None:
         return None
     definition = get_definition(job.definition)
     statement = definition.compose(
-        "SELECT max({key}) FROM {table} WHERE {key} > %s AND ({pending})"
+        "SELECT {key}::text FROM {table} WHERE {key} > %s::{key_type} AND ({pending}) "
+        "ORDER BY {key} DESC LIMIT 1"
     )
     with connection.cursor() as cursor:
         cursor.execute(statement, [job.key_high])

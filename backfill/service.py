@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, Min
 
 from backfill import dispatch, local, scheduler, slicing
 from backfill import revert as reverting
@@ -28,14 +27,16 @@ logger = logging.getLogger(__name__)
 __all__ = ["JobOptions"]
 
 
-def key_range(definition: Definition) -> tuple[int | None, int | None]:
-    bounds = definition.model._default_manager.aggregate(low=Min("pk"), high=Max("pk"))
-    return bounds["low"], bounds["high"]
+def key_range(definition: Definition) -> tuple[str | None, str | None]:
+    """The table's lowest and highest keys, by the key index, for any key type."""
+    keys = definition.model._default_manager.order_by("pk").values_list("pk", flat=True)
+    return slicing.as_key(keys.first()), slicing.as_key(keys.last())
 
 
 def start(name: str, actor: str, options: JobOptions | None = None) -> Job:
     """Create a job over the whole table and dispatch its first slices."""
     definition = get_definition(name)
+    definition.refuse_unsupported_key()
     options = options or JobOptions.build()
     dispatch.current()  # fail before creating anything if nothing can run it
     refuse_if_active(name)
@@ -73,8 +74,11 @@ def create_job(definition: Definition, actor: str, options: JobOptions) -> Job:
         context=context,
         created_by=actor,
     )
-    if low is not None and high is not None:
-        slicing.add_slices(job, definition, low, high)
+    if high is not None:
+        counted = slicing.add_slices(job, definition, None, high, total)
+        if slicing.sample_percent(total) is None:
+            job.rows_total, job.rows_total_is_estimate = counted, False
+            job.save(update_fields=["rows_total", "rows_total_is_estimate"])
     detail = f"batch size {options.batch_size}, concurrency {options.concurrency}"
     return transition(job, Action.START, actor, detail)
 

@@ -51,9 +51,7 @@ RETURNING keys, "values"
 def record(
     cursor: CursorWrapper, definition: Definition, job_id: int, slice_number: int, keys: list[Any]
 ) -> None:
-    statement = definition.compose(
-        RECORD_SQL, log=sql.Identifier(Write._meta.db_table), key_type=sql.SQL(definition.key_type)
-    )
+    statement = definition.compose(RECORD_SQL, log=sql.Identifier(Write._meta.db_table))
     cursor.execute(statement, {"job": job_id, "slice": slice_number, "keys": keys})
 
 

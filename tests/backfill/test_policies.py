@@ -1,6 +1,5 @@
-"""Pure logic: batch sizing, back-off, key ranges, the lifecycle table."""
+"""Pure logic: batch sizing, back-off, the lifecycle table."""
 
-import itertools
 from pathlib import Path
 
 import pytest
@@ -8,7 +7,6 @@ from django.utils import timezone
 
 from backfill.conf import BatchLimits
 from backfill.models import Job, JobStatus
-from backfill.slicing import split
 from backfill.state import TRANSITIONS, Action, actions_for, lifecycle_table, refusal
 from backfill.throttle import BatchSizer, backoff_seconds
 
@@ -46,17 +44,6 @@ def test_sizes_stay_within_bounds():
 def test_backoff_grows_and_is_capped():
     assert 0.25 <= backoff_seconds(LIMITS, 1) <= 0.5
     assert 2.0 <= backoff_seconds(LIMITS, 10) <= 4.0
-
-
-@pytest.mark.parametrize(
-    ("low", "high", "parts"), [(1, 100, 4), (5, 5, 8), (1, 1_000_003, 7), (-10, 10, 3)]
-)
-def test_split_covers_the_range_with_disjoint_slices(low, high, parts):
-    ranges = split(low, high, parts)
-    assert ranges[0][0] == low
-    assert ranges[-1][1] == high
-    assert all(a_high + 1 == b_low for (_, a_high), (b_low, _) in itertools.pairwise(ranges))
-    assert len(ranges) == min(parts, high - low + 1)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Hash shares: rows with one partition value stay in one slice, and shares split for idle workers."""
 
 import contextvars
+import itertools
 import threading
 import time
 from collections import defaultdict
@@ -13,7 +14,7 @@ from backfill.models import JobStatus, Slice, Write
 from backfill.options import JobOptions
 from backfill.registry import get_definition
 from backfill.runner import work_slice
-from backfill.slicing import Share, shares
+from backfill.slicing import shares
 from organizations import audit, naming
 from organizations.models import Organization
 from tests import data
@@ -32,11 +33,41 @@ def slices_by_base() -> dict[str, set[int]]:
     return found
 
 
-def test_a_partitioned_definition_gets_one_hash_share_per_worker():
+def test_a_partitioned_definition_gets_one_hash_share_per_worker(seed):
+    seed(3_000, hot_share=0.2)
     definition = get_definition("admin_groups")
-    assert shares(definition, 1, 100, 3) == [Share(1, 100, 3, r) for r in range(3)]
+    high = str(Organization.objects.order_by("-pk").values_list("pk", flat=True)[0])
+    made = shares(definition, None, high, 3)
+    assert [(s.after, s.high, s.modulus, s.residue) for s in made] == [
+        (None, high, 3, r) for r in range(3)
+    ]
+    # Counted per share: the one with "My Company" has at least a fifth of the rows.
+    assert sum(s.rows for s in made) == Organization.objects.filter(admin__isnull=True).count()
+    assert max(s.rows for s in made) >= 600
+
+
+def test_plain_ranges_are_cut_at_quantiles_of_the_pending_keys(seed):
+    """Pending rows bunched at the start of the keys, and a gap of 10^9 after them:
+    equal key ranges would put them all in the first slice."""
+    seed(2_000)
+    keys = list(Organization.objects.order_by("pk").values_list("pk", flat=True))
+    Organization.objects.filter(pk__in=keys[600:]).update(search_name="done")
+    Organization.objects.filter(pk=keys[-1]).update(id=keys[-1] + 10**9)
     plain = get_definition("search_names")
-    assert [s.modulus for s in shares(plain, 1, 100, 2)] == [1] * 8
+    high = str(keys[-1] + 10**9)
+    made = shares(plain, None, high, 2)
+    assert len(made) == 8
+    assert made[0].after is None
+    assert made[-1].high == high
+    assert all(a.high == b.after for a, b in itertools.pairwise(made))
+    pending = Organization.objects.filter(search_name__isnull=True)
+    per_slice = [
+        pending.filter(pk__lte=int(s.high), **({"pk__gt": int(s.after)} if s.after else {})).count()
+        for s in made
+    ]
+    assert sum(per_slice) == 600
+    assert all(70 <= n <= 80 for n in per_slice), per_slice
+    assert [s.rows for s in made] == [75] * 8
 
 
 def test_every_base_is_named_by_one_slice_only(seed, local_queue, drain):
@@ -84,8 +115,11 @@ def test_a_batch_never_waits_for_the_scheduler_holding_the_job(seed, local_queue
     those batches wait, and give up after their lock timeout."""
     seed(6_000, hot_share=0.3)
     service.start("admin_groups", "test", JobOptions.build(batch_size=100, concurrency=3))
-    first, second, third = local_queue.pop(), local_queue.pop(), local_queue.pop()
-    local.step(second, "test-owner", 0.001)  # the only share with a rate: the one to split
+    popped = [local_queue.pop() for _ in range(3)]
+    # The share with "My Company" has the most rows ahead: the one to split.
+    second = max(popped, key=lambda pk: Slice.objects.get(pk=pk).rows_expected)
+    first, third = (pk for pk in popped if pk != second)
+    local.step(second, "test-owner", 0.001)
     # pg_stat_activity is read once per transaction: watch from a session of its own.
     with data.app_session() as session, data.app_session(autocommit=True) as watcher:
         # Another batch of the second share is in flight: its row is locked.
@@ -111,3 +145,26 @@ def test_a_batch_never_waits_for_the_scheduler_holding_the_job(seed, local_queue
     assert third_slice.rows_done > 0
     assert third_slice.lock_timeouts_total == 0
     assert Slice.objects.get(pk=second).modulus == 6
+
+
+def test_a_key_range_splits_at_the_median_of_its_rows_ahead(seed, local_queue, drain, settings):
+    settings.BACKFILL_SLICES_PER_WORKER = 1
+    seed(6_000)
+    job = service.start("search_names", "test", JobOptions.build(batch_size=100, concurrency=2))
+    first, second = local_queue.pop(), local_queue.pop()
+    local.step(second, "test-owner", 0.001)
+    high = Slice.objects.get(pk=second).high
+    while Slice.objects.get(pk=first).status != "done":
+        local.step(first, "test-owner", 0.5)
+    busy = Slice.objects.get(pk=second)
+    sibling = Slice.objects.get(job=job, after=busy.high)
+    assert sibling.high == high
+    assert sibling.cursor == sibling.after
+    assert sibling.pk in local_queue.queue
+    pending = Organization.objects.filter(search_name__isnull=True)
+    mine = pending.filter(pk__gt=int(busy.cursor), pk__lte=int(busy.high)).count()
+    theirs = pending.filter(pk__gt=int(sibling.after), pk__lte=int(sibling.high)).count()
+    assert abs(mine - theirs) <= 1
+    job = drain(job)
+    assert job.status == JobStatus.SUCCEEDED
+    assert pending.count() == 0
