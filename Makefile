@@ -35,7 +35,7 @@ lint: database  ## ruff, mypy, the import contracts and makemigrations --check (
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
-	$(MANAGE) makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=examples.settings $(MANAGE) makemigrations --check --dry-run
 
 browser:  ## Debian's chromium for the browser test (installed when missing, if root)
 	scripts/ensure-chromium.sh

@@ -15,6 +15,8 @@
 - a partial index on the primary key of the pending rows, built
   concurrently, so that what is left to fill is an index lookup for the
   batches, the checker and the contract's gate, however few rows remain.
+  On a partitioned table, one per partition, built concurrently and attached
+  to an index on the parent.
 
 `EnforceNotNull` drops both once the column is NOT NULL (nothing can be pending
 any more) and puts them back if the contract is reversed.
@@ -101,18 +103,18 @@ def remove_statements(names: GuardNames, keep_function: bool) -> list[str]:
     return [sql.SQL(s).format(**ids).as_string() for s in statements]
 
 
-def drop_invalid_index(editor: BaseDatabaseSchemaEditor, names: GuardNames) -> None:
+def drop_invalid_index(editor: BaseDatabaseSchemaEditor, index: str) -> None:
     """A concurrent build cut off halfway leaves an INVALID index that IF NOT EXISTS would keep."""
     with editor.connection.cursor() as cursor:
         cursor.execute(
             "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
-            [sql.Identifier(names.index).as_string()],
+            [sql.Identifier(index).as_string()],
         )
         row = cursor.fetchone()
     if row and row[0]:
         editor.execute(
             sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}")
-            .format(sql.Identifier(names.index))
+            .format(sql.Identifier(index))
             .as_string()
         )
 
@@ -128,11 +130,15 @@ def is_installed(editor: BaseDatabaseSchemaEditor, names: GuardNames) -> bool:
 
 
 def install(editor: BaseDatabaseSchemaEditor, names: GuardNames) -> None:
-    if not editor.collect_sql:
-        drop_invalid_index(editor, names)
+    partitions = [] if editor.collect_sql else partitions_of(editor, names.table)
+    if not editor.collect_sql and not partitions:
+        drop_invalid_index(editor, names.index)
     *ddl, build_index = install_statements(names)
     for statement in ddl:
         editor.execute(statement)
+    if partitions:
+        index_partitioned(editor, names, partitions)
+        return
     with concurrent_build(editor):
         editor.execute(build_index)
 
@@ -140,10 +146,76 @@ def install(editor: BaseDatabaseSchemaEditor, names: GuardNames) -> None:
 def remove(editor: BaseDatabaseSchemaEditor, names: GuardNames, keep_function: bool) -> None:
     drop_trigger, drop_index, *rest = remove_statements(names, keep_function)
     editor.execute(drop_trigger)
-    with concurrent_build(editor):
-        editor.execute(drop_index)
+    if not editor.collect_sql and partitions_of(editor, names.table):
+        # A partitioned index cannot be dropped CONCURRENTLY; dropping it (and
+        # its partitions' indexes with it) reads no rows, under the lock timeout.
+        editor.execute(
+            sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(names.index)).as_string()
+        )
+    else:
+        with concurrent_build(editor):
+            editor.execute(drop_index)
     for statement in rest:
         editor.execute(statement)
+
+
+def partitions_of(editor: BaseDatabaseSchemaEditor, table: str) -> list[str]:
+    """The partitions of a partitioned table (none for a plain table)."""
+    with editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent "
+            "WHERE i.inhparent = to_regclass(%s) AND p.relkind = 'p' ORDER BY c.relname",
+            [sql.Identifier(table).as_string()],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def index_partitioned(
+    editor: BaseDatabaseSchemaEditor, names: GuardNames, partitions: list[str]
+) -> None:
+    """The pending-rows index of a partitioned table, built without blocking writes.
+
+    CREATE INDEX CONCURRENTLY refuses a partitioned table, and a plain one
+    would block writes on every partition for the whole build. Instead: an
+    index on the parent alone (invalid, and instant), each partition's index
+    built concurrently, then attached; the parent's becomes valid once all
+    are. Every step checks the catalog first, so running it again finishes it.
+    """
+    condition = sql.SQL("({key}) WHERE {column} IS NULL").format(
+        key=sql.Identifier(names.key), column=sql.Identifier(names.column)
+    )
+    parent = sql.Identifier(names.index)
+    editor.execute(
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON ONLY {} {}")
+        .format(parent, sql.Identifier(names.table), condition)
+        .as_string()
+    )
+    name = editor._create_index_name  # type: ignore[attr-defined]
+    for partition in partitions:
+        child_name = name(partition, [names.column], suffix="_pending")
+        child = sql.Identifier(child_name)
+        if not is_attached(editor, child.as_string()):
+            drop_invalid_index(editor, child_name)
+        with concurrent_build(editor):
+            editor.execute(
+                sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} {}")
+                .format(child, sql.Identifier(partition), condition)
+                .as_string()
+            )
+        if not is_attached(editor, child.as_string()):
+            editor.execute(
+                sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(parent, child).as_string()
+            )
+
+
+def is_attached(editor: BaseDatabaseSchemaEditor, index: str) -> bool:
+    with editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s))", [index]
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 class concurrent_build:

@@ -7,7 +7,7 @@ running on the same server.
 
 import os
 
-from project.settings import *  # noqa: F403
+from examples.settings import *  # noqa: F403
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL

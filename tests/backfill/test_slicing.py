@@ -162,8 +162,11 @@ def test_a_key_range_splits_at_the_median_of_its_rows_ahead(seed, local_queue, d
     assert sibling.cursor == sibling.after
     assert sibling.pk in local_queue.queue
     pending = Organization.objects.filter(search_name__isnull=True)
+    assert busy.cursor is not None
+    middle = sibling.after
+    assert middle is not None
     mine = pending.filter(pk__gt=int(busy.cursor), pk__lte=int(busy.high)).count()
-    theirs = pending.filter(pk__gt=int(sibling.after), pk__lte=int(sibling.high)).count()
+    theirs = pending.filter(pk__gt=int(middle), pk__lte=int(sibling.high)).count()
     assert abs(mine - theirs) <= 1
     job = drain(job)
     assert job.status == JobStatus.SUCCEEDED
