@@ -281,8 +281,8 @@ def readme_table(results: Results) -> str:
         "|---|---|---|---|---|---|",
     ]
     for run in results.runs:
-        suffix = " skewed" if run.label.endswith(" skewed") else ""
-        b = next(r for r in results.runs if r.label == "B" + suffix)
+        table = run.label.partition(" ")[2]
+        b = next(r for r in results.runs if r.label == " ".join(("B", table)).strip())
         load = run.load
         lines.append(
             f"| {run.label}: {run.method} | {run.rows_per_second:,.0f} "

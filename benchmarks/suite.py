@@ -15,7 +15,9 @@ process writes through the ORM as the app would (see app_load.py):
 
 The same approaches run again, with no app load, on a skewed copy where a
 fifth of the organizations share one name (B, S1, S2, S4 "skewed"); S4 is
-four worker processes on this machine's cores. Every run is verified
+four worker processes on this machine's cores. B and S2 run on two tables of
+other shapes too (see tables.py): pending rows bunched before a gap of 10^12
+in the ids ("gap"), and random UUID keys ("uuid"). Every run is verified
 afterwards (see verify.py). Then the contract step
 (`EnforceNotNull` beside a plain SET NOT NULL) on the table S2 filled, and
 S2 alone at each `--scaling` size. Prints a table and writes Markdown, JSON
@@ -36,7 +38,7 @@ from typing import Any
 import psycopg
 
 from backfill.arguments import positive_int
-from benchmarks import contract_lock, report
+from benchmarks import contract_lock, report, tables
 from benchmarks.app_load import AppLoad, LoadReport, p99_timeline
 from benchmarks.databases import ROOT, copy_of, drop, env_for, manage, recreate, url, vacuum_analyze
 from benchmarks.verify import digest
@@ -173,7 +175,7 @@ def one_pass(template: Template, label: str, approach: str, sample: int) -> Call
 
 JOB_SQL = (
     "SELECT id, extract(epoch FROM started_at), extract(epoch FROM finished_at), status "
-    "FROM backfill_job WHERE definition = 'admin_groups' ORDER BY id DESC LIMIT 1"
+    "FROM backfill_job WHERE definition = %s ORDER BY id DESC LIMIT 1"
 )
 ROWS_DONE_SQL = (
     "SELECT coalesce(sum(rows_done), 0), coalesce(sum(lock_timeouts_total), 0) "
@@ -202,27 +204,35 @@ def service(
                 quiet=True,
                 REDIS_URL=BROKER_URL,
             )
-        with psycopg.connect(url(db)) as conn:
-            job, started, finished, status = conn.execute(JOB_SQL).fetchone()  # type: ignore[misc]
-            per_second = conn.execute(SAMPLES_SQL, [job]).fetchall()
-            rows_done, timeouts = conn.execute(ROWS_DONE_SQL, [job]).fetchone()  # type: ignore[misc]
-        if status != "succeeded":
-            raise RuntimeError(f"{label}: job {job} ended {status}")
-        return Run(
-            label=label,
-            method=METHODS.get(label, f"this service, {workers} workers")
-            + (f", --pause-ms {pause_ms}" if pause_ms else ""),
-            table_rows=template.rows,
-            rows=int(rows_done),
-            lock_timeouts=int(timeouts),
-            seconds=float(finished) - float(started),
-            started_at=float(started),
-            peak_memory_mb=round(pool.peak_mb, 1),
-            extrapolated=False,
-            throughput=[(float(t) - float(started) + 0.5, float(n)) for t, n in per_second],
+        result = job_run(db, "admin_groups", label, template.rows, pool.peak_mb)
+        result.method = METHODS.get(label, f"this service, {workers} workers") + (
+            f", --pause-ms {pause_ms}" if pause_ms else ""
         )
+        return result
 
     return run
+
+
+def job_run(db: str, definition: str, label: str, table_rows: int, peak_mb: float) -> Run:
+    """The latest job of `definition` in `db`, as a run: its own start and success times."""
+    with psycopg.connect(url(db)) as conn:
+        job, started, finished, status = conn.execute(JOB_SQL, [definition]).fetchone()  # type: ignore[misc]
+        per_second = conn.execute(SAMPLES_SQL, [job]).fetchall()
+        rows_done, timeouts = conn.execute(ROWS_DONE_SQL, [job]).fetchone()  # type: ignore[misc]
+    if status != "succeeded":
+        raise RuntimeError(f"{label}: job {job} ended {status}")
+    return Run(
+        label=label,
+        method=METHODS.get(label, label),
+        table_rows=table_rows,
+        rows=int(rows_done),
+        lock_timeouts=int(timeouts),
+        seconds=float(finished) - float(started),
+        started_at=float(started),
+        peak_memory_mb=round(peak_mb, 1),
+        extrapolated=False,
+        throughput=[(float(t) - float(started) + 0.5, float(n)) for t, n in per_second],
+    )
 
 
 METHODS = {
@@ -396,6 +406,7 @@ def main() -> None:
     skewed = seed(options.rows, HOT_SHARE)
     runs += skewed_comparison(skewed, logs)
     drop(skewed.db)
+    runs += tables.comparison(options.rows, logs / "tables")
     scaling, contracts = scale(options.scaling, template, logs)
     drop(template.db)
     results = report.Results(

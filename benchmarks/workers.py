@@ -30,8 +30,11 @@ def resident_mb(pid: int) -> float:
 class Workers:
     """`count` workers of one pool process each, on a broker database of their own."""
 
-    def __init__(self, db: str, count: int, logs: Path) -> None:
+    def __init__(
+        self, db: str, count: int, logs: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.db, self.count, self.logs = db, count, logs
+        self.extra_env = extra_env or {}
         self.processes: list[subprocess.Popen[bytes]] = []
         self.peak_mb = 0.0
         self.stopping = threading.Event()
@@ -55,7 +58,7 @@ class Workers:
                 *("--without-gossip", "--without-mingle", "-l", "INFO"),
             ],
             cwd=ROOT,
-            env=env_for(self.db, REDIS_URL=BROKER_URL),
+            env=env_for(self.db, REDIS_URL=BROKER_URL, **self.extra_env),
             stdout=self.log(number).open("w"),
             stderr=subprocess.STDOUT,
         )
