@@ -25,7 +25,7 @@ database: setup services  ## Create the database if needed
 	$(BIN)/python scripts/create_database.py
 
 migrate: database  ## Apply migrations, each DDL statement under a short lock timeout
-	$(MANAGE) migrate_with_timeouts --lock-timeout-in-ms 2000 --lock-timeout-max-retries 10
+	$(MANAGE) migrate_with_timeouts --lock-timeout-in-ms 100 --lock-timeout-max-retries 10
 
 demo: migrate  ## Seed organizations, backfill them with real workers, check, finalize
 	ROWS=$(ROWS) WORKERS=$(WORKERS) VENV=$(VENV) scripts/demo.sh

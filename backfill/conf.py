@@ -65,10 +65,18 @@ DEFAULTS: dict[str, object] = {
     "BACKFILL_DISPATCHER": None,
     # Below this many pending rows an exact count is run to get the job total.
     "BACKFILL_EXACT_COUNT_TIMEOUT_MS": 2000,
-    # The contract operation: per-statement lock timeout and retries.
-    "BACKFILL_DDL_LOCK_TIMEOUT_MS": 2000,
-    "BACKFILL_DDL_RETRIES": 10,
-    "BACKFILL_DDL_BACKOFF_SECONDS": 1.0,
+    # Schema steps (expand, contract, migrate_with_timeouts; see ddl.py): each
+    # DDL statement waits, without queueing, while a session holds a
+    # conflicting lock on its table; then attempts under this lock timeout
+    # (what the app can wait behind it at worst), retrying after a jittered
+    # back-off starting at BACKFILL_DDL_BACKOFF_SECONDS, for at most
+    # BACKFILL_DDL_WAIT_SECONDS in all. Ending the sessions in the way, at the
+    # end of that wait, only when asked.
+    "BACKFILL_DDL_WAIT_FOR_GAPS": True,
+    "BACKFILL_DDL_LOCK_TIMEOUT_MS": 100,
+    "BACKFILL_DDL_BACKOFF_SECONDS": 0.1,
+    "BACKFILL_DDL_WAIT_SECONDS": 300,
+    "BACKFILL_DDL_TERMINATE_BLOCKERS": False,
     # Bearer token accepted by the JSON API and /metrics besides a staff session.
     "BACKFILL_API_TOKEN": None,
     # The contract operation may finish at most this many pending rows inline.
@@ -83,6 +91,12 @@ def get(name: str) -> object:
 def get_int(name: str) -> int:
     value = get(name)
     assert isinstance(value, int), f"{name} must be an integer"
+    return value
+
+
+def get_bool(name: str) -> bool:
+    value = get(name)
+    assert isinstance(value, bool), f"{name} must be True or False"
     return value
 
 

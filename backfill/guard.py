@@ -32,6 +32,7 @@ from django.db.migrations.state import ProjectState
 from django.db.models import Model
 from psycopg import sql
 
+from backfill import ddl
 from backfill.registry import column_of
 
 # Set locally by revert batches: the one writer allowed to empty a filled row.
@@ -277,7 +278,8 @@ class GuardFilledColumn(NotInTransactionMixin, Operation):
     ) -> None:
         names = self.names(app_label, schema_editor, to_state)
         if names is not None:
-            install(schema_editor, names)
+            with ddl.gaps(schema_editor.connection.alias):
+                install(schema_editor, names)
 
     def database_backwards(
         self,
@@ -288,7 +290,8 @@ class GuardFilledColumn(NotInTransactionMixin, Operation):
     ) -> None:
         names = self.names(app_label, schema_editor, from_state)
         if names is not None:
-            remove(schema_editor, names, keep_function=False)
+            with ddl.gaps(schema_editor.connection.alias):
+                remove(schema_editor, names, keep_function=False)
 
     def names(
         self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, state: ProjectState

@@ -7,14 +7,13 @@ django-pg-migration-tools' `NullsManager` (the same library as the expand
 step): ``ADD CONSTRAINT … CHECK (col IS NOT NULL) NOT VALID``, ``VALIDATE
 CONSTRAINT`` (the scan, under SHARE UPDATE EXCLUSIVE), ``SET NOT NULL``
 (PostgreSQL skips its scan thanks to the valid check), then drop the check.
-Each statement runs under a short lock_timeout; on a timeout the whole
-sequence is retried with back-off, and since every step first looks at the
-catalog, a retry (or a later `migrate`) carries on where the last one stopped.
+Each statement waits for a gap in the table's locks without queueing, then
+attempts under a short lock timeout (ddl.py), so a long transaction on the
+table delays the contract, never the app; since every step first looks at
+the catalog, a later `migrate` carries on where one that gave up stopped.
 """
 
-import datetime
 import logging
-import time
 from typing import Any
 
 from django.contrib.postgres.operations import NotInTransactionMixin
@@ -24,11 +23,13 @@ from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ProjectState
 from django.db.models import Model
 from django_pg_migration_tools import operations as pg_operations
-from django_pg_migration_tools import timeouts
 
-from backfill import conf, guard, service
+from backfill import conf, ddl, guard, service
+from backfill.ddl import LockNotAcquired
 from backfill.errors import UnknownDefinition
 from backfill.registry import Definition, get_definition
+
+__all__ = ["BackfillIncomplete", "EnforceNotNull", "LockNotAcquired"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +39,6 @@ ADVISORY_LOCK_CLASS = 0x0BF1
 
 class BackfillIncomplete(RuntimeError):
     """The contract was refused: rows are still empty. Nothing was changed."""
-
-
-class LockNotAcquired(RuntimeError):
-    """Every attempt hit the lock timeout; see the message for the table's state."""
 
 
 class EnforceNotNull(NotInTransactionMixin, Operation):
@@ -62,15 +59,13 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
         model_name: str,
         name: str,
         backfill: str,
-        lock_timeout_ms: int | None = None,
-        retries: int | None = None,
+        wait_seconds: float | None = None,
         finalize_inline_rows: int | None = None,
     ) -> None:
         self.model_name = model_name
         self.name = name
         self.backfill = backfill
-        self.lock_timeout_ms = lock_timeout_ms
-        self.retries = retries
+        self.wait_seconds = wait_seconds
         self.finalize_inline_rows = finalize_inline_rows
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
@@ -79,7 +74,7 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             "name": self.name,
             "backfill": self.backfill,
         }
-        for option in ("lock_timeout_ms", "retries", "finalize_inline_rows"):
+        for option in ("wait_seconds", "finalize_inline_rows"):
             if getattr(self, option) is not None:
                 kwargs[option] = getattr(self, option)
         return self.__class__.__qualname__, [], kwargs
@@ -115,12 +110,11 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
         self._ensure_not_in_transaction(schema_editor)
         with AdvisoryLock(alias, f"{self.model_name}.{self.name}"):
             self.gate(from_state.apps.get_model(app_label, self.model_name), alias)
-            self.with_retries(
+            self.waiting_for_gaps(
                 schema_editor,
                 lambda: pg_operations.NullsManager().set_not_null(
                     app_label, schema_editor, model, column
                 ),
-                f"{model._meta.db_table}.{column}",
             )
         self.supersede_guard(schema_editor, model)
 
@@ -142,14 +136,14 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             )
             return
         self._ensure_not_in_transaction(schema_editor)
-        self.with_retries(
+        self.waiting_for_gaps(
             schema_editor,
             lambda: pg_operations.NullsManager().set_null(app_label, schema_editor, model, column),
-            f"{model._meta.db_table}.{column}",
         )
         names = guard.GuardNames.of(model, self.name, schema_editor)
         if guard.is_installed(schema_editor, names):
-            guard.install(schema_editor, names)
+            with ddl.gaps(schema_editor.connection.alias, wait_seconds=self.wait_seconds):
+                guard.install(schema_editor, names)
 
     def supersede_guard(self, schema_editor: BaseDatabaseSchemaEditor, model: type[Model]) -> None:
         """NOT NULL now does the guard's work: drop its trigger and the empty pending index.
@@ -158,7 +152,8 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
         """
         names = guard.GuardNames.of(model, self.name, schema_editor)
         if guard.is_installed(schema_editor, names):
-            guard.remove(schema_editor, names, keep_function=True)
+            with ddl.gaps(schema_editor.connection.alias, wait_seconds=self.wait_seconds):
+                guard.remove(schema_editor, names, keep_function=True)
 
     def gate(self, model: type[Model], alias: str) -> None:
         """Refuse, changing nothing, while the column has empty rows or verification fails."""
@@ -197,32 +192,10 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             return self.finalize_inline_rows
         return conf.get_int("BACKFILL_FINALIZE_INLINE_ROWS")
 
-    def with_retries(self, schema_editor: BaseDatabaseSchemaEditor, step: Any, target: str) -> None:
-        alias = schema_editor.connection.alias
-        timeout_ms = self.lock_timeout_ms or conf.get_int("BACKFILL_DDL_LOCK_TIMEOUT_MS")
-        retries = self.retries if self.retries is not None else conf.get_int("BACKFILL_DDL_RETRIES")
-        backoff = conf.get_float("BACKFILL_DDL_BACKOFF_SECONDS")
-        for attempt in range(retries + 1):
-            try:
-                with timeouts.apply_timeouts(
-                    using=alias, lock_timeout=datetime.timedelta(milliseconds=timeout_ms)
-                ):
-                    step()
-                return
-            except timeouts.DBLockTimeoutError:
-                logger.warning(
-                    "%s: lock not granted within %s ms (attempt %s)",
-                    target,
-                    timeout_ms,
-                    attempt + 1,
-                )
-                if attempt < retries:
-                    time.sleep(min(30.0, backoff * 2**attempt))
-        raise LockNotAcquired(
-            f"{target}: no lock within {timeout_ms} ms in {retries + 1} attempts; a long transaction holds "
-            "the table (see pg_stat_activity). The column is unchanged or carries a NOT VALID check "
-            "constraint; both are safe, and running migrate again finishes the job."
-        )
+    def waiting_for_gaps(self, schema_editor: BaseDatabaseSchemaEditor, step: Any) -> None:
+        """Each statement waits for a gap in the table's locks, then attempts briefly (ddl.py)."""
+        with ddl.gaps(schema_editor.connection.alias, wait_seconds=self.wait_seconds):
+            step()
 
 
 def registered(name: str) -> Definition | None:

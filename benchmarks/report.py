@@ -1,12 +1,13 @@
 """The suite's results: targets checked, a Markdown table, JSON and one plot."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.app_load import LoadReport
 from benchmarks.contract_lock import ContractTimes
+from benchmarks.schema_gaps import GapRun
 
 if TYPE_CHECKING:
     from benchmarks.suite import Run
@@ -19,6 +20,7 @@ P99_OVER_REFERENCE = 2.0
 THROUGHPUT_KEPT = 0.95
 LOCK_WAIT_MS = 250.0
 EXCLUSIVE_MS = 50.0
+GAP_STALL_MS = 150.0
 FLAT = 0.8  # speed kept within 20% between the two largest sizes; memory likewise
 
 
@@ -30,6 +32,7 @@ class Results:
     runs: list["Run"]
     scaling: list["Run"]
     contracts: list[ContractTimes]
+    schema_gaps: list[GapRun] = field(default_factory=list)
 
     def run(self, label: str) -> "Run":
         return next(r for r in self.runs if r.label == label)
@@ -54,6 +57,15 @@ class Results:
                 )
             )
         checks.extend(self.scaling_targets())
+        for gap in (g for g in self.schema_gaps if g.mode == "gap"):
+            checks.append(
+                (
+                    f"{gap.step} behind a {gap.hold_seconds:.0f} s transaction: "
+                    f"no app write waits ≥ {GAP_STALL_MS:.0f} ms",
+                    f"longest {gap.app_longest_ms:,.0f} ms, applied in {gap.seconds:.1f} s",
+                    gap.app_longest_ms < GAP_STALL_MS,
+                )
+            )
         checks.append(
             (
                 "every run verified",
@@ -133,6 +145,7 @@ class Results:
             "runs": [r.as_dict() for r in self.runs],
             "scaling": [r.as_dict() for r in self.scaling],
             "contract": [c.as_dict() for c in self.contracts],
+            "schema_gaps": [g.as_dict() for g in self.schema_gaps],
             "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in self.targets()],
         }
 
@@ -158,6 +171,7 @@ def from_dict(data: dict[str, Any]) -> Results:
             ContractTimes(**{**c, "steps": [tuple(s) for s in c["steps"]]})
             for c in data["contract"]
         ],
+        schema_gaps=[GapRun(**g) for g in data.get("schema_gaps", [])],
     )
 
 
@@ -222,6 +236,17 @@ def markdown(results: Results) -> str:
         lines.append(
             f"| {c.rows:,} | {c.plain_set_not_null_ms:,.1f} ms "
             f"| {c.enforce_not_null_longest_exclusive_ms:.1f} ms | {c.enforce_not_null_validate_ms:,.1f} ms |"
+        )
+    lines += ["", "## Schema steps behind a long transaction, under the app's load", ""]
+    lines += [
+        "| step | how it waits | transaction held | applied in | app writes | app p99 | app's longest write |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    modes = {"queue": "in PostgreSQL's lock queue", "gap": "for a gap (default)"}
+    for g in results.schema_gaps:
+        lines.append(
+            f"| {g.step} | {modes.get(g.mode, g.mode)} | {g.hold_seconds:.0f} s | {seconds(g.seconds)} "
+            f"| {g.app_writes:,} | {g.app_p99_ms:,.1f} ms | {g.app_longest_ms:,.0f} ms |"
         )
     lines += [
         "",

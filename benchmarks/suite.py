@@ -20,8 +20,9 @@ other shapes too (see tables.py): pending rows bunched before a gap of 10^12
 in the ids ("gap"), and random UUID keys ("uuid"). Every run is verified
 afterwards (see verify.py). Then the contract step
 (`EnforceNotNull` beside a plain SET NOT NULL) on the table S2 filled, and
-S2 alone at each `--scaling` size. Prints a table and writes Markdown, JSON
-and a plot to `--out`.
+S2 alone at each `--scaling` size; and the expand and contract steps behind a
+10-second transaction, queueing and waiting for a gap (see schema_gaps.py).
+Prints a table and writes Markdown, JSON and a plot to `--out`.
 """
 
 import argparse
@@ -38,7 +39,7 @@ from typing import Any
 import psycopg
 
 from backfill.arguments import positive_int
-from benchmarks import contract_lock, report, tables
+from benchmarks import contract_lock, report, schema_gaps, tables
 from benchmarks.app_load import AppLoad, LoadReport, p99_timeline
 from benchmarks.databases import ROOT, copy_of, drop, env_for, manage, recreate, url, vacuum_analyze
 from benchmarks.verify import digest
@@ -317,10 +318,11 @@ def measure_all(
 
 
 def scale(
-    sizes: list[int], main: Template, logs: Path
-) -> tuple[list[Run], list[contract_lock.ContractTimes]]:
-    """S2 alone at each size, then the contract step on the table it filled."""
-    runs, contracts = [], []
+    sizes: list[int], main: Template, logs: Path, rate: float
+) -> tuple[list[Run], list[contract_lock.ContractTimes], list[schema_gaps.GapRun]]:
+    """S2 alone at each size, then the contract step on the table it filled; at the
+    main size, the expand and contract steps behind a long transaction too."""
+    runs, contracts, gaps = [], [], []
     for rows in sizes:
         template = main if rows == main.rows else seed(rows)
         db = copy_of(template.db, f"{PREFIX}_scaling")
@@ -330,10 +332,12 @@ def scale(
         print(f"scaling {rows:,}: {run.rows_per_second:,.0f} rows/s", flush=True)
         contracts.append(contract_lock.measure(db, rows))
         print(f"contract {rows:,}: {contracts[-1]}", flush=True)
+        if template is main:
+            gaps = schema_gaps.measure(main.db, db, logs, rate)
         drop(db)
         if template is not main:
             drop(template.db)
-    return runs, contracts
+    return runs, contracts, gaps
 
 
 def machine(rate: float) -> dict[str, Any]:
@@ -407,10 +411,10 @@ def main() -> None:
     runs += skewed_comparison(skewed, logs)
     drop(skewed.db)
     runs += tables.comparison(options.rows, logs / "tables")
-    scaling, contracts = scale(options.scaling, template, logs)
+    scaling, contracts, gaps = scale(options.scaling, template, logs, options.rate)
     drop(template.db)
     results = report.Results(
-        machine(options.rate), command.strip(), reference_load, runs, scaling, contracts
+        machine(options.rate), command.strip(), reference_load, runs, scaling, contracts, gaps
     )
     print(report.write(results, options.out))
     if options.out == DEFAULT_OUT:

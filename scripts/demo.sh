@@ -23,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-MIGRATE=("$PY" manage.py migrate_with_timeouts --lock-timeout-in-ms 2000 --lock-timeout-max-retries 10)
+MIGRATE=("$PY" manage.py migrate_with_timeouts --lock-timeout-in-ms 100 --lock-timeout-max-retries 10)
 
 echo "== Expanded schema: admin is nullable (contract reversed if a previous demo applied it)"
 "${MIGRATE[@]}" organizations 0005 -v0

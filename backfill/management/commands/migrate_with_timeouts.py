@@ -1,9 +1,15 @@
-"""`migrate_with_timeouts`, as django-pg-migration-tools ships it, made safe to run twice.
+"""`migrate_with_timeouts`, as django-pg-migration-tools ships it, made safe to run twice
+and never to stall the app.
 
 The library's command takes a session advisory lock so that two deploys never
 migrate at once, but the second one dies with a traceback. Here it waits for
 the first to finish (logging once every few seconds), then runs and finds the
 work done; after `--wait-seconds` it stops with one line instead.
+
+Every DDL statement of every migration it applies waits for a gap in the
+table's locks instead of queueing behind a long transaction (backfill/ddl.py):
+for at most `--gap-wait-seconds`, then it stops naming the session in the
+way, or, with `--terminate-blockers`, ends that session and goes on.
 """
 
 import time
@@ -12,6 +18,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django_pg_migration_tools.management.commands import migrate_with_timeouts as library
 
+from backfill import ddl
 from backfill.arguments import non_negative_int
 
 POLL_SECONDS = 1.0
@@ -29,15 +36,32 @@ class Command(library.Command):
             default=600,
             help="how long to wait for another migrate_with_timeouts to finish (default 600)",
         )
+        parser.add_argument(
+            "--gap-wait-seconds",
+            type=non_negative_int,
+            default=None,
+            help="how long each DDL statement may wait for the sessions in its way "
+            "(default BACKFILL_DDL_WAIT_SECONDS, 300)",
+        )
+        parser.add_argument(
+            "--terminate-blockers",
+            action="store_true",
+            help="after that wait, end the sessions in the way (pg_terminate_backend) and go on",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         budget = options.pop("wait_seconds")
+        gap_wait = options.pop("gap_wait_seconds")
+        terminate = options.pop("terminate_blockers") or None
         started = time.monotonic()
         reported = 0.0
         while True:
             try:
-                super().handle(*args, **options)
+                with ddl.gaps(options["database"], gap_wait, terminate):
+                    super().handle(*args, **options)
                 return
+            except ddl.LockNotAcquired as exc:
+                raise CommandError(str(exc)) from None
             except library.LockAlreadyAcquired:
                 waited = time.monotonic() - started
                 if waited >= budget:

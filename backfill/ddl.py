@@ -1,0 +1,348 @@
+"""Schema changes that wait for a gap instead of queueing.
+
+PostgreSQL grants locks in queue order: an ALTER TABLE waiting for a long
+transaction to end makes every later query on the table wait behind it, so
+a lock timeout is not a cap on what the app feels, it is what the app feels.
+Every DDL statement of the expand and contract steps goes through
+`GapWaiter` instead. Before each attempt it reads pg_locks for sessions
+holding a lock on the table (or its partitions) that conflicts with the
+statement's; while one has held it longer than an attempt may wait, it waits
+without queueing, naming the session in the log every few seconds. It then
+attempts under a short lock timeout (BACKFILL_DDL_LOCK_TIMEOUT_MS, 100 ms),
+so a transaction that slips in between costs the app at most that, and
+tries again after a jittered back-off. After BACKFILL_DDL_WAIT_SECONDS it
+gives up with one message naming the blocker, or, only when the operator
+asked for it, ends the blockers and goes on.
+
+Statements whose lock lets reads and writes through (CONCURRENTLY, VALIDATE
+CONSTRAINT, functions) are run as they are.
+"""
+
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import OperationalError, connections
+
+from backfill import conf
+
+logger = logging.getLogger(__name__)
+
+LOCK_NOT_AVAILABLE = "55P03"
+POLL_SECONDS = 0.05
+REPORT_EVERY_SECONDS = 5.0
+MAX_BACKOFF_SECONDS = 2.0
+
+# The held modes each requested mode must wait for (PostgreSQL's conflict table).
+ALL_MODES = (
+    "AccessShareLock",
+    "RowShareLock",
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+)
+CONFLICTS = {
+    "AccessExclusiveLock": ALL_MODES,
+    "ShareRowExclusiveLock": ALL_MODES[2:],
+    "ShareLock": (ALL_MODES[2], ALL_MODES[3], *ALL_MODES[5:]),
+}
+
+
+class LockNotAcquired(RuntimeError):
+    """A schema change found no gap within its budget; the message names who is in the way."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a statement must lock: a table (as written) or the table of an index."""
+
+    mode: str
+    table: str | None = None
+    index: str | None = None
+
+
+NAME = r'(?P<{}>"(?:[^"]|"")+"|[\w.$]+)'
+PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"ALTER TABLE (?:IF EXISTS )?(?:ONLY )?" + NAME.format("table"), re.I), ""),
+    (
+        re.compile(
+            r"CREATE (?:UNIQUE )?INDEX (?:IF NOT EXISTS )?\S+ ON (?:ONLY )?" + NAME.format("table"),
+            re.I,
+        ),
+        "ShareLock",
+    ),
+    (
+        re.compile(
+            r"CREATE (?:OR REPLACE )?(?:CONSTRAINT )?TRIGGER .+? ON " + NAME.format("table"), re.I
+        ),
+        "ShareRowExclusiveLock",
+    ),
+    (
+        re.compile(r"DROP TRIGGER (?:IF EXISTS )?\S+ ON " + NAME.format("table"), re.I),
+        "AccessExclusiveLock",
+    ),
+    (re.compile(r"DROP INDEX (?:IF EXISTS )?" + NAME.format("index"), re.I), "AccessExclusiveLock"),
+    (
+        re.compile(r"ALTER INDEX \S+ ATTACH PARTITION " + NAME.format("index"), re.I),
+        "AccessExclusiveLock",
+    ),
+]
+# Statements whose waits block no reader or writer: a concurrent index build
+# waits for older transactions, a validation scans under SHARE UPDATE
+# EXCLUSIVE. They may wait the whole budget (a lock timeout would leave an
+# INVALID index behind, for the next run to drop and build again).
+WAITS_HARMLESSLY = re.compile(r"CONCURRENTLY|VALIDATE CONSTRAINT", re.I)
+
+
+def target_of(statement: str) -> Target | None:
+    """The table a DDL statement locks against the app's reads or writes; None if none."""
+    text = " ".join(statement.split())
+    if WAITS_HARMLESSLY.search(text):
+        return None
+    for pattern, mode in PATTERNS:
+        match = pattern.match(text)
+        if match is None:
+            continue
+        names = match.groupdict()
+        if not mode:  # ALTER TABLE: a foreign key takes less than the rest
+            mode = (
+                "ShareRowExclusiveLock" if "FOREIGN KEY" in text.upper() else "AccessExclusiveLock"
+            )
+        return Target(mode, table=names.get("table"), index=names.get("index"))
+    return None
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+    state: str
+    age_seconds: float
+    query: str
+    mode: str
+    backend_type: str
+
+    @property
+    def is_autovacuum(self) -> bool:
+        """An autovacuum that PostgreSQL cancels for a waiting lock (not one against wraparound)."""
+        return self.backend_type == "autovacuum worker" and "wraparound" not in self.query
+
+    def describe(self) -> str:
+        holding = f"holding {self.mode}: " if self.mode else ""
+        return (
+            f"pid {self.pid} ({self.state or self.backend_type} for {self.age_seconds} s, "
+            f"{holding}{self.query!r})"
+        )
+
+
+HOLDERS_SQL = """
+SELECT DISTINCT ON (l.pid) l.pid, coalesce(a.state, ''),
+       round(extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, a.backend_start))::numeric, 1)::float,
+       left(coalesce(a.query, ''), 200), l.mode, coalesce(a.backend_type, '')
+FROM pg_locks l
+LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.granted AND l.pid IS DISTINCT FROM pg_backend_pid()
+  AND l.mode = ANY(%(modes)s)
+  AND (l.relation = %(table)s::oid
+       OR l.relation IN (SELECT relid FROM pg_partition_tree(%(table)s::oid::regclass)))
+ORDER BY l.pid, l.mode DESC
+"""
+
+OLDEST_SQL = """
+SELECT pid, coalesce(state, ''),
+       round(extract(epoch FROM clock_timestamp() - xact_start)::numeric, 1)::float,
+       left(coalesce(query, ''), 200), '', backend_type
+FROM pg_stat_activity
+WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database()
+ORDER BY xact_start LIMIT 3
+"""
+
+TABLE_SQL = """
+SELECT CASE WHEN %(index)s::text IS NULL THEN to_regclass(%(table)s)
+            ELSE (SELECT indrelid::regclass FROM pg_index WHERE indexrelid = to_regclass(%(index)s))
+       END::oid
+"""
+
+
+class GapWaiter:
+    """A connection execute wrapper: each DDL statement waits for a gap, then attempts briefly."""
+
+    def __init__(self, alias: str, wait_seconds: float, terminate_blockers: bool) -> None:
+        self.alias = alias
+        self.wait_seconds = wait_seconds
+        self.terminate_blockers = terminate_blockers
+
+    def __call__(
+        self,
+        execute: Callable[..., Any],
+        sql: str,
+        params: Any,
+        many: bool,
+        context: dict[str, Any],
+    ) -> Any:
+        target = target_of(sql)
+        harmless = WAITS_HARMLESSLY.search(sql) is not None
+        if target is None and not harmless:
+            return execute(sql, params, many, context)
+        raw = context["connection"].connection.cursor()  # psycopg's own: no wrappers
+        in_transaction = context["connection"].in_atomic_block
+
+        def attempt() -> Any:
+            return execute(sql, params, many, context)
+
+        if target is None:
+            return self.patiently(raw, attempt, in_transaction, sql)
+        return self.run(raw, target, attempt, in_transaction, sql)
+
+    def patiently(
+        self, raw: Any, attempt: Callable[[], Any], in_transaction: bool, sql: str
+    ) -> Any:
+        """A statement that blocks no one while it waits: it may wait the whole budget."""
+        try:
+            return self.attempt(raw, attempt, int(self.wait_seconds * 1000), in_transaction)
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+        raw.execute(OLDEST_SQL)
+        oldest = "; ".join(Holder(*row).describe() for row in raw.fetchall())
+        raise LockNotAcquired(
+            f"{' '.join(sql.split())[:80]!r} waited {self.wait_seconds:.0f} s for older "
+            f"transactions to end (it blocks no one meanwhile); the oldest: {oldest}. "
+            "Let them end, then migrate again, which carries on where this stopped."
+        )
+
+    def run(
+        self, raw: Any, target: Target, attempt: Callable[[], Any], in_transaction: bool, sql: str
+    ) -> Any:
+        short_ms = conf.get_int("BACKFILL_DDL_LOCK_TIMEOUT_MS")
+        backoff = conf.get_float("BACKFILL_DDL_BACKOFF_SECONDS")
+        deadline = time.monotonic() + self.wait_seconds
+        tries = 0
+        while True:
+            timeout_ms = self.wait_for_gap(raw, target, deadline, short_ms, sql)
+            try:
+                return self.attempt(raw, attempt, timeout_ms, in_transaction)
+            except OperationalError as exc:
+                if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+            tries += 1
+            pause = min(MAX_BACKOFF_SECONDS, backoff * 2 ** min(tries - 1, 10))
+            time.sleep(random.uniform(pause / 2, pause))
+
+    def attempt(
+        self, raw: Any, attempt: Callable[[], Any], timeout_ms: int, in_transaction: bool
+    ) -> Any:
+        """The statement under a lock timeout of its own; the session's is put back after."""
+        raw.execute("SELECT current_setting('lock_timeout')")
+        previous = raw.fetchone()[0]
+        if in_transaction:
+            raw.execute("SAVEPOINT backfill_ddl_attempt")
+        raw.execute("SELECT set_config('lock_timeout', %s, false)", [f"{timeout_ms}ms"])
+        try:
+            result = attempt()
+        except OperationalError:
+            if in_transaction:
+                raw.execute("ROLLBACK TO SAVEPOINT backfill_ddl_attempt")
+            raw.execute("SELECT set_config('lock_timeout', %s, false)", [previous])
+            raise
+        if in_transaction:
+            raw.execute("RELEASE SAVEPOINT backfill_ddl_attempt")
+        raw.execute("SELECT set_config('lock_timeout', %s, false)", [previous])
+        return result
+
+    def wait_for_gap(
+        self, raw: Any, target: Target, deadline: float, short_ms: int, sql: str
+    ) -> int:
+        """Return once no session has held a conflicting lock longer than an attempt may
+        wait; the lock timeout the attempt may use. Raises (or ends the blockers) at the deadline."""
+        reported = 0.0
+        while True:
+            holders = self.holders(raw, target)
+            in_the_way = [
+                h for h in holders if h.age_seconds * 1000 >= short_ms and not h.is_autovacuum
+            ]
+            if not in_the_way:
+                # An autovacuum gives way once a lock request has waited deadline_timeout.
+                return (
+                    short_ms + deadlock_timeout_ms(raw)
+                    if any(h.is_autovacuum for h in holders)
+                    else short_ms
+                )
+            now = time.monotonic()
+            if now >= deadline:
+                if not self.terminate_blockers:
+                    raise LockNotAcquired(gave_up(target, sql, in_the_way, self.wait_seconds))
+                terminate(raw, in_the_way)
+                continue
+            if now - reported >= REPORT_EVERY_SECONDS:
+                logger.warning(
+                    "waiting for a gap before %s: %s",
+                    " ".join(sql.split())[:80],
+                    "; ".join(h.describe() for h in in_the_way),
+                )
+                reported = now
+            time.sleep(POLL_SECONDS)
+
+    def holders(self, raw: Any, target: Target) -> list[Holder]:
+        raw.execute(TABLE_SQL, {"table": target.table, "index": target.index})
+        row = raw.fetchone()
+        table = row[0] if row else None
+        if table is None:  # not there (yet, or any more): nothing to wait for
+            return []
+        # Inside a transaction pg_stat_activity is read once: read it afresh each time.
+        raw.execute("SELECT pg_stat_clear_snapshot()")
+        raw.execute(HOLDERS_SQL, {"modes": list(CONFLICTS[target.mode]), "table": table})
+        return [Holder(*row) for row in raw.fetchall()]
+
+
+def deadlock_timeout_ms(raw: Any) -> int:
+    raw.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'")
+    row = raw.fetchone()
+    return int(row[0]) if row else 1000
+
+
+def terminate(raw: Any, holders: list[Holder]) -> None:
+    for holder in holders:
+        logger.warning("ending %s, as asked (--terminate-blockers)", holder.describe())
+        raw.execute("SELECT pg_terminate_backend(%s)", [holder.pid])
+
+
+def gave_up(target: Target, sql: str, holders: list[Holder], waited: float) -> str:
+    what = target.table or target.index
+    blockers = "; ".join(h.describe() for h in holders)
+    pids = ", ".join(str(h.pid) for h in holders)
+    return (
+        f"{what}: no gap in {waited:.0f} s to run {' '.join(sql.split())[:80]!r}; in the way: "
+        f"{blockers}. Let it end, or end it (SELECT pg_terminate_backend(pid) for pid {pids}), "
+        "or run migrate_with_timeouts with --terminate-blockers; then migrate again, "
+        "which carries on where this stopped."
+    )
+
+
+@contextmanager
+def gaps(
+    alias: str, wait_seconds: float | None = None, terminate_blockers: bool | None = None
+) -> Iterator[None]:
+    """Run the DDL sent on `alias` inside this block through a GapWaiter (once, if nested)."""
+    connection = connections[alias]
+    if not conf.get_bool("BACKFILL_DDL_WAIT_FOR_GAPS") or any(
+        isinstance(w, GapWaiter) for w in connection.execute_wrappers
+    ):
+        yield
+        return
+    waiter = GapWaiter(
+        alias,
+        wait_seconds if wait_seconds is not None else conf.get_float("BACKFILL_DDL_WAIT_SECONDS"),
+        terminate_blockers
+        if terminate_blockers is not None
+        else conf.get_bool("BACKFILL_DDL_TERMINATE_BLOCKERS"),
+    )
+    with connection.execute_wrapper(waiter):
+        yield
