@@ -191,15 +191,16 @@ class GapWaiter:
         harmless = WAITS_HARMLESSLY.search(sql) is not None
         if target is None and not harmless:
             return execute(sql, params, many, context)
-        raw = context["connection"].connection.cursor()  # psycopg's own: no wrappers
         in_transaction = context["connection"].in_atomic_block
 
         def attempt() -> Any:
             return execute(sql, params, many, context)
 
-        if target is None:
-            return self.patiently(raw, attempt, in_transaction, sql)
-        return self.run(raw, target, attempt, in_transaction, sql)
+        # A psycopg cursor of the same connection: its queries skip the wrappers.
+        with context["connection"].connection.cursor() as raw:
+            if target is None:
+                return self.patiently(raw, attempt, in_transaction, sql)
+            return self.run(raw, target, attempt, in_transaction, sql)
 
     def patiently(
         self, raw: Any, attempt: Callable[[], Any], in_transaction: bool, sql: str

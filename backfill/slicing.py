@@ -173,7 +173,7 @@ SPLIT_MIN_BATCHES = 10
 MAX_MODULUS = 64
 
 # Pending rows of the slice's share ahead of its cursor, counted up to a cap:
-# enough to rank the slices, without reading all of a large one.
+# enough to tell whether it is worth splitting, without reading all of it.
 AHEAD_SQL = """
 SELECT count(*) FROM (
     SELECT 1 FROM {table} WHERE {in_range} AND ({pending}) AND {share} LIMIT %(cap)s
@@ -184,6 +184,10 @@ MEDIAN_SQL = """
 SELECT (percentile_disc(0.5) WITHIN GROUP (ORDER BY {key}))::text
 FROM {table} WHERE {in_range} AND ({pending})
 """
+
+
+def threshold(slc: Slice) -> int:
+    return SPLIT_MIN_BATCHES * slc.batch_size
 
 
 def rows_ahead(cursor: CursorWrapper, definition: Definition, slc: Slice, cap: int) -> int:
@@ -203,7 +207,9 @@ def split_busiest(job: Job) -> Slice | None:
 
     Slices are uneven: a hash share holds every row of its hottest partition
     value ("My Company" is a fifth of the table), and a range's rows may
-    turn out to be where the quantiles did not see them. The slice is locked
+    turn out to be where the quantiles did not see them. Of the slices with
+    at least ten batches of rows ahead, the one expected to have the most
+    (rows counted when it was made, less those done) is split. It is locked
     first, so the split lands between two of its batches, and the worker on
     it reads its smaller slice with its next batch.
     """
@@ -214,16 +220,16 @@ def split_busiest(job: Job) -> Slice | None:
     if definition.partition_key is not None:
         candidates = candidates.filter(modulus__lt=MAX_MODULUS)
     with connection.cursor() as cursor:
-        ranked = [
-            (rows_ahead(cursor, definition, s, 2 * SPLIT_MIN_BATCHES * s.batch_size), s)
-            for s in candidates
+        # Those with enough rows ahead (counted no further than that), the one
+        # expected to have the most first.
+        big = [
+            s for s in candidates if rows_ahead(cursor, definition, s, threshold(s)) >= threshold(s)
         ]
-        ahead, busiest = max(ranked, key=lambda pair: pair[0], default=(0, None))
-        if busiest is None or ahead < SPLIT_MIN_BATCHES * busiest.batch_size:
+        busiest = max(big, key=lambda s: s.rows_expected - s.rows_done, default=None)
+        if busiest is None:
             return None
         slc = Slice.objects.select_for_update(no_key=True).get(pk=busiest.pk)
-        threshold = SPLIT_MIN_BATCHES * slc.batch_size
-        if rows_ahead(cursor, definition, slc, threshold) < threshold:
+        if rows_ahead(cursor, definition, slc, threshold(slc)) < threshold(slc):
             return None
         if definition.partition_key is not None:
             return halve_share(slc)
