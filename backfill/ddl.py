@@ -134,6 +134,14 @@ class Holder:
         """An autovacuum that PostgreSQL cancels for a waiting lock (not one against wraparound)."""
         return self.backend_type == "autovacuum worker" and "wraparound" not in self.query
 
+    def in_the_way(self, attempt_ms: int) -> bool:
+        """Worth waiting for rather than queueing behind: a transaction older than an
+        attempt may wait, or one idle between statements (its client decides when it
+        ends). A running statement younger than that is queued behind, briefly."""
+        if self.is_autovacuum:
+            return False
+        return self.age_seconds * 1000 >= attempt_ms or self.state.startswith("idle in transaction")
+
     def describe(self) -> str:
         holding = f"holding {self.mode}: " if self.mode else ""
         return (
@@ -261,16 +269,15 @@ class GapWaiter:
     def wait_for_gap(
         self, raw: Any, target: Target, deadline: float, short_ms: int, sql: str
     ) -> int:
-        """Return once no session has held a conflicting lock longer than an attempt may
-        wait; the lock timeout the attempt may use. Raises (or ends the blockers) at the deadline."""
+        """Return once no session holding a conflicting lock is in the way (see
+        Holder.in_the_way), with the lock timeout the attempt may use; at the
+        deadline, raise, or end the sessions in the way when asked to."""
         reported = 0.0
         while True:
             holders = self.holders(raw, target)
-            in_the_way = [
-                h for h in holders if h.age_seconds * 1000 >= short_ms and not h.is_autovacuum
-            ]
+            in_the_way = [h for h in holders if h.in_the_way(short_ms)]
             if not in_the_way:
-                # An autovacuum gives way once a lock request has waited deadline_timeout.
+                # An autovacuum gives way once a lock request has waited deadlock_timeout.
                 return (
                     short_ms + deadlock_timeout_ms(raw)
                     if any(h.is_autovacuum for h in holders)

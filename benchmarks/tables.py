@@ -127,7 +127,7 @@ def service(table: Table, rows: int, logs: Path) -> Callable[[str], "Run"]:
     from benchmarks import suite
 
     def run(db: str) -> "Run":
-        with Workers(db, 2, logs, {"DJANGO_SETTINGS_MODULE": SETTINGS_MODULE}):
+        with Workers(db, 2, logs, {"DJANGO_SETTINGS_MODULE": SETTINGS_MODULE}) as pool:
             manage(
                 db,
                 "backfill",
@@ -138,7 +138,7 @@ def service(table: Table, rows: int, logs: Path) -> Callable[[str], "Run"]:
                 REDIS_URL=BROKER_URL,
                 DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
             )
-        result = suite.job_run(db, table.name, "S2", rows, 0.0)
+        result = suite.job_run(db, table.name, "S2", rows, pool.peak_mb)
         result.method = f"this service, 2 workers, no app load; {evenness(db, table.name)}"
         return result
 
