@@ -5,8 +5,12 @@ BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 ROWS ?= 1000000
 WORKERS ?= 2
+# These targets are for a development machine: DEBUG on (and with it a
+# development SECRET_KEY) unless the caller says otherwise. Production sets
+# DEBUG=false and SECRET_KEY (README, "Deploying").
+export DEBUG ?= true
 
-.PHONY: help setup services browser database migrate demo test lint worker beat web clean
+.PHONY: help setup services browser promtool database migrate demo test lint worker beat web clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -40,7 +44,10 @@ lint: database  ## ruff, mypy, the import contracts and makemigrations --check (
 browser:  ## Debian's chromium for the browser test (installed when missing, if root)
 	scripts/ensure-chromium.sh
 
-test: setup services browser lint  ## Lint, then the whole test suite against real services
+promtool: setup  ## Prometheus' promtool, for the metrics lint test (extracted into the venv)
+	VENV=$(VENV) scripts/ensure-promtool.sh
+
+test: setup services browser promtool lint  ## Lint, then the whole test suite against real services
 	$(BIN)/pytest
 
 worker: setup  ## A Celery worker for the backfill queue
@@ -49,8 +56,9 @@ worker: setup  ## A Celery worker for the backfill queue
 beat: setup  ## Celery beat (runs the sweeper)
 	$(BIN)/celery -A project beat -l INFO
 
-web: migrate  ## The dashboard on http://127.0.0.1:8000/backfill/
-	$(MANAGE) runserver 127.0.0.1:8000
+web: migrate  ## The dashboard on http://127.0.0.1:8000/backfill/ (gunicorn, static files by WhiteNoise)
+	$(MANAGE) collectstatic --no-input -v0
+	$(BIN)/gunicorn project.wsgi --bind 127.0.0.1:8000 --workers 2 --access-logfile -
 
 clean:  ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output

@@ -18,7 +18,18 @@ from backfill.errors import NotConfigured
 
 
 class Dispatcher(Protocol):
+    def check(self) -> None:
+        """Raise a BackfillError when slices could not reach a worker now."""
+
     def dispatch(self, slice_id: int) -> None: ...
+
+
+def ready() -> Dispatcher:
+    """The current dispatcher, once it says it can deliver: called before an action
+    that dispatches changes anything."""
+    dispatcher = current()
+    dispatcher.check()
+    return dispatcher
 
 
 _override: ContextVar[Dispatcher | None] = ContextVar("backfill_dispatcher", default=None)

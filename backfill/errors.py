@@ -27,3 +27,7 @@ class NotConfigured(BackfillError):
 
 class UnsupportedKey(BackfillError):
     pass
+
+
+class DispatcherUnavailable(BackfillError):
+    pass

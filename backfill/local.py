@@ -25,6 +25,9 @@ class LocalQueue:
     def __init__(self) -> None:
         self.queue: deque[int] = deque()
 
+    def check(self) -> None:
+        """Always ready: this process works the slices itself."""
+
     def dispatch(self, slice_id: int) -> None:
         if slice_id not in self.queue:
             self.queue.append(slice_id)

@@ -10,14 +10,20 @@ from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from backfill.models import Job, JobStatus, Sample, Slice
 from backfill.progress import job_progress
 from backfill.views import token_or_staff
 
-BUCKETS_MS = (10, 25, 50, 100, 200, 400, 800, 1600, 3200, 6400)
+# Batch durations, in seconds as Prometheus wants its base units.
+BUCKETS_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 
 
 def reported_jobs() -> list[Job]:
@@ -31,7 +37,10 @@ def reported_jobs() -> list[Job]:
 class BackfillCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         labels = ["job", "definition"]
-        done = GaugeMetricFamily("backfill_job_rows_done", "Rows filled by the job.", labels=labels)
+        # Counters (exposed with _total) for what only grows over a job's life.
+        done = CounterMetricFamily(
+            "backfill_job_rows_done", "Rows filled by the job.", labels=labels
+        )
         remaining = GaugeMetricFamily(
             "backfill_job_rows_remaining",
             "Rows left (estimated while the total is).",
@@ -43,16 +52,16 @@ class BackfillCollector(Collector):
         status = GaugeMetricFamily(
             "backfill_job_status", "1 for the job's current status.", labels=[*labels, "status"]
         )
-        failed = GaugeMetricFamily(
+        failed = CounterMetricFamily(
             "backfill_job_failed_batches", "Batches that failed and were retried.", labels=labels
         )
-        timeouts = GaugeMetricFamily(
+        timeouts = CounterMetricFamily(
             "backfill_job_lock_timeouts",
             "Batches that gave up waiting for a lock (the app's rows, or the job's own).",
             labels=labels,
         )
         duration = HistogramMetricFamily(
-            "backfill_batch_duration_milliseconds",
+            "backfill_batch_duration_seconds",
             "Duration of recent committed batches.",
             labels=labels,
         )
@@ -68,8 +77,11 @@ class BackfillCollector(Collector):
             failed.add_metric(
                 values, Slice.objects.filter(job=job).aggregate(n=Sum("failed_batches"))["n"] or 0
             )
-            durations = list(Sample.objects.filter(job=job).values_list("duration_ms", flat=True))
-            buckets = [(str(b), sum(1 for d in durations if d <= b)) for b in BUCKETS_MS]
+            durations = [
+                ms / 1000
+                for ms in Sample.objects.filter(job=job).values_list("duration_ms", flat=True)
+            ]
+            buckets = [(str(b), sum(1 for d in durations if d <= b)) for b in BUCKETS_SECONDS]
             buckets.append(("+Inf", len(durations)))
             duration.add_metric(values, buckets, sum(durations))
         yield from (done, remaining, rate, status, failed, timeouts, duration)

@@ -38,7 +38,7 @@ def start(name: str, actor: str, options: JobOptions | None = None) -> Job:
     definition = get_definition(name)
     definition.refuse_unsupported_key()
     options = options or JobOptions.build()
-    dispatch.current()  # fail before creating anything if nothing can run it
+    dispatch.ready()  # fail before creating anything if nothing can run it
     refuse_if_active(name)
     try:
         with transaction.atomic():
@@ -98,6 +98,7 @@ def pause(name: str, actor: str) -> Job:
 
 
 def resume(name: str, actor: str) -> Job:
+    dispatch.ready()
     job = transition(latest_job(name), Action.RESUME, actor)
     scheduler.fill_slots(job.pk)
     return job
@@ -112,6 +113,7 @@ def cancel(name: str, actor: str) -> Job:
 
 def retry(name: str, actor: str) -> Job:
     """Resume a failed job from its slices' cursors, budgets reset."""
+    dispatch.ready()
     with transaction.atomic():
         job = transition(latest_job(name), Action.RETRY, actor)
         Slice.objects.filter(job=job).failed().reopen()
@@ -121,6 +123,7 @@ def retry(name: str, actor: str) -> Job:
 
 def revert(name: str, actor: str) -> Job:
     """Ask the workers to undo the latest job's fill; returns at once."""
+    dispatch.ready()
     job = reverting.begin(latest_job(name), actor)
     scheduler.fill_slots(job.pk)
     return job

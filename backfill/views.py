@@ -43,14 +43,23 @@ def staff_required(view: View) -> View:
     return wrapped
 
 
+def bearer_matches(header: str) -> bool:
+    """`Bearer <BACKFILL_API_TOKEN>`, compared in constant time; any other header,
+    malformed or in any script, is simply not a match."""
+    token = str(conf.get("BACKFILL_API_TOKEN") or "")
+    scheme, _, given = header.partition(" ")
+    given = given.strip()
+    if not token or scheme != "Bearer" or not given:
+        return False
+    return hmac.compare_digest(token.encode(), given.encode())
+
+
 def token_or_staff(view: View) -> View:
     """For monitoring systems: `Authorization: Bearer <BACKFILL_API_TOKEN>`, or a staff session."""
 
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        token = str(conf.get("BACKFILL_API_TOKEN") or "")
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if token and given and hmac.compare_digest(token, given):
+        if bearer_matches(request.headers.get("Authorization", "")):
             return view(request, *args, **kwargs)
         if request.user.is_authenticated and request.user.is_staff:
             return view(request, *args, **kwargs)

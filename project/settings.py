@@ -1,11 +1,15 @@
-"""Django settings, read from the environment with defaults for a local machine.
+"""Django settings, read from the environment, safe unless told otherwise.
 
 Every value that differs between a laptop, CI and production comes from an
-environment variable; the defaults point at PostgreSQL and Redis on their
-standard local ports so that `make demo` works without configuration.
+environment variable. The defaults are production's: DEBUG off, a
+SECRET_KEY required, only local host names allowed; the Makefile turns DEBUG
+on for local development. PostgreSQL and Redis default to their standard
+local ports. The production environment is documented in README.md
+("Deploying") and `.env.example`.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -21,9 +25,46 @@ def env_bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", "insecure-local-development-key-change-me")
-ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h]
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        sys.exit(
+            "SECRET_KEY is not set: set it in the environment (50 or more random characters), "
+            "or set DEBUG=true on a development machine"
+        )
+    SECRET_KEY = "insecure-development-only-key-never-used-with-debug-off"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Served over TLS (here or at a proxy that sets X-Forwarded-Proto): cookies only
+# over HTTPS, HTTP redirected (but the health checks, which load balancers and
+# compose call over plain HTTP inside the network), and HSTS.
+HTTPS = env_bool("HTTPS", False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    # Preloading binds the whole domain to HTTPS in browsers for good: the
+    # operator's decision, not a default (check --deploy's W021 says so).
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if env_bool("SECURE_HSTS_PRELOAD", False) else ["security.W021"]
+SESSION_COOKIE_AGE = 8 * 3600
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# Error pages and reports never show a setting whose name says it may hold a
+# credential: Django's list, plus URLs (DATABASE_URL, REDIS_URL) and brokers.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "project.errors.CredentialsFilter"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -42,6 +83,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -97,7 +139,17 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+# WhiteNoise serves the collected files from the web process, compressed and
+# with far-future cache headers on hashed names (`manage.py collectstatic`).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 
 LOGGING = {
     "version": 1,
@@ -141,6 +193,9 @@ CELERY_TASK_ROUTES = {"workers.tasks.*": {"queue": "backfill"}}
 CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Task events, for `celery -A project events` or Flower to watch the workers.
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TIMEZONE = TIME_ZONE
 
 # The sweeper recovers killed workers and lost messages: a slice whose lease

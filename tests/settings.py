@@ -7,6 +7,10 @@ running on the same server.
 
 import os
 
+# Set before the project's settings are read, which refuse to start without one
+# when DEBUG is off (as it is here, and in production).
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-any-deployment-0123456789")
+
 from examples.settings import *  # noqa: F403
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -24,3 +28,9 @@ BACKFILL_TASK_SECONDS = 2.0
 BACKFILL_BACKOFF_SECONDS = 0.05
 BACKFILL_MAX_BACKOFF_SECONDS = 0.5
 CELERY_BEAT_SCHEDULE["backfill-sweep"]["schedule"] = 1.0  # noqa: F405
+
+# Templates name static files without a collectstatic run having made a manifest.
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -173,9 +173,9 @@ def test_metrics_expose_rows_and_status(staff, local_queue):
     seed()
     service.start("admin_groups", "test")
     body = staff.get("/metrics").content.decode()
-    assert 'backfill_job_rows_done{definition="admin_groups"' in body
+    assert 'backfill_job_rows_done_total{definition="admin_groups"' in body
     assert 'backfill_job_status{definition="admin_groups"' in body
-    assert "backfill_batch_duration_milliseconds_bucket" in body
+    assert "backfill_batch_duration_seconds_bucket" in body
 
 
 def test_the_job_page_names_the_session_holding_rows_the_job_waits_on(staff, local_queue):
@@ -212,4 +212,7 @@ def test_lock_timeouts_per_job_on_the_page_the_api_and_metrics(staff, local_queu
     assert api["lock_timeouts"] == 3
     assert [s["lock_timeouts"] for s in api["slices"][:2]] == [2, 1]
     metrics = staff.get("/metrics").content.decode()
-    assert f'backfill_job_lock_timeouts{{definition="admin_groups",job="{job.pk}"}} 3.0' in metrics
+    assert (
+        f'backfill_job_lock_timeouts_total{{definition="admin_groups",job="{job.pk}"}} 3.0'
+        in metrics
+    )

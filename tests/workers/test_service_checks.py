@@ -10,3 +10,8 @@ def test_an_unreachable_broker_gives_a_clear_error_with_a_hint():
 
 def test_a_reachable_broker_gives_no_error(settings):
     assert broker_errors(settings.CELERY_BROKER_URL) == []
+
+
+def test_the_broker_url_is_shown_without_its_password():
+    errors = broker_errors("redis://:hunter2-secret@127.0.0.1:1/0")
+    assert "hunter2" not in errors[0].msg
