@@ -10,11 +10,12 @@ import pytest
 from django.db import connection
 
 from backfill import local, service
+from backfill.checker import PendingCount
 from backfill.models import JobStatus, Slice, Write
 from backfill.options import JobOptions
 from backfill.registry import get_definition
 from backfill.runner import work_slice
-from backfill.slicing import shares
+from backfill.slicing import sample_percent, shares
 from organizations import audit, naming
 from organizations.models import Organization
 from tests import data
@@ -171,3 +172,23 @@ def test_a_key_range_splits_at_the_median_of_its_rows_ahead(seed, local_queue, d
     job = drain(job)
     assert job.status == JobStatus.SUCCEEDED
     assert pending.count() == 0
+
+
+def test_above_the_exact_limit_bounds_come_from_a_block_sample(seed, settings):
+    """A large table's quantiles from a sample: bounds still cover every key, in
+    order, and the rows each slice was made for are scaled up from the sample."""
+    settings.BACKFILL_EXACT_BOUNDS_ROWS = 100
+    settings.BACKFILL_BOUNDS_SAMPLE_ROWS = 4_000
+    seed(20_000)
+    plain = get_definition("search_names")
+    high = str(Organization.objects.order_by("-pk").values_list("pk", flat=True)[0])
+    total = PendingCount(20_000, False)
+    assert sample_percent(total) == 20.0
+    assert sample_percent(PendingCount(20_000, True)) == 20.0  # an estimate: sampled too
+    assert sample_percent(PendingCount(50, False)) is None  # under the limit: every key
+    made = shares(plain, None, high, 2, total)
+    assert made[0].after is None
+    assert made[-1].high == high
+    assert all(a.high == b.after for a, b in itertools.pairwise(made))
+    assert [int(s.high) for s in made] == sorted(int(s.high) for s in made)
+    assert 10_000 <= sum(s.rows for s in made) <= 30_000
