@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
+# A local demo: DEBUG on (and a development SECRET_KEY) unless the caller says otherwise.
+export DEBUG=${DEBUG:-true}
 ROWS=${ROWS:-1000000}
 PORT=${PORT:-8000}
 DEMO_USER=${DEMO_USER:-demo}
