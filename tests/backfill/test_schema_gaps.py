@@ -127,22 +127,22 @@ def test_the_expand_waits_for_the_long_transaction_without_stalling_reads():
     assert longest < STALL_LIMIT_MS
 
 
-def test_giving_up_names_the_blocking_session_and_changes_nothing(settings):
+def expand_waiting_one_second(*extra: str) -> None:
+    call_command(
+        "migrate_with_timeouts",
+        *("organizations", "0003", "--lock-timeout-in-ms", "100", "--gap-wait-seconds", "1"),
+        *extra,
+        stdout=io.StringIO(),
+    )
+
+
+def test_giving_up_names_the_blocking_session_and_changes_nothing():
     call_command("migrate", "organizations", "0002", verbosity=0)
     with app_session() as holder:
         holder.execute(f"SELECT count(*) FROM {TABLE}")
         pid = holder.info.backend_pid
         with pytest.raises(CommandError, match=rf"no gap in 1 s .*pid {pid} \(idle in transaction"):
-            call_command(
-                "migrate_with_timeouts",
-                "organizations",
-                "0003",
-                "--lock-timeout-in-ms",
-                "2000",
-                "--gap-wait-seconds",
-                "1",
-                stdout=io.StringIO(),
-            )
+            expand_waiting_one_second()
     assert column_is_not_null("admin_id") is None
 
 
@@ -150,17 +150,7 @@ def test_terminate_blockers_ends_the_session_in_the_way_and_applies():
     call_command("migrate", "organizations", "0002", verbosity=0)
     holder = app_session()
     holder.execute(f"SELECT count(*) FROM {TABLE}")
-    call_command(
-        "migrate_with_timeouts",
-        "organizations",
-        "0003",
-        "--lock-timeout-in-ms",
-        "2000",
-        "--gap-wait-seconds",
-        "1",
-        "--terminate-blockers",
-        stdout=io.StringIO(),
-    )
+    expand_waiting_one_second("--terminate-blockers")
     assert column_is_not_null("admin_id") is False
     assert holder.closed or holder.broken or holder_is_gone(holder)
 
