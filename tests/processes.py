@@ -31,6 +31,22 @@ def worker_environment() -> dict[str, str]:
     return env
 
 
+def manage(
+    *args: str, env: dict[str, str] | None = None, **changes: str
+) -> subprocess.CompletedProcess[str]:
+    """`manage.py ARGS` in a process of its own, in the environment the tests' workers
+    get (or `env`), with these variables changed."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**(env if env is not None else worker_environment()), **changes},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
 @dataclass
 class Worker:
     """One `celery worker` process (prefork pool of one child)."""

@@ -27,7 +27,7 @@ from django.urls import path
 from backfill.models import Job
 from organizations.models import Organization
 from tests.data import seed
-from tests.processes import ROOT, PrivateRedis, worker_environment
+from tests.processes import ROOT, PrivateRedis, manage, worker_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,23 +49,6 @@ PRODUCTION = {
 }
 
 
-def manage_in(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
-def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """A command as the tests' workers run one, with these variables changed."""
-    return manage_in({**worker_environment(), **env}, *args)
-
-
 def production_env() -> dict[str, str]:
     env = {**worker_environment(), **PRODUCTION, "SECRET_KEY": secrets.token_urlsafe(50)}
     env["DJANGO_SETTINGS_MODULE"] = "project.settings"
@@ -74,7 +57,7 @@ def production_env() -> dict[str, str]:
 
 
 def test_check_deploy_is_clean_with_the_documented_environment():
-    result = manage_in(production_env(), "check", "--deploy", "--fail-level", "WARNING")
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
 
@@ -82,7 +65,7 @@ def test_check_deploy_is_clean_with_the_documented_environment():
 @pytest.mark.parametrize("command", [["check"], ["backfill", "list"]])
 def test_without_secret_key_and_debug_off_it_refuses_with_one_line(command):
     env = {k: v for k, v in production_env().items() if k != "SECRET_KEY"}
-    result = manage_in(env, *command)
+    result = manage(*command, env=env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith("SECRET_KEY is not set")
@@ -235,7 +218,7 @@ def test_gunicorn_serves_static_files_and_readyz_follows_postgresql(tmp_path):
     db_url = env["DATABASE_URL"]
     host_port, name = db_url.rsplit("@", 1)[1].split("/", 1)
     env["DATABASE_URL"] = db_url.replace(f"{host_port}/{name}", f"127.0.0.1:{proxy.port}/{name}")
-    static = manage("collectstatic", "--no-input", "-v0", **env)
+    static = manage("collectstatic", "--no-input", "-v0", env=env)
     assert static.returncode == 0, static.stderr
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -271,15 +254,14 @@ def test_gunicorn_serves_static_files_and_readyz_follows_postgresql(tmp_path):
 
 def test_without_a_broker_sync_runs_checks_and_the_contract_still_work():
     seed(300)
-    env = {"TEST_REDIS_URL": UNREACHABLE_REDIS}
     for command in (
         ["check"],
         ["backfill", "run", "admin_groups", "--sync"],
         ["backfill", "check", "admin_groups"],
     ):
-        result = manage(*command, **env)
+        result = manage(*command, TEST_REDIS_URL=UNREACHABLE_REDIS)
         assert result.returncode == 0, (command, result.stderr)
-    contract = manage("migrate", "organizations", "0006", **env)
+    contract = manage("migrate", "organizations", "0006", TEST_REDIS_URL=UNREACHABLE_REDIS)
     assert contract.returncode == 0, contract.stderr
     assert not Organization.objects.filter(admin__isnull=True).exists()
 

@@ -1,0 +1,80 @@
+"""A deploy-time warning for contract migrations whose backfill is not finished.
+
+`migrate` refuses such a migration safely (`EnforceNotNull` changes nothing
+while rows are empty), but a deploy finds out only then. This check says so
+before: it lists every unapplied migration with an `EnforceNotNull` whose
+column still has empty rows, with the count and the command to run. It runs
+with `check --deploy`, and with every command that checks a database
+(`migrate`, `check --database default`); other commands skip it, since it
+reads the tables.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.core.checks import CheckMessage, Warning, register
+from django.db import DatabaseError, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.migration import Migration
+
+from backfill import checker
+from backfill.operations import EnforceNotNull, registered
+
+TAG = "backfill"
+
+
+@register(TAG)
+def unfinished_contracts_before_migrate(
+    app_configs: Sequence[Any] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    return [w for alias in databases or () for w in unfinished_contracts(alias)]
+
+
+@register(TAG, deploy=True)
+def unfinished_contracts_at_deploy(
+    app_configs: Sequence[Any] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    return [] if databases else unfinished_contracts("default")
+
+
+def unfinished_contracts(alias: str) -> list[CheckMessage]:
+    try:
+        executor = MigrationExecutor(connections[alias])
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError:
+        return []  # the services check says that PostgreSQL cannot be reached
+    return [
+        warning
+        for migration, backwards in plan
+        if not backwards
+        for operation in migration.operations
+        if isinstance(operation, EnforceNotNull)
+        for warning in contract_warnings(migration, operation)
+    ]
+
+
+def contract_warnings(migration: Migration, operation: EnforceNotNull) -> list[CheckMessage]:
+    name = f"{migration.app_label}.{migration.name}"
+    definition = registered(operation.backfill)
+    if definition is None:
+        return []  # the gate reads the column itself; nothing to run from here
+    try:
+        pending = checker.count_pending(definition)
+    except DatabaseError:
+        return []  # the column is not there yet: the expand step comes first
+    if not pending:
+        return []
+    return [
+        Warning(
+            f"{name} will be refused: {pending:,} rows of {definition.label} are still empty.",
+            hint=(
+                f"Finish the backfill first: `manage.py backfill start {definition.name}`, "
+                f"then `manage.py backfill check {definition.name}` until it passes."
+            ),
+            id="backfill.W001",
+        )
+    ]
