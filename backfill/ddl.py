@@ -241,6 +241,10 @@ class GapWaiter:
             except OperationalError as exc:
                 if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                     raise
+            if time.monotonic() >= deadline:
+                # Young transactions in a row, each one in the way only briefly.
+                holders = self.holders(raw, target)
+                raise LockNotAcquired(gave_up(target, sql, holders, self.wait_seconds))
             tries += 1
             pause = min(MAX_BACKOFF_SECONDS, backoff * 2 ** min(tries - 1, 10))
             time.sleep(random.uniform(pause / 2, pause))

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from backfill import checker, display, service
+from backfill import checker, display, plan, service
 from backfill.arguments import non_negative_int, positive_int
 from backfill.errors import BackfillError
 from backfill.held import describe as describe_held
@@ -76,6 +76,11 @@ class Command(BaseCommand):
         sub.add_parser(
             "reconcile", help="re-dispatch expired slices and finish done jobs (the sweeper)"
         )
+        sub.add_parser(
+            "plan",
+            help="what a backfill would do here: plan, sample rate, projection (changes nothing)",
+            parents=[named, as_json],
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         handler: Callable[[Namespace], int] = getattr(self, f"do_{options['action']}")
@@ -110,6 +115,11 @@ class Command(BaseCommand):
                 f"job #{row['latest_job']} {row['status']}" if row["latest_job"] else "never run"
             )
             self.stdout.write(f"{row['name']:<20} {row['target']:<40} {state}")
+        return 0
+
+    def do_plan(self, options: Namespace) -> int:
+        made = plan.make_plan(get_definition(options.name))
+        self.stdout.write(made.as_json() if options.json else plan.describe(made))
         return 0
 
     def do_start(self, options: Namespace) -> int:

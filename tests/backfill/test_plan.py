@@ -1,0 +1,74 @@
+"""`backfill plan`: the batch plan, a timed sample batch and a projection, changing nothing."""
+
+import io
+import json
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+
+from backfill import plan as plan_module
+from organizations.models import AdminNameCounter, Organization
+from tests.backfill.test_cli import backfill
+from tests.data import app_session, seed
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def snapshot() -> tuple[int, int, int]:
+    return (
+        Organization.objects.filter(admin__isnull=True).count(),
+        Group.objects.count(),
+        AdminNameCounter.objects.count(),
+    )
+
+
+def test_plan_measures_a_sample_batch_projects_and_changes_nothing():
+    seed(3_000)
+    before = snapshot()
+    result = backfill("plan", "admin_groups", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert snapshot() == before  # the sample batch was rolled back
+    assert plan["pending"] == 3_000
+    assert plan["uses_index"] is True  # the guard's pending-rows index
+    assert plan["sample_rows"] > 0
+    assert plan["rows_per_second"] > 0
+    assert plan["wal_bytes_per_row"] > 0
+    assert [p["workers"] for p in plan["projections"]] == [1, 2, 4]
+    one, two, four = plan["projections"]
+    assert one["seconds"] == pytest.approx(3_000 / plan["rows_per_second"], rel=0.02, abs=0.002)
+    assert two["seconds"] == pytest.approx(one["seconds"] / 2, rel=0.02, abs=0.002)
+    assert one["wal_mb"] == four["wal_mb"] > 0
+    assert [s["lock"].split(" (")[0] for s in plan["contract_steps"]] == [
+        "ACCESS EXCLUSIVE",
+        "SHARE UPDATE EXCLUSIVE",
+        "ACCESS EXCLUSIVE",
+        "ACCESS EXCLUSIVE",
+    ]
+    assert plan["warnings"] == []
+
+
+def test_plan_warns_of_a_long_transaction_and_prints_for_people(monkeypatch):
+    seed(200)
+    monkeypatch.setattr(plan_module, "LONG_TRANSACTION_SECONDS", 0)
+    out = io.StringIO()
+    with app_session() as holder:
+        holder.execute("SELECT count(*) FROM organizations_organization")
+        pid = holder.info.backend_pid
+        call_command("backfill", "plan", "search_names", stdout=out)
+    text = out.getvalue()
+    # search_name has no pending-rows index: the count is the planner's, and a warning says so.
+    assert "rows pending" in text
+    assert "SCANS THE TABLE" in text
+    assert "warning: the batch statement scans the table" in text
+    assert "sample batch (rolled back)" in text
+    assert "2 workers:" in text
+    assert "SET NOT NULL: ACCESS EXCLUSIVE" in text
+    assert f"warning: pid {pid} has been in a transaction" in text
+
+
+def test_plan_of_an_unknown_backfill_is_one_line():
+    result = backfill("plan", "no_such_thing")
+    assert result.returncode == 2
+    assert "unknown backfill 'no_such_thing'" in result.stderr
