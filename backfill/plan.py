@@ -187,6 +187,16 @@ def warnings(definition: Definition, plan: Plan) -> list[str]:
     return found
 
 
+def reading_node(lines: list[str]) -> str:
+    """The plan node that finds the candidates: the first scan of a table or index."""
+    scans = [
+        line.strip().removeprefix("->").strip()
+        for line in lines
+        if "Scan using" in line or "Seq Scan" in line
+    ]
+    return scans[0].split("  (cost")[0] if scans else "no scan found"
+
+
 def describe(plan: Plan) -> str:
     """The plan for people, a few lines."""
     lines = [
@@ -195,7 +205,7 @@ def describe(plan: Plan) -> str:
         + f" rows pending; table {plan.table_mb:,.1f} MB",
         "batch statement: "
         + ("walks an index to the pending rows" if plan.uses_index else "SCANS THE TABLE")
-        + f" ({plan.batch_plan[-1].strip() if plan.batch_plan else 'no plan'})",
+        + f" ({reading_node(plan.batch_plan)})",
         f"sample batch (rolled back): {plan.sample_rows:,} rows in {plan.sample_seconds * 1000:.0f} ms"
         f" = {plan.rows_per_second:,.0f} rows/s, {plan.wal_bytes_per_row:,.0f} WAL bytes per row",
         "projection (each worker adding the sample's rate; an upper bound):",
