@@ -71,12 +71,13 @@ def count_pending(definition: Definition) -> int:
     return int(row[0]) if row else 0
 
 
-def estimate_pending(definition: Definition) -> PendingCount:
+def estimate_pending(definition: Definition, scan_allowed: bool = False) -> PendingCount:
     """A job total without a full-table COUNT(*).
 
-    When the plan for the pending rows uses an index, count them exactly under
-    a short statement timeout; otherwise take the planner's estimate from the
-    catalog statistics and say it is one.
+    When the plan for the pending rows uses an index (or the caller allows a
+    scan), count them exactly under a short statement timeout; otherwise, or
+    when that runs out, take the planner's estimate from the catalog
+    statistics and say it is one.
     """
     analyze_if_never_analyzed(definition.table)
     with connection.cursor() as cursor:
@@ -85,7 +86,7 @@ def estimate_pending(definition: Definition) -> PendingCount:
     plan_doc = row[0] if row else [{"Plan": {}}]
     plan = (json.loads(plan_doc) if isinstance(plan_doc, str) else plan_doc)[0]["Plan"]
     estimate = int(plan.get("Plan Rows", 0))
-    if "Index" not in str(plan.get("Node Type", "")):
+    if not scan_allowed and "Index" not in str(plan.get("Node Type", "")):
         return PendingCount(estimate, True)
     timeout = conf.get_int("BACKFILL_EXACT_COUNT_TIMEOUT_MS")
     try:

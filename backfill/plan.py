@@ -77,7 +77,8 @@ def make_plan(definition: Definition, sample_size: int | None = None) -> Plan:
     parameters = batch_parameters(definition, size)
     lines = explain(definition, parameters)
     rows, seconds, wal = sample_batch(definition, parameters)
-    total = estimate_pending(definition)
+    # A plan is asked for once: an exact count is worth a scan, within the count's timeout.
+    total = estimate_pending(definition, scan_allowed=True)
     plan = Plan(
         name=definition.name,
         label=definition.label,
