@@ -13,23 +13,28 @@ table delays the contract, never the app; since every step first looks at
 the catalog, a later `migrate` carries on where one that gave up stopped.
 """
 
+from __future__ import annotations
+
 import logging
+import re
 from typing import Any
 
 from django.contrib.postgres.operations import NotInTransactionMixin
 from django.db import connections
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations.operations.base import Operation
+from django.db.migrations.operations.fields import AddField
 from django.db.migrations.state import ProjectState
-from django.db.models import Model
+from django.db.models import Field, Model
 from django_pg_migration_tools import operations as pg_operations
+from psycopg import sql
 
 from backfill import conf, ddl, guard, service
 from backfill.ddl import LockNotAcquired
 from backfill.errors import UnknownDefinition
 from backfill.registry import Definition, get_definition
 
-__all__ = ["BackfillIncomplete", "EnforceNotNull", "LockNotAcquired"]
+__all__ = ["AddNullableField", "BackfillIncomplete", "EnforceNotNull", "LockNotAcquired"]
 
 logger = logging.getLogger(__name__)
 
@@ -224,3 +229,106 @@ class AdvisoryLock:
             cursor.execute(
                 "SELECT pg_advisory_unlock(%s, hashtext(%s))", [ADVISORY_LOCK_CLASS, self.key]
             )
+
+
+class AddNullableField(NotInTransactionMixin, AddField):
+    """Expand: add a nullable column, then its unique constraint and indexes concurrently.
+
+    `AddField` would write ``ADD COLUMN … UNIQUE`` (or create the field's
+    indexes) in the same statement, building the index under ACCESS
+    EXCLUSIVE with every write of the table waiting. Here the column comes
+    first (a catalog-only change), then each index is built CONCURRENTLY and a
+    unique one attached as the constraint, under the names `AddField` would
+    have given, so later migrations find them. Each step looks at the catalog
+    first: a run cut off halfway is finished by running `migrate` again. The
+    migration state is `AddField`'s. For relations, use django-pg-migration-tools'
+    `SaferAddFieldForeignKey` / `SaferAddFieldOneToOne` (`makebackfill` does).
+    """
+
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if not schema_editor.collect_sql:
+            self._ensure_not_in_transaction(schema_editor)
+        field = model._meta.get_field(self.name)
+        assert isinstance(field, Field)
+        if schema_editor.collect_sql or not column_exists(schema_editor, model, field):
+            schema_editor.add_field(model, bare(field, model))
+        if field.unique:
+            self.add_unique_constraint(schema_editor, model, field)
+        for statement in schema_editor._field_indexes_sql(model, field):  # type: ignore[attr-defined]
+            # Django's own index statements for the field, made concurrent.
+            concurrent = re.sub(
+                r"^CREATE INDEX ", "CREATE INDEX CONCURRENTLY IF NOT EXISTS ", str(statement)
+            )
+            self.build_index(schema_editor, statement.parts["name"], concurrent)
+
+    def add_unique_constraint(
+        self, schema_editor: BaseDatabaseSchemaEditor, model: type[Model], field: Field[Any, Any]
+    ) -> None:
+        table = str(model._meta.db_table)
+        name = schema_editor._create_index_name(table, [field.column], suffix="_uniq")  # type: ignore[attr-defined]
+        names = {"table": sql.Identifier(table), "name": sql.Identifier(name)}
+        self.build_index(
+            schema_editor,
+            name,
+            sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} ({column})")
+            .format(**names, column=sql.Identifier(str(field.column)))
+            .as_string(),
+        )
+        if schema_editor.collect_sql or not constraint_exists(schema_editor, table, name):
+            with ddl.gaps(schema_editor.connection.alias):
+                schema_editor.execute(
+                    sql.SQL("ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}")
+                    .format(**names)
+                    .as_string()
+                )
+
+    def build_index(
+        self, schema_editor: BaseDatabaseSchemaEditor, name: Any, statement: str
+    ) -> None:
+        if not schema_editor.collect_sql:
+            guard.drop_invalid_index(schema_editor, str(name).strip('"'))
+        with guard.concurrent_build(schema_editor):
+            schema_editor.execute(statement)
+
+    def describe(self) -> str:
+        return f"{super().describe()}, nullable, its indexes built concurrently"
+
+
+def bare(field: Field[Any, Any], model: type[Model]) -> Field[Any, Any]:
+    """The field as a plain nullable column: no unique constraint, no index."""
+    name, _path, args, kwargs = field.deconstruct()
+    kwargs.update(null=True, unique=False, db_index=False)
+    column = field.__class__(*args, **kwargs)
+    column.set_attributes_from_name(name)
+    column.model = model
+    return column
+
+
+def column_exists(
+    schema_editor: BaseDatabaseSchemaEditor, model: type[Model], field: Field[Any, Any]
+) -> bool:
+    with schema_editor.connection.cursor() as cursor:
+        columns = schema_editor.connection.introspection.get_table_description(
+            cursor, model._meta.db_table
+        )
+    return any(column.name == field.column for column in columns)
+
+
+def constraint_exists(schema_editor: BaseDatabaseSchemaEditor, table: str, name: str) -> bool:
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) "
+            "AND conname = %s)",
+            [sql.Identifier(table).as_string(), name],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
