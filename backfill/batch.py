@@ -53,7 +53,10 @@ class Batch:
 # that can be locked right now are locked and returned with their columns. The
 # pending condition is checked again under the lock, so a row filled meanwhile
 # is left alone. Unlockable candidates come back with locked = false, and the
-# slice makes another pass for them later.
+# slice makes another pass for them later. The candidates are looked up by key
+# from an array (one index probe each): a join would let a planner that
+# underestimates the pending rows (a new column has no statistics until the
+# next ANALYZE) walk all of them to find the few candidates, in every batch.
 SELECT_BATCH_SQL = """
 WITH candidates AS (
     SELECT {key} AS key FROM {table}
@@ -63,7 +66,7 @@ WITH candidates AS (
 ),
 locked AS (
     SELECT {key} AS key{columns} FROM {table}
-    WHERE {key} IN (SELECT key FROM candidates) AND ({pending})
+    WHERE {key} = ANY(ARRAY(SELECT key FROM candidates)) AND ({pending})
     FOR UPDATE SKIP LOCKED
 )
 SELECT c.key, l.key IS NOT NULL{locked_columns}
