@@ -16,6 +16,7 @@ from django.utils import timezone
 from backfill import conf, held, writes
 from backfill.conf import BatchLimits
 from backfill.models import Sample, Slice, SliceStatus
+from backfill.pacing import Pace
 from backfill.registry import Definition, Row
 from backfill.transactions import batch_transaction
 
@@ -76,7 +77,12 @@ ORDER BY c.key
 
 
 def run_batch(
-    definition: Definition, slice_id: int, owner: str, size: int, limits: BatchLimits
+    definition: Definition,
+    slice_id: int,
+    owner: str,
+    size: int,
+    limits: BatchLimits,
+    pace: Pace | None = None,
 ) -> BatchResult:
     started = time.monotonic()
     with batch_transaction(limits) as cursor:
@@ -90,7 +96,7 @@ def run_batch(
             new_pass, done = advance(cursor, definition, slc, batch, size, filled)
         seconds = time.monotonic() - started
         slc.save()
-        record_sample(slc, filled, size, seconds)
+        record_sample(slc, filled, size, seconds, pace or Pace())
     held_tries = slc.held_tries if slc.held_keys else 0
     return BatchResult(selected, filled, seconds, new_pass, done, held_tries)
 
@@ -179,13 +185,15 @@ def count_success(slc: Slice, size: int) -> None:
     )
 
 
-def record_sample(slc: Slice, rows: int, size: int, seconds: float) -> None:
+def record_sample(slc: Slice, rows: int, size: int, seconds: float, pace: Pace) -> None:
     Sample.objects.create(
         job_id=slc.job_id,
         slice_number=slc.number,
         rows=rows,
         batch_size=size,
         duration_ms=seconds * 1000,
+        pause_ms=pace.pause_ms,
+        limit=pace.limit,
     )
     if slc.batches % PRUNE_EVERY == 0:
         prune_samples(slc.job_id)

@@ -51,3 +51,47 @@ def bucketed_rate(samples: Sequence[tuple[datetime, int]], buckets: int = 60) ->
         index = min(buckets - 1, int((at - start).total_seconds() / width))
         totals[index] += rows
     return [Point(start + (end - start) * (i / buckets), totals[i] / width) for i in range(buckets)]
+
+
+@dataclass(frozen=True)
+class Span:
+    start: datetime
+    end: datetime
+    limit: str
+
+
+def limit_spans(samples: Sequence[tuple[datetime, str]]) -> list[Span]:
+    """Runs of consecutive batches paced by the same signal ("" for none)."""
+    spans: list[Span] = []
+    for at, limit in samples:
+        if spans and spans[-1].limit == limit:
+            spans[-1] = Span(spans[-1].start, at, limit)
+        else:
+            spans.append(Span(at, at, limit))
+    return spans
+
+
+def limit_band(spans: Sequence[Span], label: str) -> str:
+    """A band under the pace chart: which signal limited the pace, when."""
+    if not spans:
+        return ""
+    start, end = spans[0].start, spans[-1].end
+    span = max((end - start).total_seconds(), 1e-6)
+    width = WIDTH - 2 * PAD
+    rects = []
+    for s in spans:
+        if not s.limit:
+            continue
+        x = PAD + (s.start - start).total_seconds() / span * width
+        w = max(2.0, (s.end - s.start).total_seconds() / span * width)
+        name = s.limit.replace("_", " ")
+        rects.append(
+            f'<rect x="{x:.1f}" y="4" width="{w:.1f}" height="16" class="limit {s.limit}">'
+            f"<title>{name}</title></rect>"
+            f'<text x="{x + 2:.1f}" y="16" class="limit-label">{name}</text>'
+        )
+    return (
+        f'<svg class="chart band" viewBox="0 0 {WIDTH} 24" role="img" aria-label="{label}">'
+        + "".join(rects)
+        + "</svg>"
+    )

@@ -26,6 +26,18 @@ DEFAULTS: dict[str, object] = {
     # on demand instead.)
     "BACKFILL_SLICES_PER_WORKER": 4,
     "BACKFILL_PAUSE_MS": 0,
+    # Health-aware pacing (pacing.py), on for every job unless it says off:
+    # the budgets it keeps each signal under (0: no budget), how often a
+    # worker reads them, and the longest pause (how often a job stopped by a
+    # signal looks again). The latency ratio is the app's commit latency
+    # against the one measured when the job started or resumed.
+    "BACKFILL_PACE": True,
+    "BACKFILL_MAX_LATENCY_RATIO": 2.0,
+    "BACKFILL_MAX_REPLICA_LAG_SECONDS": 5.0,
+    "BACKFILL_MAX_TRANSACTION_AGE_SECONDS": 300.0,
+    "BACKFILL_MAX_WAL_MB_PER_SECOND": 0.0,
+    "BACKFILL_PACE_INTERVAL_SECONDS": 1.0,
+    "BACKFILL_MAX_PACE_PAUSE_MS": 5000,
     # Slice bounds are quantiles of the pending keys: read from every pending
     # key when the job's total is an exact count up to this many rows, else
     # from a block sample of about BACKFILL_BOUNDS_SAMPLE_ROWS pending rows.

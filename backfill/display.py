@@ -26,4 +26,13 @@ def progress_line(progress: Progress) -> str:
         f"{progress.rows_per_second:,.0f} rows/s  ETA {duration(progress.eta_seconds)}  "
         f"{progress.status}"
         + (f"  {progress.lock_timeouts} lock timeouts" if progress.lock_timeouts else "")
+        + paced(progress)
     )
+
+
+def paced(progress: Progress) -> str:
+    """What holds a running job back, when something does."""
+    pace = progress.pace
+    if progress.status != "running" or not pace.get("limit"):
+        return ""
+    return f"  paced {pace['pause_ms']} ms by {pace['limit'].replace('_', ' ')}"

@@ -19,6 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from backfill.models import Job, JobStatus, Sample, Slice
+from backfill.pacing import SIGNALS
 from backfill.progress import job_progress
 from backfill.views import token_or_staff
 
@@ -60,6 +61,21 @@ class BackfillCollector(Collector):
             "Batches that gave up waiting for a lock (the app's rows, or the job's own).",
             labels=labels,
         )
+        pause = GaugeMetricFamily(
+            "backfill_job_pace_pause_seconds",
+            "The pause between batches that health-aware pacing chose last.",
+            labels=labels,
+        )
+        limited = GaugeMetricFamily(
+            "backfill_job_pace_limited",
+            "1 for the signal limiting the job's pace now (none: nothing does).",
+            labels=[*labels, "signal"],
+        )
+        throttled = CounterMetricFamily(
+            "backfill_job_throttled_seconds",
+            "Seconds the workers waited for the database's health, beyond the job's pause.",
+            labels=labels,
+        )
         duration = HistogramMetricFamily(
             "backfill_batch_duration_seconds",
             "Duration of recent committed batches.",
@@ -72,6 +88,11 @@ class BackfillCollector(Collector):
             remaining.add_metric(values, max(0, progress.rows_total - progress.rows_done))
             rate.add_metric(values, progress.rows_per_second)
             timeouts.add_metric(values, progress.lock_timeouts)
+            pause.add_metric(values, progress.pace["pause_ms"] / 1000)
+            for signal in (*SIGNALS, "none"):
+                current = progress.pace["limit"] or "none"
+                limited.add_metric([*values, signal], 1.0 if current == signal else 0.0)
+            throttled.add_metric(values, progress.pace["throttled_seconds"])
             for choice in JobStatus:
                 status.add_metric([*values, choice.value], 1.0 if job.status == choice else 0.0)
             failed.add_metric(
@@ -84,7 +105,8 @@ class BackfillCollector(Collector):
             buckets = [(str(b), sum(1 for d in durations if d <= b)) for b in BUCKETS_SECONDS]
             buckets.append(("+Inf", len(durations)))
             duration.add_metric(values, buckets, sum(durations))
-        yield from (done, remaining, rate, status, failed, timeouts, duration)
+        yield from (done, remaining, rate, status, failed, timeouts, pause, limited, throttled)
+        yield duration
 
 
 registry = CollectorRegistry(auto_describe=False)

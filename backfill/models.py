@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from backfill.conf import BatchLimits
+from backfill.pacing import Budgets
 from backfill.querysets import JobQuerySet, SliceQuerySet
 from backfill.statuses import ACTIVE_STATUSES, JobStatus, SliceStatus
 
@@ -38,6 +39,17 @@ class Job(models.Model):
     key_low = models.TextField(null=True)  # noqa: DJ001
     key_high = models.TextField(null=True)  # noqa: DJ001
     rows_total = models.BigIntegerField(default=0)
+    # Health-aware pacing (pacing.py): on unless the job says off, with its
+    # budgets (0: none) and what the workers found, for people to see.
+    pace = models.BooleanField(default=True)
+    max_latency_ratio = models.FloatField(default=2.0)
+    max_replica_lag_seconds = models.FloatField(default=5.0)
+    max_transaction_age_seconds = models.FloatField(default=300.0)
+    max_wal_mb_per_second = models.FloatField(default=0.0)
+    latency_baseline_ms = models.FloatField(null=True)
+    pace_pause_ms = models.PositiveIntegerField(default=0)
+    pace_limit = models.CharField(max_length=30, blank=True)
+    throttled_seconds = models.FloatField(default=0.0)
     rows_total_is_estimate = models.BooleanField(default=True)
     context = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
@@ -68,6 +80,15 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def budgets(self) -> Budgets:
+        return Budgets(
+            latency_ratio=self.max_latency_ratio,
+            replica_lag_seconds=self.max_replica_lag_seconds,
+            transaction_age_seconds=self.max_transaction_age_seconds,
+            wal_mb_per_second=self.max_wal_mb_per_second,
+        )
 
 
 class Slice(models.Model):
@@ -167,6 +188,9 @@ class Sample(models.Model):
     rows = models.PositiveIntegerField()
     batch_size = models.PositiveIntegerField()
     duration_ms = models.FloatField()
+    # The pause the worker took after this batch, and the signal that set it.
+    pause_ms = models.PositiveIntegerField(default=0)
+    limit = models.CharField(max_length=30, blank=True)
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

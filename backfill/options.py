@@ -4,11 +4,12 @@ The CLI, the dashboard's start form and its template all read `bounds()`, so
 the limits shown are the limits enforced.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backfill import conf
 from backfill.conf import BatchLimits
 from backfill.errors import BackfillError
+from backfill.pacing import Budgets
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,62 @@ def bounds() -> dict[str, Bound]:
 
 
 @dataclass(frozen=True)
+class BudgetBound:
+    low: float
+    high: float
+    default_setting: str
+    label: str
+    # Below `low`, only 0 is accepted, meaning "no budget".
+    zero_is_none: bool = False
+
+
+def budget_bounds() -> dict[str, BudgetBound]:
+    """The pacing budgets (pacing.py); the keys are `Budgets`' fields."""
+    return {
+        "latency_ratio": BudgetBound(
+            1.1, 100, "BACKFILL_MAX_LATENCY_RATIO", "max latency ratio", zero_is_none=True
+        ),
+        "replica_lag_seconds": BudgetBound(
+            0.1, 86_400, "BACKFILL_MAX_REPLICA_LAG_SECONDS", "max replica lag (s)", True
+        ),
+        "transaction_age_seconds": BudgetBound(
+            1, 86_400, "BACKFILL_MAX_TRANSACTION_AGE_SECONDS", "max transaction age (s)", True
+        ),
+        "wal_mb_per_second": BudgetBound(
+            0.1, 100_000, "BACKFILL_MAX_WAL_MB_PER_SECOND", "max WAL rate (MB/s)", True
+        ),
+    }
+
+
+def default_budgets() -> Budgets:
+    return build_budgets({})
+
+
+def build_budgets(given: dict[str, float | None]) -> Budgets:
+    values = {}
+    for name, bound in budget_bounds().items():
+        value = given.get(name)
+        value = conf.get_float(bound.default_setting) if value is None else float(value)
+        allowed = bound.low <= value <= bound.high or (bound.zero_is_none and value == 0)
+        if not allowed:
+            none = " (or 0 for none)" if bound.zero_is_none else ""
+            raise BackfillError(
+                f"{bound.label} must be between {bound.low:g} and {bound.high:g}{none}, got {value:g}"
+            )
+        values[name] = value
+    return Budgets(**values)
+
+
+@dataclass(frozen=True)
 class JobOptions:
     """Validated before anything runs: a bad value changes nothing."""
 
     batch_size: int
     concurrency: int
     pause_ms: int
+    # Health-aware pacing, on by default; `pause_ms` stays its floor.
+    pace: bool = True
+    budgets: Budgets = field(default_factory=default_budgets)
 
     @classmethod
     def build(
@@ -42,6 +93,8 @@ class JobOptions:
         batch_size: int | None = None,
         concurrency: int | None = None,
         pause_ms: int | None = None,
+        pace: bool | None = None,
+        budgets: dict[str, float | None] | None = None,
     ) -> "JobOptions":
         given = {"batch_size": batch_size, "concurrency": concurrency, "pause_ms": pause_ms}
         values = {}
@@ -53,4 +106,8 @@ class JobOptions:
                     f"{bound.label} must be between {bound.low} and {bound.high}, got {value}"
                 )
             values[name] = value
-        return cls(**values)
+        return cls(
+            **values,
+            pace=conf.get_bool("BACKFILL_PACE") if pace is None else pace,
+            budgets=build_budgets(budgets or {}),
+        )

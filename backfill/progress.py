@@ -4,7 +4,7 @@ Kept apart from storage: the CLI, the dashboard, the JSON API and the metrics
 all show the same numbers because they all come from `job_progress`.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -65,6 +65,8 @@ class Progress:
     eta_seconds: float | None
     slices: tuple[SliceProgress, ...]
     actions: tuple[str, ...] = ()
+    # Health-aware pacing: on or off, the budgets, and what the workers found last.
+    pace: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows_reverted(self) -> int:
@@ -182,4 +184,18 @@ def job_progress(job: Job) -> Progress:
         eta_seconds=round(eta, 1) if eta is not None else None,
         slices=slices,
         actions=tuple(actions_for(job)),
+        pace=pace_of(job),
     )
+
+
+def pace_of(job: Job) -> dict[str, Any]:
+    return {
+        "enabled": job.pace,
+        "pause_ms": job.pace_pause_ms if job.pace else job.pause_ms,
+        "floor_ms": job.pause_ms,
+        "limit": job.pace_limit if job.pace else "",
+        "limit_label": job.pace_limit.replace("_", " ") if job.pace else "",
+        "throttled_seconds": round(job.throttled_seconds, 1),
+        "latency_baseline_ms": job.latency_baseline_ms,
+        "budgets": asdict(job.budgets),
+    }

@@ -19,6 +19,7 @@ from backfill.batch import BatchResult, count_success, record_sample
 from backfill.conf import BatchLimits
 from backfill.guard import REVERTING_SETTING
 from backfill.models import Job, Slice, SliceStatus
+from backfill.pacing import Pace
 from backfill.registry import Definition
 from backfill.state import Action, transition
 from backfill.transactions import batch_transaction
@@ -65,5 +66,5 @@ def run_revert_batch(
             slc.status = SliceStatus.DONE
         seconds = time.monotonic() - started
         slc.save()
-        record_sample(slc, reverted, size, seconds)
+        record_sample(slc, reverted, size, seconds, Pace())
     return BatchResult(len(taken), reverted, seconds, new_pass=False, slice_done=done)

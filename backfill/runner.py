@@ -23,6 +23,8 @@ from backfill.conf import BatchLimits
 from backfill.errors import InvalidTransition
 from backfill.faults import Failure, Fault, classify, describe
 from backfill.models import Job, JobStatus, Slice, SliceStatus
+from backfill.pacer import Pacer
+from backfill.pacing import Pace
 from backfill.querysets import LeaseLost
 from backfill.registry import Definition, get_definition
 from backfill.state import Action, transition
@@ -32,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 Log = logging.LoggerAdapter[logging.Logger]
 
+# A pause at least this long is not slept holding the slice: it is handed
+# back, to be taken again when the pause is over.
+LONG_PAUSE_MS = 1000
+
 
 class Outcome(enum.StrEnum):
     CONTINUED = "continued"  # time budget used; hand over to a continuation
@@ -39,6 +45,7 @@ class Outcome(enum.StrEnum):
     STOPPED = "stopped"  # the job left the phase the slice was taken in
     FAILED = "failed"  # the slice ran out of attempts
     WAITING = "waiting"  # only rows another transaction holds are left: back off
+    PACED = "paced"  # the database's health asks for a long pause: hand over until then
     NOT_ACQUIRED = "not_acquired"  # duplicate delivery, or nothing to do
 
 
@@ -84,16 +91,23 @@ class SliceWork:
         except LeaseLost:
             log.warning("job %s slice %s: lease lost", *ids(slc))
             return SliceRun(Outcome.NOT_ACQUIRED, slc.job_id)
-        retry_in = self.retry_in if outcome == Outcome.WAITING else None
+        retry_in = self.retry_in if outcome in {Outcome.WAITING, Outcome.PACED} else None
         return SliceRun(outcome, slc.job_id, retry_in)
 
     def loop(self, slc: Slice, log: Log) -> Outcome:
+        pacer = Pacer.for_job(slc.job, get_definition(slc.job.definition).table, self.limits)
+        try:
+            return self.batches(slc, pacer, log)
+        finally:
+            pacer.save()
+
+    def batches(self, slc: Slice, pacer: Pacer, log: Log) -> Outcome:
         phase = slc.job.status
-        batch = self.batch_for(slc.job)
+        batch = self.batch_for(slc.job, pacer)
         sizer = BatchSizer(self.limits)
         size = sizer.clamp(slc.batch_size)
         deadline = time.monotonic() + self.budget_seconds
-        pause = slc.job.pause_ms / 1000 if phase == JobStatus.RUNNING else 0
+        paced = phase == JobStatus.RUNNING
         while time.monotonic() < deadline:
             # With DEBUG on, Django keeps the last 9,000 statements with their
             # parameters (a batch's names) and only a web request clears them.
@@ -102,7 +116,13 @@ class SliceWork:
                 # Inside the try: a connection lost while idle fails here first.
                 if Job.objects.values_list("status", flat=True).get(pk=slc.job_id) != phase:
                     return Outcome.STOPPED
-                result = batch(size)
+                pace = pacer.current() if paced else Pace()
+                if pace.pause_ms >= LONG_PAUSE_MS:
+                    log.info("job %s slice %s: paced by %s", *ids(slc), pace.limit)
+                    self.retry_in = pace.pause_ms / 1000
+                    pacer.waited(self.retry_in)
+                    return Outcome.PACED
+                result = batch(min(size, pace.batch_cap or size))
             except LeaseLost:
                 raise
             except Exception as exc:
@@ -127,18 +147,21 @@ class SliceWork:
             size = sizer.next_size(size, result.rows_selected, result.seconds)
             if result.new_pass:
                 time.sleep(backoff_seconds(self.limits, 1))
-            if pause:
-                time.sleep(pause)
+            if pace.pause_ms:
+                time.sleep(pace.pause_ms / 1000)
+                pacer.waited(pace.pause_ms / 1000)
         return Outcome.CONTINUED
 
-    def batch_for(self, job: Job) -> Callable[[int], BatchResult]:
+    def batch_for(self, job: Job, pacer: Pacer) -> Callable[[int], BatchResult]:
         """The batch this phase runs: fill while running, undo while reverting."""
         definition: Definition = get_definition(job.definition)
         if job.status == JobStatus.REVERTING:
             return lambda size: revert.run_revert_batch(
                 definition, job.context, self.slice_id, self.owner, size, self.limits
             )
-        return lambda size: run_batch(definition, self.slice_id, self.owner, size, self.limits)
+        return lambda size: run_batch(
+            definition, self.slice_id, self.owner, size, self.limits, pacer.pace
+        )
 
     def after_failure(self, exc: Exception, size: int, sizer: BatchSizer, log: Log) -> int:
         """Record the failure and back off; the next size, or 0 when the slice failed.

@@ -6,13 +6,14 @@ the latest job of a definition; whether they are allowed is the lifecycle
 table's answer (`state.py`), never decided here.
 """
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
 
-from backfill import dispatch, local, scheduler, slicing
+from backfill import dispatch, health, local, scheduler, slicing
 from backfill import revert as reverting
 from backfill.checker import estimate_pending
 from backfill.errors import ActiveJobExists, NoJob
@@ -25,6 +26,9 @@ from backfill.statuses import WORKING_STATUSES
 logger = logging.getLogger(__name__)
 
 __all__ = ["JobOptions"]
+
+# Commits timed for a job's latency baseline (their median is kept).
+BASELINE_PROBES = 7
 
 
 def key_range(definition: Definition) -> tuple[str | None, str | None]:
@@ -40,9 +44,10 @@ def start(name: str, actor: str, options: JobOptions | None = None) -> Job:
     options = options or JobOptions.build()
     dispatch.ready()  # fail before creating anything if nothing can run it
     refuse_if_active(name)
+    baseline = latency_baseline() if options.pace else None
     try:
         with transaction.atomic():
-            job = create_job(definition, actor, options)
+            job = create_job(definition, actor, options, baseline)
     except IntegrityError:
         refuse_if_active(name)
         raise
@@ -57,7 +62,9 @@ def refuse_if_active(name: str) -> None:
         raise ActiveJobExists(already_active_message(active))
 
 
-def create_job(definition: Definition, actor: str, options: JobOptions) -> Job:
+def create_job(
+    definition: Definition, actor: str, options: JobOptions, baseline_ms: float | None = None
+) -> Job:
     low, high = key_range(definition)
     total = estimate_pending(definition)
     with connection.cursor() as cursor:
@@ -67,6 +74,12 @@ def create_job(definition: Definition, actor: str, options: JobOptions) -> Job:
         batch_size=options.batch_size,
         concurrency=options.concurrency,
         pause_ms=options.pause_ms,
+        pace=options.pace,
+        max_latency_ratio=options.budgets.latency_ratio,
+        max_replica_lag_seconds=options.budgets.replica_lag_seconds,
+        max_transaction_age_seconds=options.budgets.transaction_age_seconds,
+        max_wal_mb_per_second=options.budgets.wal_mb_per_second,
+        latency_baseline_ms=baseline_ms,
         key_low=low,
         key_high=high,
         rows_total=total.rows,
@@ -99,9 +112,16 @@ def pause(name: str, actor: str) -> Job:
 
 def resume(name: str, actor: str) -> Job:
     dispatch.ready()
+    baseline = latency_baseline()  # the job is paused: what the app alone gets now
     job = transition(latest_job(name), Action.RESUME, actor)
+    Job.objects.filter(pk=job.pk).update(latency_baseline_ms=baseline)
     scheduler.fill_slots(job.pk)
     return job
+
+
+def latency_baseline() -> float:
+    """The commit latency pacing compares against, taken while this job writes nothing."""
+    return health.commit_latency_ms(BASELINE_PROBES)
 
 
 def cancel(name: str, actor: str) -> Job:
@@ -114,9 +134,11 @@ def cancel(name: str, actor: str) -> Job:
 def retry(name: str, actor: str) -> Job:
     """Resume a failed job from its slices' cursors, budgets reset."""
     dispatch.ready()
+    baseline = latency_baseline()
     with transaction.atomic():
         job = transition(latest_job(name), Action.RETRY, actor)
         Slice.objects.filter(job=job).failed().reopen()
+        Job.objects.filter(pk=job.pk).update(latency_baseline_ms=baseline)
     scheduler.fill_slots(job.pk)
     return job
 
@@ -164,7 +186,7 @@ def run_sync(
     options = options or JobOptions.build()
     queue = local.LocalQueue()
     with dispatch.using(queue):
-        job = start(name, actor, JobOptions(options.batch_size, 1, options.pause_ms))
+        job = start(name, actor, dataclasses.replace(options, concurrency=1))
         return local.drive(job.pk, queue, step_seconds=step_seconds, on_progress=on_progress)
 
 

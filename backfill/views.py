@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from backfill import charts, conf, service
 from backfill.errors import BackfillError
 from backfill.models import Event, Job, JobStatus, Sample
-from backfill.options import JobOptions, bounds
+from backfill.options import JobOptions, bounds, budget_bounds
 from backfill.progress import job_progress
 from backfill.registry import all_definitions, get_definition
 from backfill.state import PEOPLE_ACTIONS, Action, actions_for
@@ -78,6 +78,14 @@ class StartForm(forms.Form):
     batch_size = forms.IntegerField()
     concurrency = forms.IntegerField()
     pause_ms = forms.IntegerField()
+    # Left out of a request: the settings' defaults.
+    pace = forms.ChoiceField(
+        choices=[("auto", "auto"), ("off", "off")], required=False, label="pacing"
+    )
+    latency_ratio = forms.FloatField(required=False)
+    replica_lag_seconds = forms.FloatField(required=False)
+    transaction_age_seconds = forms.FloatField(required=False)
+    wal_mb_per_second = forms.FloatField(required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,13 +95,24 @@ class StartForm(forms.Form):
             field.label = bound.label
             field.widget.attrs.update({"min": bound.low, "max": bound.high})
             field.initial = conf.get_int(bound.default_setting)
+        self.fields["pace"].initial = "auto" if conf.get_bool("BACKFILL_PACE") else "off"
+        for name, budget in budget_bounds().items():
+            field = self.fields[name]
+            field.label = budget.label
+            low = 0 if budget.zero_is_none else budget.low
+            field.widget.attrs.update({"min": low, "max": budget.high, "step": "any"})
+            field.initial = conf.get_float(budget.default_setting)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if not self.errors:
             try:
                 self.options = JobOptions.build(
-                    data["batch_size"], data["concurrency"], data["pause_ms"]
+                    data["batch_size"],
+                    data["concurrency"],
+                    data["pause_ms"],
+                    pace=data["pace"] == "auto" if data.get("pace") else None,
+                    budgets={name: data.get(name) for name in budget_bounds()},
                 )
             except BackfillError as exc:
                 raise forms.ValidationError(str(exc)) from exc
@@ -147,15 +166,22 @@ def dashboard_fragment(request: HttpRequest) -> HttpResponse:
 
 def job_context(job: Job) -> dict[str, Any]:
     samples = list(
-        Sample.objects.filter(job=job).order_by("id").values_list("at", "rows", "batch_size")
+        Sample.objects.filter(job=job)
+        .order_by("id")
+        .values_list("at", "rows", "batch_size", "pause_ms", "limit")
     )
-    rate = charts.bucketed_rate([(at, rows) for at, rows, _ in samples])
-    sizes = [charts.Point(at, size) for at, _, size in samples[-300:]]
+    rate = charts.bucketed_rate([(at, rows) for at, rows, *_ in samples])
+    recent = samples[-300:]
+    sizes = [charts.Point(at, size) for at, _, size, *_ in recent]
+    pauses = [charts.Point(at, pause) for at, _, _, pause, _ in recent]
+    spans = charts.limit_spans([(at, limit) for at, *_, limit in recent])
     return {
         "job": job,
         "progress": job_progress(job),
         "throughput_svg": charts.line_chart(rate, "rows/s"),
         "batch_size_svg": charts.line_chart(sizes, "rows per batch"),
+        "pace_svg": charts.line_chart(pauses, "ms pause"),
+        "limit_svg": charts.limit_band(spans, "signal limiting the pace"),
         "errors": [s for s in job.slices.order_by("number") if s.last_error],
         "events": Event.objects.filter(job=job).order_by("-id")[:50],
         "live": job.is_active,

@@ -15,7 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from backfill import checker, display, plan, service
-from backfill.arguments import non_negative_int, positive_int
+from backfill.arguments import non_negative_int, non_negative_number, positive_int, seconds
 from backfill.errors import BackfillError
 from backfill.held import describe as describe_held
 from backfill.models import Job, JobStatus
@@ -45,7 +45,39 @@ class Command(BaseCommand):
         tuning = CommandParser(add_help=False)
         tuning.add_argument("--batch-size", type=positive_int, help="rows per batch to start with")
         tuning.add_argument("--concurrency", type=positive_int, help="slices worked at once")
-        tuning.add_argument("--pause-ms", type=non_negative_int, help="pause between batches")
+        tuning.add_argument(
+            "--pause-ms", type=non_negative_int, help="pause between batches (pacing's floor)"
+        )
+        tuning.add_argument(
+            "--pace",
+            choices=["auto", "off"],
+            help="auto: slow down when the database's health asks (default); "
+            "off: only --pause-ms, for a maintenance window",
+        )
+        tuning.add_argument(
+            "--max-latency-ratio",
+            type=non_negative_number,
+            metavar="RATIO",
+            help="the app's commit latency against its baseline (0: no budget)",
+        )
+        tuning.add_argument(
+            "--max-replica-lag",
+            type=seconds,
+            metavar="SECONDS",
+            help="replay lag of any standby, e.g. 5s (0: no budget)",
+        )
+        tuning.add_argument(
+            "--max-transaction-age",
+            type=seconds,
+            metavar="SECONDS",
+            help="the oldest transaction open on the database (0: no budget)",
+        )
+        tuning.add_argument(
+            "--max-wal-rate",
+            type=non_negative_number,
+            metavar="MB_PER_SECOND",
+            help="WAL written per second (0, the default: no cap)",
+        )
         as_json = CommandParser(add_help=False)
         as_json.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -92,7 +124,18 @@ class Command(BaseCommand):
             sys.exit(code)
 
     def job_options(self, options: Namespace) -> JobOptions:
-        return JobOptions.build(options.batch_size, options.concurrency, options.pause_ms)
+        return JobOptions.build(
+            options.batch_size,
+            options.concurrency,
+            options.pause_ms,
+            pace=None if options.pace is None else options.pace == "auto",
+            budgets={
+                "latency_ratio": options.max_latency_ratio,
+                "replica_lag_seconds": options.max_replica_lag,
+                "transaction_age_seconds": options.max_transaction_age,
+                "wal_mb_per_second": options.max_wal_rate,
+            },
+        )
 
     def do_list(self, options: Namespace) -> int:
         rows = []

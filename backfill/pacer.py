@@ -1,0 +1,86 @@
+"""A worker's side of pacing: when to read the signals, and what the job's row shows.
+
+The controller (pacing.py) decides; this reads the database's health at most
+every BACKFILL_PACE_INTERVAL_SECONDS (and before a task's first batch, so a
+job stopped by a signal looks before it writes), keeps the job's row up to
+date for people (the pause, the signal limiting it, seconds throttled) and
+carries the pace from one task of the job to the next through that row. Each
+worker steers on its own readings: like TCP's senders, they share the room
+without talking to each other.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, replace
+
+from django.db.models import F
+
+from backfill import conf, health
+from backfill.conf import BatchLimits
+from backfill.models import Job
+from backfill.pacing import Budgets, Controller, Pace
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Pacer:
+    job_id: int
+    table: str
+    controller: Controller | None  # None: pacing is off for this job
+    budgets: Budgets
+    baseline_ms: float | None
+    pace: Pace
+    interval: float
+    next_read: float = 0.0
+    throttled: float = 0.0  # seconds, not yet added to the job's row
+
+    @classmethod
+    def for_job(cls, job: Job, table: str, limits: BatchLimits) -> "Pacer":
+        floor = job.pause_ms
+        controller = None
+        if job.pace:
+            ceiling = max(floor, conf.get_int("BACKFILL_MAX_PACE_PAUSE_MS"))
+            controller = Controller(floor, ceiling, limits.min_size, limits.max_size)
+        return cls(
+            job_id=job.pk,
+            table=table,
+            controller=controller,
+            budgets=job.budgets,
+            baseline_ms=job.latency_baseline_ms,
+            pace=Pace(max(floor, job.pace_pause_ms) if job.pace else floor, None, job.pace_limit),
+            interval=conf.get_float("BACKFILL_PACE_INTERVAL_SECONDS"),
+        )
+
+    def current(self) -> Pace:
+        """The pace for the next batch, from fresh signals when they are due."""
+        now = time.monotonic()
+        if self.controller is None or now < self.next_read:
+            return self.pace
+        self.next_read = now + self.interval
+        signals = replace(health.read(self.table), baseline_ms=self.baseline_ms)
+        previous = self.pace
+        self.pace = self.controller.next(previous, signals, self.budgets)
+        if self.pace.limit != previous.limit:
+            logger.info(
+                "job %s: pace %s ms, limited by %s (%s)",
+                self.job_id,
+                self.pace.pause_ms,
+                self.pace.limit or "nothing",
+                signals,
+            )
+        self.save()
+        return self.pace
+
+    def waited(self, seconds: float) -> None:
+        """Seconds spent waiting for the pace, beyond the job's own pause."""
+        floor = self.controller.floor_ms / 1000 if self.controller else seconds
+        self.throttled += max(0.0, seconds - floor)
+
+    def save(self) -> None:
+        Job.objects.filter(pk=self.job_id).update(
+            pace_pause_ms=self.pace.pause_ms,
+            pace_limit=self.pace.limit,
+            throttled_seconds=F("throttled_seconds") + self.throttled,
+        )
+        self.throttled = 0.0

@@ -1,0 +1,133 @@
+"""How fast a job may go: as fast as the database has room for, found by itself.
+
+Every second or so a worker reads the database's health (health.py) and asks
+`Controller.next` for the pause between its batches and the largest batch it
+may take. Each signal is weighed against its budget; the one under the most
+pressure sets the pace, and is named so people can see what holds the job
+back. As TCP finds a link's rate: over a budget, the pause doubles (and, when
+the app's commit latency is what suffers, the batch is halved: a smaller
+commit is a shorter WAL flush for the app to queue behind); close to a
+budget, the pace holds; with room, the pause shrinks step by step back to the
+job's own `pause_ms`, the floor. Far over the budget of a signal that only
+gets worse while the job writes (a standby not replaying, a transaction that
+holds back vacuum), the job stops, re-reading the signals at the longest
+pause, until there is room again.
+
+Pure: no database, no clock. Unit-tested in tests/backfill/test_pacing.py.
+"""
+
+from dataclasses import dataclass, replace
+
+LATENCY = "latency"
+REPLICA_LAG = "replica_lag"
+TRANSACTION_AGE = "transaction_age"
+WAL_RATE = "wal_rate"
+AUTOVACUUM = "autovacuum"
+SIGNALS = (LATENCY, REPLICA_LAG, TRANSACTION_AGE, WAL_RATE, AUTOVACUUM)
+# Signals that do not come back down while the job keeps writing, however slowly.
+STOPPING = frozenset({REPLICA_LAG, TRANSACTION_AGE})
+
+# Pressure (signal / budget) from which the pace holds, and from which a
+# stopping signal stops the job outright.
+HOLD = 0.8
+STOP = 2.0
+# The first pause when slowing down from none, and the steps back up.
+FIRST_PAUSE_MS = 20
+SPEED_UP_FACTOR = 0.75
+SPEED_UP_STEP_MS = 5
+BATCH_GROWTH = 1.25
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """What a job may cost the database; a budget of 0 is no budget."""
+
+    latency_ratio: float  # the app's commit latency against its baseline
+    replica_lag_seconds: float
+    transaction_age_seconds: float  # the oldest transaction open elsewhere
+    wal_mb_per_second: float
+
+
+@dataclass(frozen=True)
+class Signals:
+    """One reading; None where the database did not say (no standby, no rights)."""
+
+    latency_ms: float | None = None
+    baseline_ms: float | None = None
+    replica_lag_seconds: float | None = None
+    transaction_age_seconds: float | None = None
+    wal_mb_per_second: float | None = None
+    autovacuum: bool = False
+
+
+@dataclass(frozen=True)
+class Pace:
+    pause_ms: int = 0
+    # The largest batch allowed; None leaves the batch size to the throttle.
+    batch_cap: int | None = None
+    # The signal holding the pace back now; "" when nothing does.
+    limit: str = ""
+
+
+def pressures(signals: Signals, budgets: Budgets) -> dict[str, float]:
+    """Each signal known, as a share of its budget: above 1.0 it is over."""
+    found: dict[str, float] = {}
+    if (
+        signals.latency_ms is not None
+        and signals.baseline_ms
+        and signals.baseline_ms > 0
+        and budgets.latency_ratio > 0
+    ):
+        found[LATENCY] = signals.latency_ms / signals.baseline_ms / budgets.latency_ratio
+    for name, value, budget in (
+        (REPLICA_LAG, signals.replica_lag_seconds, budgets.replica_lag_seconds),
+        (TRANSACTION_AGE, signals.transaction_age_seconds, budgets.transaction_age_seconds),
+        (WAL_RATE, signals.wal_mb_per_second, budgets.wal_mb_per_second),
+    ):
+        if value is not None and budget > 0:
+            found[name] = value / budget
+    return found
+
+
+@dataclass(frozen=True)
+class Controller:
+    floor_ms: int  # the job's own pause: the pace never goes below it
+    ceiling_ms: int  # the longest pause: how often a stopped job looks again
+    min_batch: int
+    max_batch: int
+
+    def start(self) -> Pace:
+        return Pace(pause_ms=self.floor_ms)
+
+    def next(self, pace: Pace, signals: Signals, budgets: Budgets) -> Pace:
+        found = pressures(signals, budgets)
+        worst = max(found, key=lambda name: found[name], default="")
+        level = found.get(worst, 0.0)
+        if worst in STOPPING and level >= STOP:
+            return Pace(self.ceiling_ms, self.min_batch, worst)
+        if level > 1.0:
+            return self.slower(pace, worst)
+        if level > HOLD:
+            return replace(pace, pause_ms=self.clamp(pace.pause_ms), limit=worst)
+        if signals.autovacuum:
+            # Vacuum is clearing the job's dead rows: let it, without slowing down.
+            return replace(pace, pause_ms=self.clamp(pace.pause_ms), limit=AUTOVACUUM)
+        return self.faster(pace)
+
+    def slower(self, pace: Pace, limit: str) -> Pace:
+        pause = self.clamp(max(2 * pace.pause_ms, FIRST_PAUSE_MS, self.floor_ms + FIRST_PAUSE_MS))
+        cap = pace.batch_cap
+        if limit == LATENCY:
+            cap = max(self.min_batch, (cap or self.max_batch) // 2)
+        return Pace(pause, cap, limit)
+
+    def faster(self, pace: Pace) -> Pace:
+        pause = self.clamp(int(pace.pause_ms * SPEED_UP_FACTOR) - SPEED_UP_STEP_MS)
+        cap = pace.batch_cap
+        if cap is not None and pause == self.floor_ms:
+            grown = int(cap * BATCH_GROWTH) + 1
+            cap = None if grown >= self.max_batch else grown
+        return Pace(pause, cap, "")
+
+    def clamp(self, pause_ms: int) -> int:
+        return max(self.floor_ms, min(self.ceiling_ms, pause_ms))
