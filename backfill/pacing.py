@@ -31,6 +31,9 @@ STOPPING = frozenset({REPLICA_LAG, TRANSACTION_AGE})
 # stopping signal stops the job outright.
 HOLD = 0.8
 STOP = 2.0
+# A commit faster than this is not worth slowing for: below it, the probe's
+# own noise (scheduling, the round trip) outweighs what the app feels.
+MIN_BASELINE_MS = 0.5
 # The first pause when slowing down from none, and the steps back up.
 FIRST_PAUSE_MS = 20
 SPEED_UP_FACTOR = 0.75
@@ -78,7 +81,8 @@ def pressures(signals: Signals, budgets: Budgets) -> dict[str, float]:
         and signals.baseline_ms > 0
         and budgets.latency_ratio > 0
     ):
-        found[LATENCY] = signals.latency_ms / signals.baseline_ms / budgets.latency_ratio
+        baseline = max(signals.baseline_ms, MIN_BASELINE_MS)
+        found[LATENCY] = signals.latency_ms / baseline / budgets.latency_ratio
     for name, value, budget in (
         (REPLICA_LAG, signals.replica_lag_seconds, budgets.replica_lag_seconds),
         (TRANSACTION_AGE, signals.transaction_age_seconds, budgets.transaction_age_seconds),
@@ -124,7 +128,7 @@ class Controller:
     def faster(self, pace: Pace) -> Pace:
         pause = self.clamp(int(pace.pause_ms * SPEED_UP_FACTOR) - SPEED_UP_STEP_MS)
         cap = pace.batch_cap
-        if cap is not None and pause == self.floor_ms:
+        if cap is not None:
             grown = int(cap * BATCH_GROWTH) + 1
             cap = None if grown >= self.max_batch else grown
         return Pace(pause, cap, "")

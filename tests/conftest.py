@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -101,7 +102,7 @@ def seed():
 
 @pytest.fixture
 def run_sync():
-    def run(name: str = "admin_groups", **options: int) -> Job:
+    def run(name: str = "admin_groups", **options: Any) -> Job:
         return service.run_sync(name, "test", JobOptions.build(**options), step_seconds=0.5)
 
     return run

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import threading
 import time
+from typing import Any
 
 import psycopg
 import pytest
@@ -28,7 +29,7 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-SLOW = {"batch_size": 200, "concurrency": 2, "pause_ms": 100}
+SLOW: dict[str, Any] = {"batch_size": 200, "concurrency": 2, "pause_ms": 100}
 
 
 def test_a_redis_restart_that_loses_every_message_is_recovered_by_the_sweeper(

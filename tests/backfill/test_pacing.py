@@ -1,0 +1,152 @@
+"""The pacing controller and the WAL history it reads replica lag from: pure logic."""
+
+import itertools
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backfill import pacing
+from backfill.health import WalHistory, replica_lag
+from backfill.pacing import Budgets, Controller, Pace, Signals
+
+BUDGETS = Budgets(
+    latency_ratio=2.0, replica_lag_seconds=5.0, transaction_age_seconds=300, wal_mb_per_second=0
+)
+CONTROLLER = Controller(floor_ms=0, ceiling_ms=5000, min_batch=50, max_batch=20000)
+CALM = Signals(latency_ms=1.0, baseline_ms=1.0, replica_lag_seconds=0.0)
+
+
+def steps(signals: Signals, count: int, pace: Pace | None = None) -> list[Pace]:
+    pace = pace or Pace()
+    paces = []
+    for _ in range(count):
+        pace = CONTROLLER.next(pace, signals, BUDGETS)
+        paces.append(pace)
+    return paces
+
+
+def test_with_room_the_pace_stays_at_the_floor_and_names_nothing():
+    assert steps(CALM, 5) == [Pace(0, None, "")] * 5
+
+
+def test_a_slow_commit_doubles_the_pause_and_halves_the_batch():
+    slow = replace(CALM, latency_ms=3.0)  # 3x the baseline, over a 2x budget
+    paces = steps(slow, 4)
+    assert [p.pause_ms for p in paces] == [20, 40, 80, 160]
+    assert [p.batch_cap for p in paces] == [10000, 5000, 2500, 1250]
+    assert {p.limit for p in paces} == {"latency"}
+
+
+def test_replica_lag_far_over_its_budget_stops_the_job_at_once():
+    lagging = replace(CALM, replica_lag_seconds=11.0)
+    assert steps(lagging, 1) == [Pace(5000, 50, "replica_lag")]
+
+
+def test_a_transaction_older_than_its_budget_slows_then_stops():
+    old = replace(CALM, transaction_age_seconds=400)
+    assert steps(old, 1)[0] == Pace(20, None, "transaction_age")
+    older = replace(CALM, transaction_age_seconds=600)
+    assert steps(older, 1)[0].pause_ms == 5000
+
+
+def test_close_to_a_budget_the_pace_holds():
+    near = replace(CALM, replica_lag_seconds=4.5)
+    assert steps(near, 3, Pace(300, None, "replica_lag")) == [Pace(300, None, "replica_lag")] * 3
+
+
+def test_once_the_signal_clears_the_pause_shrinks_back_to_the_floor_and_the_batch_grows():
+    paces = steps(CALM, 30, Pace(5000, 50, "replica_lag"))
+    assert paces[0].pause_ms == 3745
+    assert all(a.pause_ms >= b.pause_ms for a, b in itertools.pairwise(paces))
+    assert paces[-1].pause_ms == 0
+    assert paces[-1].batch_cap is None
+    assert paces[-1].limit == ""
+
+
+def test_the_job_pause_is_a_floor_the_controller_never_goes_under():
+    floored = Controller(floor_ms=100, ceiling_ms=5000, min_batch=50, max_batch=20000)
+    assert floored.next(Pace(100), CALM, BUDGETS).pause_ms == 100
+    assert floored.next(Pace(100), replace(CALM, latency_ms=5), BUDGETS).pause_ms == 200
+
+
+def test_autovacuum_on_the_table_holds_the_pace_without_slowing():
+    vacuuming = replace(CALM, autovacuum=True)
+    assert steps(vacuuming, 2, Pace(40)) == [Pace(40, None, "autovacuum")] * 2
+
+
+def test_the_wal_rate_counts_only_under_a_cap():
+    busy = replace(CALM, wal_mb_per_second=80.0)
+    assert steps(busy, 1)[0].limit == ""  # no cap by default
+    capped = replace(BUDGETS, wal_mb_per_second=50.0)
+    assert CONTROLLER.next(Pace(), busy, capped).limit == "wal_rate"
+
+
+def test_a_sub_millisecond_baseline_is_not_held_to_its_noise():
+    fast = Signals(latency_ms=0.6, baseline_ms=0.1)  # 6x, but only half a millisecond more
+    assert pacing.pressures(fast, BUDGETS)[pacing.LATENCY] == pytest.approx(0.6)
+
+
+def test_unknown_signals_and_zero_budgets_weigh_nothing():
+    unknown = Signals()
+    assert pacing.pressures(unknown, BUDGETS) == {}
+    no_budgets = Budgets(0, 0, 0, 0)
+    assert pacing.pressures(replace(CALM, latency_ms=50, replica_lag_seconds=99), no_budgets) == {}
+
+
+def test_the_worst_signal_is_the_one_named():
+    both = replace(CALM, latency_ms=2.4, replica_lag_seconds=7.0)  # 1.2 and 1.4 of budget
+    assert CONTROLLER.next(Pace(), both, BUDGETS).limit == "replica_lag"
+
+
+@given(
+    pause=st.integers(0, 10_000),
+    cap=st.none() | st.integers(1, 40_000),
+    latency=st.none() | st.floats(0, 1000),
+    lag=st.none() | st.floats(0, 1e6),
+    age=st.none() | st.floats(0, 1e6),
+    wal=st.none() | st.floats(0, 1e5),
+    vacuum=st.booleans(),
+)
+def test_any_reading_keeps_the_pace_within_its_bounds(pause, cap, latency, lag, age, wal, vacuum):
+    floored = Controller(floor_ms=25, ceiling_ms=5000, min_batch=50, max_batch=20000)
+    signals = Signals(latency, 1.0, lag, age, wal, vacuum)
+    budgets = replace(BUDGETS, wal_mb_per_second=10)
+    pace = floored.next(Pace(pause, cap), signals, budgets)
+    assert 25 <= pace.pause_ms <= 5000
+    assert pace.batch_cap is None or 50 <= pace.batch_cap < 20000 or pace.batch_cap == cap
+    over = {n for n, v in pacing.pressures(signals, budgets).items() if v > 1.0}
+    if over:
+        assert pace.limit in over  # something over its budget is always named
+        assert pace.pause_ms >= min(5000, max(pause, 25))  # and never sped up for
+
+
+def test_lag_is_how_long_ago_the_first_unreplayed_wal_was_written():
+    history = WalHistory()
+    for second, lsn in enumerate([100, 200, 300, 400]):
+        history.add(float(second), lsn)
+    assert history.lag_seconds(replayed=400, now=3.0) == 0.0
+    assert history.lag_seconds(replayed=250, now=3.0) == pytest.approx(1.0)  # 300 written at 2 s
+    assert history.lag_seconds(replayed=250, now=13.0) == pytest.approx(
+        11.0
+    )  # replay paused: it grows
+    assert history.lag_seconds(replayed=50, now=3.0) == pytest.approx(3.0)
+
+
+def test_replica_lag_is_the_worst_standby_and_unknown_without_one():
+    history = WalHistory()
+    history.add(0.0, 100)
+    history.add(1.0, 200)
+    assert replica_lag(history, None, None, now=2.0) is None
+    assert replica_lag(history, [200, 150], 0.3, now=2.0) == pytest.approx(1.0)
+    assert replica_lag(history, [None], 0.4, now=2.0) == pytest.approx(0.4)
+
+
+def test_wal_rate_over_the_last_seconds():
+    history = WalHistory()
+    assert history.rate_mb_per_second(now=0.0) is None
+    history.add(0.0, 0)
+    history.add(2.0, 10_000_000)
+    assert history.rate_mb_per_second(now=2.0) == pytest.approx(5.0)
+    assert history.rate_mb_per_second(now=60.0) is None  # nothing recent
