@@ -24,7 +24,8 @@ TRANSACTION_AGE = "transaction_age"
 WAL_RATE = "wal_rate"
 AUTOVACUUM = "autovacuum"
 SIGNALS = (LATENCY, REPLICA_LAG, TRANSACTION_AGE, WAL_RATE, AUTOVACUUM)
-# Signals that do not come back down while the job keeps writing, however slowly.
+# Signals that do not come back down while the job keeps writing at a pace
+# they cannot keep up with: held steady, they only grow.
 STOPPING = frozenset({REPLICA_LAG, TRANSACTION_AGE})
 
 # Pressure (signal / budget) from which the pace holds, and from which a
@@ -109,7 +110,8 @@ class Controller:
         level = found.get(worst, 0.0)
         if worst in STOPPING and level >= STOP:
             return Pace(self.ceiling_ms, self.min_batch, worst)
-        if level > 1.0:
+        if level > 1.0 or (worst in STOPPING and level > HOLD):
+            # A stopping signal keeps growing at a constant pace: slow before the budget.
             return self.slower(pace, worst)
         if level > HOLD:
             return replace(pace, pause_ms=self.clamp(pace.pause_ms), limit=worst)

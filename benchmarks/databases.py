@@ -19,14 +19,14 @@ def url(db: str) -> str:
 def env_for(db: str, **extra: str) -> dict[str, str]:
     """As in production, DEBUG is off unless the caller's environment sets it (and so a
     SECRET_KEY is needed: a benchmark's own, unless the caller gives one)."""
-    return dict(
-        os.environ,
-        DATABASE_URL=url(db),
-        DEBUG=os.environ.get("DEBUG", "false"),
-        SECRET_KEY=os.environ.get("SECRET_KEY")
+    return {
+        **os.environ,
+        "DATABASE_URL": url(db),
+        "DEBUG": os.environ.get("DEBUG", "false"),
+        "SECRET_KEY": os.environ.get("SECRET_KEY")
         or "benchmark-only-secret-key-0123456789abcdefghijklmnop",
-        **extra,
-    )
+        **extra,  # may name another server's DATABASE_URL
+    }
 
 
 def _admin(statement: sql.Composed) -> None:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 # The targets; ratios are between runs of the same suite, on the same machine.
 S2_OVER_B = 1.5
+# Health-aware pacing at its defaults must keep this much of the set-based pass.
+S2AUTO_OVER_B = 0.7
 S2_OVER_B_SKEWED = 1.2
 S2_OVER_A = 20.0
 P99_OVER_REFERENCE = 2.0
@@ -45,6 +47,15 @@ class Results:
             ratio("S2 rows/s ≥ 20x A", s2.rows_per_second / a.rows_per_second, S2_OVER_A),
         ]
         checks.extend(self.skewed_targets())
+        if any(r.label == "S2auto" for r in self.runs):
+            auto = self.run("S2auto")
+            checks.append(
+                ratio(
+                    "S2auto rows/s ≥ 0.7x B",
+                    auto.rows_per_second / b.rows_per_second,
+                    S2AUTO_OVER_B,
+                )
+            )
         for run in (r for r in self.runs if r.label.startswith("S") and r.load):
             checks.extend(self.app_targets(run))
         for times in self.contracts:
@@ -227,6 +238,7 @@ def markdown(results: Results) -> str:
             f"| {run.peak_memory_mb:.0f} MB | {'yes' if run.correct else 'NO'} "
             f"| {run.lock_timeouts if run.label.startswith('S') else ''} " + load_cells(run.load)
         )
+    lines += frontier(results)
     lines += ["", "## Contract step: longest ACCESS EXCLUSIVE hold", ""]
     lines += [
         "| rows | plain SET NOT NULL | EnforceNotNull | its validation scan (no exclusive lock) |"
@@ -265,6 +277,36 @@ def markdown(results: Results) -> str:
     return "\n".join(lines) + "\n"
 
 
+def frontier(results: Results) -> list[str]:
+    """Rows/s against the app's p99, for every service run under the app's load:
+    the fixed choices (S1, S2, S2p, S4) and where pacing settled by itself (S2auto)."""
+    b = results.run("B")
+    ref = results.reference
+    runs = [r for r in results.runs if r.label.startswith("S") and r.load]
+    lines = [
+        "",
+        "## Pacing: rows/s against the app's p99",
+        "",
+        "| run | rows/s | vs B | app p99 vs alone | app writes kept | pacing |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in sorted(runs, key=lambda r: r.rows_per_second):
+        assert run.load is not None
+        pace = run.pace or {}
+        limits = ", ".join(
+            f"{name.replace('_', ' ')}: {count} batches (mean pause {pace['mean_pause_ms_by_limit'][name]:.0f} ms)"
+            for name, count in pace.get("batches_by_limit", {}).items()
+        )
+        pacing = f"{pace.get('throttled_seconds', 0)} s throttled; {limits}" if pace else "off"
+        lines.append(
+            f"| {run.label} | {run.rows_per_second:,.0f} "
+            f"| {run.rows_per_second / b.rows_per_second:.2f}x "
+            f"| {run.load.p99_ms / ref.p99_ms:.2f}x "
+            f"| {run.load.writes_per_second / ref.writes_per_second:.0%} | {pacing} |"
+        )
+    return lines
+
+
 def plot(results: Results, path: Path) -> None:
     """Rows per second (top) and the app's p99 (bottom), per second since each run began."""
     import matplotlib
@@ -288,6 +330,32 @@ def plot(results: Results, path: Path) -> None:
     bottom.set_ylabel("app write p99 per second (ms, log)\na write still waiting counts its age")
     bottom.set_xlabel("seconds since the run began")
     bottom.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_frontier(results: Results, path: Path) -> None:
+    """Each service run under the app's load as a point: rows/s against app p99."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = results.reference
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for run in (r for r in results.runs if r.label.startswith("S") and r.load):
+        assert run.load is not None
+        x, y = run.load.p99_ms / ref.p99_ms, run.rows_per_second
+        axes.scatter([x], [y], color="tab:red" if run.label == "S2auto" else "tab:blue")
+        axes.annotate(run.label, (x, y), textcoords="offset points", xytext=(6, 4))
+    axes.axvline(P99_OVER_REFERENCE, color="grey", linestyle="--", label="p99 budget (2x alone)")
+    b = results.run("B").rows_per_second
+    axes.axhline(S2AUTO_OVER_B * b, color="grey", linestyle=":", label="0.7x B")
+    axes.set_xlabel("app write p99 during the run, against the app alone")
+    axes.set_ylabel("rows filled per second")
+    axes.set_title("Where pacing settled (S2auto) among fixed choices")
+    axes.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -335,6 +403,7 @@ def write(results: Results, out: Path) -> str:
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps(results.as_dict(), indent=2) + "\n")
     plot(results, out / "throughput-and-latency.png")
+    plot_frontier(results, out / "pacing-frontier.png")
     return text
 
 

@@ -80,6 +80,8 @@ class Run:
     load: LoadReport | None = None
     throughput: list[tuple[float, float]] = field(default_factory=list)
     app_p99: list[tuple[float, float]] = field(default_factory=list)
+    # What health-aware pacing did (S2auto): seconds throttled, batches per limiting signal.
+    pace: dict[str, Any] | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -189,9 +191,18 @@ SAMPLES_SQL = (
 
 
 def service(
-    template: Template, label: str, workers: int, logs: Path, pause_ms: int = 0
+    template: Template,
+    label: str,
+    workers: int,
+    logs: Path,
+    pause_ms: int = 0,
+    pace: bool = False,
 ) -> Callable[[str], Run]:
-    """S: real workers; timed by the job's own start and success timestamps."""
+    """S: real workers; timed by the job's own start and success timestamps.
+
+    Unpaced unless `pace`: the S runs measure the engine itself; S2auto
+    measures what health-aware pacing, left at its defaults, makes of it.
+    """
 
     def run(db: str) -> Run:
         with Workers(db, workers, logs / label) as pool:
@@ -202,6 +213,7 @@ def service(
                 "admin_groups",
                 f"--concurrency={workers}",
                 f"--pause-ms={pause_ms}",
+                f"--pace={'auto' if pace else 'off'}",
                 quiet=True,
                 REDIS_URL=BROKER_URL,
             )
@@ -209,6 +221,7 @@ def service(
         result.method = METHODS.get(label, f"this service, {workers} workers") + (
             f", --pause-ms {pause_ms}" if pause_ms else ""
         )
+        result.pace = pace_of(db) if pace else None
         return result
 
     return run
@@ -242,7 +255,29 @@ METHODS = {
     "S1": "this service, 1 worker",
     "S2": "this service, 2 workers",
     "S4": "this service, 4 workers",
+    "S2auto": "this service, 2 workers, health-aware pacing at its defaults",
 }
+
+
+def pace_of(db: str) -> dict[str, Any]:
+    """What pacing did in the latest job: seconds throttled, and the pause and
+    limiting signal of every batch (the frontier it found)."""
+    with psycopg.connect(url(db)) as conn:
+        job, throttled, baseline = conn.execute(
+            "SELECT id, throttled_seconds, latency_baseline_ms FROM backfill_job "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+        limits = conn.execute(
+            "SELECT coalesce(nullif(\"limit\", ''), 'none'), count(*), avg(pause_ms) "
+            "FROM backfill_sample WHERE job_id = %s GROUP BY 1 ORDER BY 2 DESC",
+            [job],
+        ).fetchall()
+    return {
+        "throttled_seconds": round(float(throttled), 1),
+        "latency_baseline_ms": baseline,
+        "batches_by_limit": {name: int(n) for name, n, _ in limits},
+        "mean_pause_ms_by_limit": {name: round(float(p), 1) for name, _, p in limits},
+    }
 
 
 def under_load(
@@ -281,6 +316,7 @@ def comparison(template: Template, options: argparse.Namespace, logs: Path) -> l
         "S1": service(template, "S1", 1, logs),
         "S2": service(template, "S2", 2, logs),
         "S2p": service(template, "S2p", 2, logs, options.pause_ms),
+        "S2auto": service(template, "S2auto", 2, logs, pace=True),
         "S4": service(template, "S4", 4, logs),
     }
     return measure_all(template, measures, logs, options.rate)

@@ -134,6 +134,7 @@ def service(table: Table, rows: int, logs: Path) -> Callable[[str], "Run"]:
                 "run",
                 table.name,
                 "--concurrency=2",
+                "--pace=off",
                 quiet=True,
                 REDIS_URL=BROKER_URL,
                 DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,

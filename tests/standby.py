@@ -24,8 +24,9 @@ max_wal_senders = 4
 wal_keep_size = '512MB'
 hot_standby = on
 shared_buffers = '64MB'
-fsync = off
 """
+# Tests need no durability; a benchmark measures with it.
+NO_FSYNC = "fsync = off\n"
 
 
 def binaries() -> Path | None:
@@ -66,7 +67,8 @@ class Server:
 
 
 class PrimaryAndStandby:
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable
         bin_dir = binaries()
         assert bin_dir is not None
         self.bin = bin_dir
@@ -138,9 +140,32 @@ class PrimaryAndStandby:
             time.sleep(0.2)
         raise TimeoutError(f"the standby did not stream: {self.standby.log.read_text()[-2000:]}")
 
+    def limit_standby_cpu(self, percent: int) -> bool:
+        """Give the standby's processes `percent` of one CPU (a cgroup v1 CPU quota), as
+        a standby on a smaller machine has: its replay then falls behind a fast writer.
+        False where there is no such cgroup to make."""
+        root = Path("/sys/fs/cgroup/cpu")
+        if not (root / "cgroup.procs").exists():
+            return False
+        self.cgroup = root / self.folder.name
+        self.cgroup.mkdir(exist_ok=True)
+        (self.cgroup / "cpu.cfs_quota_us").write_text(str(percent * 1000))
+        postmaster = (self.standby.data / "postmaster.pid").read_text().split()[0]
+        children = subprocess.run(
+            ["pgrep", "-P", postmaster], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for pid in (postmaster, *children):
+            with contextlib.suppress(OSError):
+                (self.cgroup / "cgroup.procs").write_text(pid)
+        return True
+
     def stop(self) -> None:
         for server in (self.standby, self.primary):
             if (server.data / "postmaster.pid").exists():
                 with contextlib.suppress(subprocess.CalledProcessError):
                     self.pg_ctl(server, "stop")
         shutil.rmtree(self.folder, ignore_errors=True)
+        cgroup = getattr(self, "cgroup", None)
+        if cgroup is not None:
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()

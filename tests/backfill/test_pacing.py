@@ -52,8 +52,14 @@ def test_a_transaction_older_than_its_budget_slows_then_stops():
 
 
 def test_close_to_a_budget_the_pace_holds():
+    near = replace(CALM, latency_ms=1.8)
+    assert steps(near, 3, Pace(300, None, "latency")) == [Pace(300, None, "latency")] * 3
+
+
+def test_replica_lag_close_to_its_budget_already_slows_the_job():
+    """Held steady, a lag that grows would only cross its budget later."""
     near = replace(CALM, replica_lag_seconds=4.5)
-    assert steps(near, 3, Pace(300, None, "replica_lag")) == [Pace(300, None, "replica_lag")] * 3
+    assert [p.pause_ms for p in steps(near, 3, Pace(300))] == [600, 1200, 2400]
 
 
 def test_once_the_signal_clears_the_pause_shrinks_back_to_the_floor_and_the_batch_grows():
