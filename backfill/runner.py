@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import DatabaseError, connection, reset_queries
+from django.db.models import F
 
 from backfill import conf, revert
 from backfill.batch import BatchResult, run_batch
@@ -121,6 +122,7 @@ class SliceWork:
                     log.info("job %s slice %s: paced by %s", *ids(slc), pace.limit)
                     self.retry_in = pace.pause_ms / 1000
                     pacer.waited(self.retry_in)
+                    self.give_back_attempt()
                     return Outcome.PACED
                 result = batch(min(size, pace.batch_cap or size))
             except LeaseLost:
@@ -151,6 +153,15 @@ class SliceWork:
                 time.sleep(pace.pause_ms / 1000)
                 pacer.waited(pace.pause_ms / 1000)
         return Outcome.CONTINUED
+
+    def give_back_attempt(self) -> None:
+        """A delivery handed back before any batch did not fail: it must not count
+        toward the attempts that fail a slice whose worker keeps dying."""
+        if self.attempt_counted:
+            Slice.objects.filter(pk=self.slice_id, lease_owner=self.owner, attempts__gt=0).update(
+                attempts=F("attempts") - 1
+            )
+            self.attempt_counted = False
 
     def batch_for(self, job: Job, pacer: Pacer) -> Callable[[int], BatchResult]:
         """The batch this phase runs: fill while running, undo while reverting."""
