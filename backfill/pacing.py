@@ -38,6 +38,10 @@ MIN_BASELINE_MS = 0.5
 # The first pause when slowing down from none, and the steps back up.
 FIRST_PAUSE_MS = 20
 SPEED_UP_FACTOR = 0.75
+# Under this pressure on every signal (a stop has cleared, say), the pause
+# shrinks four times faster: a stopped job gets going again in a few readings.
+PLENTY = 0.5
+PLENTY_SPEED_UP_FACTOR = 0.25
 SPEED_UP_STEP_MS = 5
 BATCH_GROWTH = 1.25
 
@@ -118,7 +122,7 @@ class Controller:
         if signals.autovacuum:
             # Vacuum is clearing the job's dead rows: let it, without slowing down.
             return replace(pace, pause_ms=self.clamp(pace.pause_ms), limit=AUTOVACUUM)
-        return self.faster(pace)
+        return self.faster(pace, plenty=level < PLENTY)
 
     def slower(self, pace: Pace, limit: str) -> Pace:
         pause = self.clamp(max(2 * pace.pause_ms, FIRST_PAUSE_MS, self.floor_ms + FIRST_PAUSE_MS))
@@ -127,11 +131,12 @@ class Controller:
             cap = max(self.min_batch, (cap or self.max_batch) // 2)
         return Pace(pause, cap, limit)
 
-    def faster(self, pace: Pace) -> Pace:
-        pause = self.clamp(int(pace.pause_ms * SPEED_UP_FACTOR) - SPEED_UP_STEP_MS)
+    def faster(self, pace: Pace, plenty: bool = False) -> Pace:
+        factor = PLENTY_SPEED_UP_FACTOR if plenty else SPEED_UP_FACTOR
+        pause = self.clamp(int(pace.pause_ms * factor) - SPEED_UP_STEP_MS)
         cap = pace.batch_cap
         if cap is not None:
-            grown = int(cap * BATCH_GROWTH) + 1
+            grown = max(self.min_batch, int(cap * BATCH_GROWTH) + 1)
             cap = None if grown >= self.max_batch else grown
         return Pace(pause, cap, "")
 

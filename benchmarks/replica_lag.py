@@ -110,7 +110,6 @@ def measure(
             REDIS_URL=BROKER_URL,
             **env,
         )
-        time.sleep(2)  # the standby's last replay
     rows, started, finished, throttled = job(pair, db)
     lags = [(t - started, lag) for t, lag in sampler.samples if started <= t <= finished]
     values = sorted(lag for _, lag in lags) or [0.0]
@@ -128,6 +127,21 @@ def measure(
         throttled_s=round(throttled, 1),
         lags=[(round(t, 2), round(lag, 2)) for t, lag in lags],
     )
+
+
+def caught_up(pair: PrimaryAndStandby, timeout: float = 900.0) -> None:
+    """Wait until the standby has replayed everything written so far."""
+    deadline = time.monotonic() + timeout
+    with pair.primary.connect() as conn:
+        target = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+        while time.monotonic() < deadline:
+            behind = conn.execute(
+                "SELECT min(replay_lsn) < %s FROM pg_stat_replication", target
+            ).fetchone()
+            if behind is not None and behind[0] is False:
+                return
+            time.sleep(0.5)
+    raise TimeoutError("the standby did not catch up")
 
 
 def run(rows: int, budget: float, standby_cpu: int, logs: Path) -> list[LagRun]:
@@ -150,7 +164,7 @@ def run(rows: int, budget: float, standby_cpu: int, logs: Path) -> list[LagRun]:
             with pair.primary.connect() as conn:
                 conn.execute(f"CREATE DATABASE {db} TEMPLATE lag_template")
             pair.wait_for_streaming()
-            time.sleep(2)  # the copy replayed before the clock starts
+            caught_up(pair)  # the copy of the table replayed before the clock starts
             result = measure(pair, db, label, pace, budget, logs)
             print(
                 f"{label}: {result.rows:,} rows in {result.seconds:.1f} s "

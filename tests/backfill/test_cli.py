@@ -38,6 +38,12 @@ def backfill(*args: str) -> subprocess.CompletedProcess[str]:
         (["pause", "admin_groups"], "has never run"),
         (["status", "--watch"], "needs a backfill name"),
         (["frobnicate"], "invalid choice"),
+        (["start", "admin_groups", "--pace", "sometimes"], "invalid choice: 'sometimes'"),
+        (["start", "admin_groups", "--max-replica-lag", "soon"], "must be a number"),
+        (["start", "admin_groups", "--max-replica-lag=-1s"], "must be zero or a positive"),
+        (["start", "admin_groups", "--max-latency-ratio", "nan"], "must be zero or a positive"),
+        (["start", "admin_groups", "--max-latency-ratio", "1.05"], "must be between 1.1 and 100"),
+        (["start", "admin_groups", "--max-transaction-age", "0.5"], "must be between 1 and 86400"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line_and_changes_nothing(args, message):

@@ -15,7 +15,7 @@ BUDGETS = Budgets(
     latency_ratio=2.0, replica_lag_seconds=5.0, transaction_age_seconds=300, wal_mb_per_second=0
 )
 CONTROLLER = Controller(floor_ms=0, ceiling_ms=5000, min_batch=50, max_batch=20000)
-CALM = Signals(latency_ms=1.0, baseline_ms=1.0, replica_lag_seconds=0.0)
+CALM = Signals(latency_ms=0.8, baseline_ms=1.0, replica_lag_seconds=0.0)
 
 
 def steps(signals: Signals, count: int, pace: Pace | None = None) -> list[Pace]:
@@ -64,11 +64,16 @@ def test_replica_lag_close_to_its_budget_already_slows_the_job():
 
 def test_once_the_signal_clears_the_pause_shrinks_back_to_the_floor_and_the_batch_grows():
     paces = steps(CALM, 30, Pace(5000, 50, "replica_lag"))
-    assert paces[0].pause_ms == 3745
+    assert [p.pause_ms for p in paces[:4]] == [1245, 306, 71, 12]  # plenty of room: fast
     assert all(a.pause_ms >= b.pause_ms for a, b in itertools.pairwise(paces))
     assert paces[-1].pause_ms == 0
     assert paces[-1].batch_cap is None
     assert paces[-1].limit == ""
+
+
+def test_with_some_room_the_pause_shrinks_by_steps():
+    some = replace(CALM, replica_lag_seconds=3.0)  # 0.6 of the budget
+    assert [p.pause_ms for p in steps(some, 3, Pace(1000))] == [745, 553, 409]
 
 
 def test_the_job_pause_is_a_floor_the_controller_never_goes_under():

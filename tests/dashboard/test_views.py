@@ -80,6 +80,11 @@ def test_start_creates_a_job_recorded_with_the_user(staff, local_queue):
         {"batch_size": 100, "concurrency": 1, "pause_ms": -5},
         {"batch_size": 10_000_000, "concurrency": 1, "pause_ms": 0},
         {"concurrency": 1, "pause_ms": 0},
+        {"batch_size": 100, "concurrency": 1, "pause_ms": 0, "replica_lag_seconds": -1},
+        {"batch_size": 100, "concurrency": 1, "pause_ms": 0, "latency_ratio": 1.05},
+        {"batch_size": 100, "concurrency": 1, "pause_ms": 0, "latency_ratio": "nan"},
+        {"batch_size": 100, "concurrency": 1, "pause_ms": 0, "transaction_age_seconds": "inf"},
+        {"batch_size": 100, "concurrency": 1, "pause_ms": 0, "pace": "sometimes"},
     ],
 )
 def test_bad_form_values_are_rejected_with_a_message_and_change_nothing(staff, form):
@@ -87,6 +92,34 @@ def test_bad_form_values_are_rejected_with_a_message_and_change_nothing(staff, f
     assert response.status_code == 400
     assert b"not started" in response.content
     assert not Job.objects.exists()
+
+
+def test_the_start_form_sets_pacing_and_the_job_page_shows_it(staff, local_queue):
+    seed()
+    form = {"batch_size": 500, "concurrency": 1, "pause_ms": 10, "pace": "auto"}
+    form |= {"replica_lag_seconds": 2.5, "latency_ratio": 3, "wal_mb_per_second": 40}
+    assert staff.post("/backfill/start/admin_groups/", form).status_code == 302
+    job = Job.objects.get()
+    assert (job.pace, job.max_replica_lag_seconds, job.max_latency_ratio) == (True, 2.5, 3.0)
+    assert (job.max_wal_mb_per_second, job.max_transaction_age_seconds) == (40.0, 300.0)
+    assert job.latency_baseline_ms is not None
+    assert job.latency_baseline_ms > 0
+    Job.objects.filter(pk=job.pk).update(pace_pause_ms=640, pace_limit="replica_lag")
+    page = staff.get(f"/backfill/jobs/{job.pk}/").content.decode()
+    assert "640 ms pause, limited by replica lag" in page
+    assert 'aria-label="ms pause"' in page
+    status = staff.get(f"/backfill/api/jobs/{job.pk}/").json()
+    assert status["pace"]["limit"] == "replica_lag"
+    assert status["pace"]["budgets"]["replica_lag_seconds"] == 2.5
+
+
+def test_pacing_off_from_the_form(staff, local_queue):
+    seed()
+    form = {"batch_size": 500, "concurrency": 1, "pause_ms": 0, "pace": "off"}
+    assert staff.post("/backfill/start/admin_groups/", form).status_code == 302
+    job = Job.objects.get()
+    assert (job.pace, job.latency_baseline_ms) == (False, None)
+    assert "pacing off" in staff.get(f"/backfill/jobs/{job.pk}/").content.decode()
 
 
 def test_an_unknown_definition_is_rejected(staff):
