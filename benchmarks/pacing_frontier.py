@@ -1,0 +1,65 @@
+"""Where health-aware pacing settles at several latency budgets, under the app's load.
+
+On one seeded table, in one run: the app load alone (the reference), S2
+unpaced, and S2 paced at each `--ratios` latency budget (`--max-latency-ratio`);
+each point is rows/s against the app's p99, the frontier a budget buys.
+
+    python -m benchmarks.pacing_frontier --rows 1000000 --ratios 2,1.5,1.25
+"""
+
+import argparse
+from collections.abc import Callable
+
+from benchmarks import suite
+from benchmarks.databases import drop, manage
+from benchmarks.workers import BROKER_URL, Workers
+
+LOGS = suite.ROOT / "benchmarks" / "logs" / "frontier"
+
+
+def paced(template: suite.Template, label: str, ratio: float) -> Callable[[str], suite.Run]:
+    def run(db: str) -> suite.Run:
+        with Workers(db, 2, LOGS / label) as pool:
+            manage(
+                db,
+                *("backfill", "run", "admin_groups", "--concurrency=2", "--pace=auto"),
+                f"--max-latency-ratio={ratio:g}",
+                quiet=True,
+                REDIS_URL=BROKER_URL,
+            )
+        result = suite.job_run(db, "admin_groups", label, template.rows, pool.peak_mb)
+        result.pace = suite.pace_of(db)
+        return result
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--ratios", default="2,1.5,1.25")
+    options = parser.parse_args()
+    LOGS.mkdir(parents=True, exist_ok=True)
+    template = suite.seed(options.rows)
+    reference = suite.reference(template, 20, LOGS, options.rate)
+    measures = {"S2": suite.service(template, "S2", 2, LOGS)}
+    for ratio in (float(r) for r in options.ratios.split(",")):
+        measures[f"S2auto x{ratio:g}"] = paced(template, f"S2auto-{ratio:g}", ratio)
+    runs = suite.measure_all(template, measures, LOGS, options.rate)
+    drop(template.db)
+    print(f"\nreference p99 {reference.p99_ms:.2f} ms, {reference.writes_per_second:.0f} writes/s")
+    print("| run | rows/s | app p99 vs alone | app writes kept | throttled | batches by limit |")
+    print("|---|---|---|---|---|---|")
+    for run in runs:
+        assert run.load is not None
+        pace = run.pace or {}
+        print(
+            f"| {run.label} | {run.rows_per_second:,.0f} | {run.load.p99_ms / reference.p99_ms:.2f}x "
+            f"| {run.load.writes_per_second / reference.writes_per_second:.0%} "
+            f"| {pace.get('throttled_seconds', '')} | {pace.get('batches_by_limit', '')} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
