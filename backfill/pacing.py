@@ -8,10 +8,11 @@ back. As TCP finds a link's rate: over a budget, the pause doubles (and, when
 the app's commit latency is what suffers, the batch is halved: a smaller
 commit is a shorter WAL flush for the app to queue behind); close to a
 budget, the pace holds; with room, the pause shrinks step by step back to the
-job's own `pause_ms`, the floor. Far over the budget of a signal that only
-gets worse while the job writes (a standby not replaying, a transaction that
-holds back vacuum), the job stops, re-reading the signals at the longest
-pause, until there is room again.
+job's own `pause_ms`, the floor. A signal that only grows while the job
+writes faster than it can recover (a standby's replay lag, a transaction
+that holds back vacuum) slows the job from 80% of its budget, and past the
+budget stops it, re-reading the signals at the longest pause, until there is
+room again: slowing down step by step, the lag would overshoot by seconds.
 
 Pure: no database, no clock. Unit-tested in tests/backfill/test_pacing.py.
 """
@@ -28,10 +29,9 @@ SIGNALS = (LATENCY, REPLICA_LAG, TRANSACTION_AGE, WAL_RATE, AUTOVACUUM)
 # they cannot keep up with: held steady, they only grow.
 STOPPING = frozenset({REPLICA_LAG, TRANSACTION_AGE})
 
-# Pressure (signal / budget) from which the pace holds, and from which a
-# stopping signal stops the job outright.
+# Pressure (signal / budget) from which the pace holds (a stopping signal
+# already slows the job from there, and stops it past its budget).
 HOLD = 0.8
-STOP = 2.0
 # A commit faster than this is not worth slowing for: below it, the probe's
 # own noise (scheduling, the round trip) outweighs what the app feels.
 MIN_BASELINE_MS = 0.5
@@ -112,7 +112,7 @@ class Controller:
         found = pressures(signals, budgets)
         worst = max(found, key=lambda name: found[name], default="")
         level = found.get(worst, 0.0)
-        if worst in STOPPING and level >= STOP:
+        if worst in STOPPING and level > 1.0:
             return Pace(self.ceiling_ms, self.min_batch, worst)
         if level > 1.0 or (worst in STOPPING and level > HOLD):
             # A stopping signal keeps growing at a constant pace: slow before the budget.

@@ -24,10 +24,12 @@ import psycopg
 
 from backfill.health import WalHistory
 from benchmarks.databases import manage
-from benchmarks.workers import BROKER_URL, Workers
+from benchmarks.workers import Workers
 from tests.standby import PrimaryAndStandby
 
 SAMPLE_SECONDS = 0.2
+# A broker database of its own: the suite's workers never see this benchmark's tasks.
+BROKER_URL = "redis://127.0.0.1:6379/13"
 
 
 @dataclass
@@ -100,7 +102,7 @@ def measure(
 ) -> LagRun:
     env = {"DATABASE_URL": pair.primary.url(db)}
     options = [f"--max-replica-lag={budget}"] if pace else []
-    with Workers(db, 2, logs / label, env), LagSampler(pair.primary.url(db)) as sampler:
+    with Workers(db, 2, logs / label, env, BROKER_URL), LagSampler(pair.primary.url(db)) as sampler:
         manage(
             db,
             *("backfill", "run", "admin_groups", "--concurrency=2"),

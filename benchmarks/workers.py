@@ -31,9 +31,14 @@ class Workers:
     """`count` workers of one pool process each, on a broker database of their own."""
 
     def __init__(
-        self, db: str, count: int, logs: Path, extra_env: dict[str, str] | None = None
+        self,
+        db: str,
+        count: int,
+        logs: Path,
+        extra_env: dict[str, str] | None = None,
+        broker: str = BROKER_URL,
     ) -> None:
-        self.db, self.count, self.logs = db, count, logs
+        self.db, self.count, self.logs, self.broker = db, count, logs, broker
         self.extra_env = extra_env or {}
         self.processes: list[subprocess.Popen[bytes]] = []
         self.peak_mb = 0.0
@@ -41,7 +46,7 @@ class Workers:
         self.sampler = threading.Thread(target=self.sample_memory, daemon=True)
 
     def __enter__(self) -> "Workers":
-        redis.Redis.from_url(BROKER_URL).flushdb()
+        redis.Redis.from_url(self.broker).flushdb()
         self.logs.mkdir(parents=True, exist_ok=True)
         for number in range(self.count):
             self.processes.append(self.start(number))
@@ -58,7 +63,7 @@ class Workers:
                 *("--without-gossip", "--without-mingle", "-l", "INFO"),
             ],
             cwd=ROOT,
-            env=env_for(self.db, REDIS_URL=BROKER_URL, **self.extra_env),
+            env=env_for(self.db, REDIS_URL=self.broker, **self.extra_env),
             stdout=self.log(number).open("w"),
             stderr=subprocess.STDOUT,
         )
