@@ -11,10 +11,10 @@ import argparse
 from collections.abc import Callable
 
 from benchmarks import suite
-from benchmarks.databases import drop, manage
+from benchmarks.databases import ROOT, drop, manage
 from benchmarks.workers import BROKER_URL, Workers
 
-LOGS = suite.ROOT / "benchmarks" / "logs" / "frontier"
+LOGS = ROOT / "benchmarks" / "logs" / "frontier"
 
 
 def paced(template: suite.Template, label: str, ratio: float) -> Callable[[str], suite.Run]:
