@@ -10,8 +10,8 @@ commit is a shorter WAL flush for the app to queue behind); close to a
 budget, the pace holds; with room, the pause shrinks step by step back to the
 job's own `pause_ms`, the floor. A signal that only grows while the job
 writes faster than it can recover (a standby's replay lag, a transaction
-that holds back vacuum) slows the job from 80% of its budget, and past the
-budget stops it, re-reading the signals at the longest pause, until there is
+that holds back vacuum) slows the job from half its budget, and from 80%
+stops it, re-reading the signals at the longest pause, until there is
 room again: slowing down step by step, the lag would overshoot by seconds.
 
 Pure: no database, no clock. Unit-tested in tests/backfill/test_pacing.py.
@@ -29,8 +29,10 @@ SIGNALS = (LATENCY, REPLICA_LAG, TRANSACTION_AGE, WAL_RATE, AUTOVACUUM)
 # they cannot keep up with: held steady, they only grow.
 STOPPING = frozenset({REPLICA_LAG, TRANSACTION_AGE})
 
-# Pressure (signal / budget) from which the pace holds (a stopping signal
-# already slows the job from there, and stops it past its budget).
+# Pressure (signal / budget) from which the pace holds; a stopping signal
+# slows the job from half its budget and stops it from here: a standby's
+# backlog keeps ageing while it drains, so its lag goes on growing for a
+# while after the job stops writing.
 HOLD = 0.8
 # A commit faster than this is not worth slowing for: below it, the probe's
 # own noise (scheduling, the round trip) outweighs what the app feels.
@@ -112,9 +114,9 @@ class Controller:
         found = pressures(signals, budgets)
         worst = max(found, key=lambda name: found[name], default="")
         level = found.get(worst, 0.0)
-        if worst in STOPPING and level > 1.0:
+        if worst in STOPPING and level > HOLD:
             return Pace(self.ceiling_ms, self.min_batch, worst)
-        if level > 1.0 or (worst in STOPPING and level > HOLD):
+        if level > 1.0 or (worst in STOPPING and level > PLENTY):
             # A stopping signal keeps growing at a constant pace: slow before the budget.
             return self.slower(pace, worst)
         if level > HOLD:

@@ -39,15 +39,15 @@ def test_a_slow_commit_doubles_the_pause_and_halves_the_batch():
     assert {p.limit for p in paces} == {"latency"}
 
 
-def test_replica_lag_over_its_budget_stops_the_job_at_once():
-    lagging = replace(CALM, replica_lag_seconds=5.5)
+def test_replica_lag_close_to_its_budget_stops_the_job_at_once():
+    lagging = replace(CALM, replica_lag_seconds=4.1)
     assert steps(lagging, 1) == [Pace(5000, 50, "replica_lag")]
 
 
-def test_a_transaction_close_to_its_budget_slows_and_past_it_stops():
-    old = replace(CALM, transaction_age_seconds=270)
+def test_a_transaction_past_half_its_budget_slows_and_close_to_it_stops():
+    old = replace(CALM, transaction_age_seconds=200)
     assert steps(old, 1)[0] == Pace(20, None, "transaction_age")
-    older = replace(CALM, transaction_age_seconds=301)
+    older = replace(CALM, transaction_age_seconds=250)
     assert steps(older, 1)[0].pause_ms == 5000
 
 
@@ -56,9 +56,9 @@ def test_close_to_a_budget_the_pace_holds():
     assert steps(near, 3, Pace(300, None, "latency")) == [Pace(300, None, "latency")] * 3
 
 
-def test_replica_lag_close_to_its_budget_already_slows_the_job():
+def test_replica_lag_past_half_its_budget_already_slows_the_job():
     """Held steady, a lag that grows would only cross its budget later."""
-    near = replace(CALM, replica_lag_seconds=4.5)
+    near = replace(CALM, replica_lag_seconds=3.0)
     assert [p.pause_ms for p in steps(near, 3, Pace(300))] == [600, 1200, 2400]
 
 
@@ -72,7 +72,7 @@ def test_once_the_signal_clears_the_pause_shrinks_back_to_the_floor_and_the_batc
 
 
 def test_with_some_room_the_pause_shrinks_by_steps():
-    some = replace(CALM, replica_lag_seconds=3.0)  # 0.6 of the budget
+    some = replace(CALM, latency_ms=1.2)  # 0.6 of the budget
     assert [p.pause_ms for p in steps(some, 3, Pace(1000))] == [745, 553, 409]
 
 
