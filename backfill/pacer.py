@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 
+from django.db import transaction
 from django.db.models import F
 
 from backfill import conf, health
@@ -78,9 +79,24 @@ class Pacer:
         self.throttled += max(0.0, seconds - floor)
 
     def save(self) -> None:
-        Job.objects.filter(pk=self.job_id).update(
-            pace_pause_ms=self.pace.pause_ms,
-            pace_limit=self.pace.limit,
-            throttled_seconds=F("throttled_seconds") + self.throttled,
-        )
+        """Show the pace on the job's row, unless someone holds the row right now.
+
+        The scheduler holds it while it splits a share, waiting for that
+        share's batch: a worker must never queue behind that, so the row is
+        skipped when locked and the seconds throttled wait for the next save.
+        With pacing off there is nothing to show.
+        """
+        if self.controller is None:
+            return
+        with transaction.atomic():
+            free = Job.objects.select_for_update(no_key=True, skip_locked=True).filter(
+                pk=self.job_id
+            )
+            if not list(free.values_list("pk", flat=True)):
+                return
+            Job.objects.filter(pk=self.job_id).update(
+                pace_pause_ms=self.pace.pause_ms,
+                pace_limit=self.pace.limit,
+                throttled_seconds=F("throttled_seconds") + self.throttled,
+            )
         self.throttled = 0.0

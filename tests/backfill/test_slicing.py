@@ -109,13 +109,16 @@ WHERE datname = current_database() AND wait_event_type = 'Lock'
 """
 
 
-def test_a_batch_never_waits_for_the_scheduler_holding_the_job(seed, local_queue):
+@pytest.mark.parametrize("pace", [False, True], ids=["unpaced", "paced"])
+def test_a_batch_never_waits_for_the_scheduler_holding_the_job(seed, local_queue, pace):
     """The scheduler locks the job row while it splits a share (and waits for that
     share's batch); meanwhile every other batch inserts a sample, whose foreign
     key check takes a KEY SHARE lock on the same job row. FOR UPDATE would make
-    those batches wait, and give up after their lock timeout."""
+    those batches wait, and give up after their lock timeout; and a worker
+    showing its pace on the job row must not queue behind the scheduler either."""
     seed(6_000, hot_share=0.3)
-    service.start("admin_groups", "test", JobOptions.build(batch_size=100, concurrency=3))
+    options = JobOptions.build(batch_size=100, concurrency=3, pace=pace)
+    service.start("admin_groups", "test", options)
     popped = [local_queue.pop() for _ in range(3)]
     # The share with "My Company" has the most rows ahead: the one to split.
     second = max(popped, key=lambda pk: Slice.objects.get(pk=pk).rows_expected)
