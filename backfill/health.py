@@ -1,9 +1,16 @@
 """What the database suffers from right now, read between batches for the pacing controller.
 
-One round trip for the catalog signals, and a few tiny write transactions
-timed end to end: a commit that must flush WAL, as every write of the app
-does, so that the probe queues where the app queues (behind the backfill's
-WAL, on the same disk, under the same synchronous standbys).
+One round trip for the catalog signals, and tiny write transactions timed
+end to end: a commit that must flush WAL, as every write of the app does, so
+that the probe queues where the app queues (behind the backfill's WAL, on
+the same disk and CPUs, under the same synchronous standbys).
+
+The commits are timed by a `LatencyProbe` on a connection of its own, every
+few tens of milliseconds *while the batches run*: timed only between this
+worker's batches, a probe never sees the moments the app suffers most, when
+every worker is inside a batch at once (on a small machine, all its cores
+busy). What the controller reads is the slow end of those timings (their
+90th percentile), against a baseline taken the same way.
 
 Replica lag is measured from this process' own record of where the WAL was
 and when: the standby's replay position is compared with it, so a standby
@@ -13,20 +20,31 @@ that stops replaying shows a lag that grows by the second (PostgreSQL's own
 without it the signal is unknown and the controller goes by the others.
 """
 
+import logging
 import statistics
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from psycopg import sql
 
-from backfill.pacing import Signals
+from backfill.pacing import Signals, tail
+
+logger = logging.getLogger(__name__)
 
 # How much WAL position history a process keeps: lag beyond it reads as this long.
 HISTORY_SECONDS = 600.0
 WAL_RATE_WINDOW_SECONDS = 5.0
+# How often a probe commits while a job's batches run; how far back a reading
+# looks (one slow second on a shared machine is noise, three are pressure);
+# how many timings a reading needs before its tail says more than one commit.
+PROBE_SPACING_SECONDS = 0.05
+PROBE_WINDOW_SECONDS = 3.0
+MIN_PROBE_SAMPLES = 5
+BASELINE_PROBES = 60
 
 SIGNALS_SQL = """
 SELECT pg_current_wal_lsn() - '0/0'::pg_lsn,
@@ -78,9 +96,12 @@ class WalHistory:
 _history = WalHistory()
 
 
-def read(table: str, probes: int = 3, history: WalHistory = _history) -> Signals:
-    """The signals now (the latency baseline is the job's, added by the caller)."""
-    latency = commit_latency_ms(probes)
+def read(table: str, latency_ms: float | None = None, history: WalHistory = _history) -> Signals:
+    """The signals now (the latency baseline is the job's, added by the caller).
+
+    `latency_ms` is a probe's reading; without one, a few commits are timed now.
+    """
+    latency = latency_ms if latency_ms is not None else commit_latency_ms(3)
     with connection.cursor() as cursor:
         cursor.execute(SIGNALS_SQL, [sql.Identifier(table).as_string()])
         lsn, replayed, replay_lag, transaction_age, autovacuum = cursor.fetchone()
@@ -120,3 +141,76 @@ def commit_latency_ms(probes: int = 3) -> float:
             cursor.execute("SELECT txid_current()")
         timings.append((time.perf_counter() - started) * 1000)
     return statistics.median(timings)
+
+
+def baseline_ms(probes: int = BASELINE_PROBES, spacing: float = PROBE_SPACING_SECONDS) -> float:
+    """The tail of commits timed as a `LatencyProbe` times them, spaced out the same way.
+
+    Taken while the job writes nothing; back to back, commits would find the
+    backend awake and its pages cached, and read faster than the probe's. As
+    many as a reading's window holds: the tail of twenty commits is the
+    second slowest, and on a shared machine too often a lucky one.
+    """
+    timings = []
+    for _ in range(max(MIN_PROBE_SAMPLES, probes)):
+        timings.append(commit_latency_ms(1))
+        time.sleep(spacing)
+    return tail(timings)
+
+
+class LatencyProbe(threading.Thread):
+    """Times a tiny commit every `spacing` seconds, on its own connection, until stopped.
+
+    A thread has a Django connection of its own, closed when it stops. A
+    failed probe is skipped (the database may be restarting; the batches will
+    notice): pacing then goes by the other signals and by commits timed
+    between batches.
+    """
+
+    def __init__(
+        self, spacing: float = PROBE_SPACING_SECONDS, window: float = PROBE_WINDOW_SECONDS
+    ) -> None:
+        super().__init__(name="backfill-latency-probe", daemon=True)
+        self.spacing = spacing
+        self.window = window
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.timings: deque[tuple[float, float]] = deque()  # (monotonic seconds, ms)
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.wait(self.spacing):
+                self.probe()
+        finally:
+            connection.close()
+
+    def probe(self) -> None:
+        try:
+            timing = commit_latency_ms(1)
+        except DatabaseError as exc:
+            logger.debug("latency probe failed: %s", exc)
+            connection.close()
+            return
+        with self.lock:
+            self.timings.append((time.monotonic(), timing))
+
+    def reading(self) -> float | None:
+        """The tail of the commits timed in the last `window` seconds; None if too few."""
+        oldest = time.monotonic() - self.window
+        with self.lock:
+            while self.timings and self.timings[0][0] < oldest:
+                self.timings.popleft()
+            timings = [timing for _, timing in self.timings]
+        return tail(timings) if len(timings) >= MIN_PROBE_SAMPLES else None
+
+    def forget(self) -> None:
+        """Drop the timings so far: the job has just slowed down, and they are
+        what made it; read again, they would slow it down once more for the
+        same pressure (as TCP halves its window once per round trip)."""
+        with self.lock:
+            self.timings.clear()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.ident is not None:  # started
+            self.join(timeout=5)

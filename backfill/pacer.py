@@ -6,12 +6,13 @@ job stopped by a signal looks before it writes), keeps the job's row up to
 date for people (the pause, the signal limiting it, seconds throttled) and
 carries the pace from one task of the job to the next through that row. Each
 worker steers on its own readings: like TCP's senders, they share the room
-without talking to each other.
+without talking to each other. While a paced task runs, a `LatencyProbe`
+times commits beside its batches; it is stopped when the task ends.
 """
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from django.db import transaction
 from django.db.models import F
@@ -35,6 +36,7 @@ class Pacer:
     interval: float
     next_read: float = 0.0
     throttled: float = 0.0  # seconds, not yet added to the job's row
+    probe: health.LatencyProbe | None = field(default=None, repr=False)
 
     @classmethod
     def for_job(cls, job: Job, table: str, limits: BatchLimits) -> "Pacer":
@@ -59,9 +61,15 @@ class Pacer:
         if self.controller is None or now < self.next_read:
             return self.pace
         self.next_read = now + self.interval
-        signals = replace(health.read(self.table), baseline_ms=self.baseline_ms)
+        if self.probe is None:
+            self.probe = health.LatencyProbe()
+            self.probe.start()
+        latency = self.probe.reading()
+        signals = replace(health.read(self.table, latency), baseline_ms=self.baseline_ms)
         previous = self.pace
         self.pace = self.controller.next(previous, signals, self.budgets)
+        if self.pace.pause_ms > previous.pause_ms:
+            self.probe.forget()
         if self.pace.limit != previous.limit:
             logger.info(
                 "job %s: pace %s ms, limited by %s (%s)",
@@ -77,6 +85,13 @@ class Pacer:
         """Seconds spent waiting for the pace, beyond the job's own pause."""
         floor = self.controller.floor_ms / 1000 if self.controller else seconds
         self.throttled += max(0.0, seconds - floor)
+
+    def close(self) -> None:
+        """Stop the probe (and close its connection) and show the last pace."""
+        if self.probe is not None:
+            self.probe.stop()
+            self.probe = None
+        self.save()
 
     def save(self) -> None:
         """Show the pace on the job's row, unless someone holds the row right now.

@@ -17,6 +17,8 @@ room again: slowing down step by step, the lag would overshoot by seconds.
 Pure: no database, no clock. Unit-tested in tests/backfill/test_pacing.py.
 """
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 LATENCY = "latency"
@@ -46,6 +48,9 @@ PLENTY = 0.5
 PLENTY_SPEED_UP_FACTOR = 0.25
 SPEED_UP_STEP_MS = 5
 BATCH_GROWTH = 1.25
+# Which commit of a reading stands for the app's latency: the slow end, since
+# the app's slowest writes are what a backfill makes worse first.
+TAIL_QUANTILE = 0.9
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,14 @@ class Pace:
     batch_cap: int | None = None
     # The signal holding the pace back now; "" when nothing does.
     limit: str = ""
+
+
+def tail(timings: Sequence[float]) -> float:
+    """The TAIL_QUANTILE of the timings (nearest rank, so one outlier in ten is ignored)."""
+    if not timings:
+        raise ValueError("no timings")
+    ordered = sorted(timings)
+    return ordered[max(0, math.ceil(TAIL_QUANTILE * len(ordered)) - 1)]
 
 
 def pressures(signals: Signals, budgets: Budgets) -> dict[str, float]:

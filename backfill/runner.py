@@ -100,7 +100,7 @@ class SliceWork:
         try:
             return self.batches(slc, pacer, log)
         finally:
-            pacer.save()
+            pacer.close()
 
     def batches(self, slc: Slice, pacer: Pacer, log: Log) -> Outcome:
         phase = slc.job.status

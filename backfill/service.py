@@ -27,9 +27,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["JobOptions"]
 
-# Commits timed for a job's latency baseline (their median is kept).
-BASELINE_PROBES = 7
-
 
 def key_range(definition: Definition) -> tuple[str | None, str | None]:
     """The table's lowest and highest keys, by the key index, for any key type."""
@@ -112,8 +109,10 @@ def pause(name: str, actor: str) -> Job:
 
 def resume(name: str, actor: str) -> Job:
     dispatch.ready()
-    baseline = latency_baseline()  # the job is paused: what the app alone gets now
-    job = transition(latest_job(name), Action.RESUME, actor)
+    paused = latest_job(name)
+    # The job is paused: what the app alone gets now.
+    baseline = latency_baseline() if paused.pace else paused.latency_baseline_ms
+    job = transition(paused, Action.RESUME, actor)
     Job.objects.filter(pk=job.pk).update(latency_baseline_ms=baseline)
     scheduler.fill_slots(job.pk)
     return job
@@ -121,7 +120,7 @@ def resume(name: str, actor: str) -> Job:
 
 def latency_baseline() -> float:
     """The commit latency pacing compares against, taken while this job writes nothing."""
-    return health.commit_latency_ms(BASELINE_PROBES)
+    return health.baseline_ms()
 
 
 def cancel(name: str, actor: str) -> Job:
@@ -134,9 +133,10 @@ def cancel(name: str, actor: str) -> Job:
 def retry(name: str, actor: str) -> Job:
     """Resume a failed job from its slices' cursors, budgets reset."""
     dispatch.ready()
-    baseline = latency_baseline()
+    failed = latest_job(name)
+    baseline = latency_baseline() if failed.pace else failed.latency_baseline_ms
     with transaction.atomic():
-        job = transition(latest_job(name), Action.RETRY, actor)
+        job = transition(failed, Action.RETRY, actor)
         Slice.objects.filter(job=job).failed().reopen()
         Job.objects.filter(pk=job.pk).update(latency_baseline_ms=baseline)
     scheduler.fill_slots(job.pk)

@@ -161,3 +161,16 @@ def test_wal_rate_over_the_last_seconds():
     history.add(2.0, 10_000_000)
     assert history.rate_mb_per_second(now=2.0) == pytest.approx(5.0)
     assert history.rate_mb_per_second(now=60.0) is None  # nothing recent
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e4), min_size=1, max_size=200))
+def test_the_tail_is_a_timing_with_at_most_one_in_ten_slower(timings):
+    found = pacing.tail(timings)
+    assert found in timings
+    assert sum(t > found for t in timings) <= len(timings) // 10
+    assert sum(t >= found for t in timings) >= 1
+
+
+def test_the_tail_ignores_one_outlier_in_ten_but_not_two():
+    assert pacing.tail([1.0] * 9 + [50.0]) == 1.0
+    assert pacing.tail([1.0] * 8 + [50.0, 60.0]) == 50.0

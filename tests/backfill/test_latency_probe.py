@@ -1,0 +1,85 @@
+"""Commit latency timed beside the batches, on a connection of the probe's own."""
+
+import time
+
+import pytest
+from django.db import connection
+
+from backfill import health
+from backfill.pacer import Pacer
+from backfill.pacing import Budgets, Controller, Pace
+from organizations.models import Organization
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def sessions() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def eventually(check, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_probe_times_commits_until_stopped_then_closes_its_connection():
+    before = sessions()
+    probe = health.LatencyProbe(spacing=0.01)
+    probe.start()
+    assert eventually(lambda: sessions() == before + 1)
+    time.sleep(0.3)
+    reading = probe.reading()
+    assert reading is not None
+    assert 0 < reading < 1000
+    probe.forget()
+    assert probe.reading() is None
+    probe.stop()
+    assert not probe.is_alive()
+    assert eventually(lambda: sessions() == before)
+
+
+def test_the_pacer_slows_for_commits_the_probe_timed_while_the_batches_ran():
+    """Between batches the database is quick: only the probe saw the slow commits."""
+    probe = health.LatencyProbe()
+    now = time.monotonic()
+    # Twelve times the baseline, while the batches ran; and one from before the window.
+    probe.timings.extend([(now - 10, 0.1)] + [(now, 12.0)] * 10)
+    pacer = Pacer(
+        job_id=0,
+        table=Organization._meta.db_table,
+        controller=Controller(floor_ms=0, ceiling_ms=5000, min_batch=50, max_batch=20000),
+        budgets=Budgets(
+            latency_ratio=2, replica_lag_seconds=5, transaction_age_seconds=300, wal_mb_per_second=0
+        ),
+        baseline_ms=1.0,
+        pace=Pace(),
+        interval=0,
+        probe=probe,
+    )
+    pace = pacer.current()
+    assert (pace.limit, pace.pause_ms, pace.batch_cap) == ("latency", 20, 10000)
+    assert not probe.timings  # they made the job slow down: they must not do it twice
+    pacer.close()
+    assert pacer.probe is None
+
+
+def test_a_reading_is_the_slow_end_of_the_window_only():
+    probe = health.LatencyProbe(window=3)
+    now = time.monotonic()
+    probe.timings.extend([(now - 5, 40.0)] * 10 + [(now, 1.0)] * 18 + [(now, 9.0)] * 2)
+    assert probe.reading() == 1.0  # one commit in ten may be slow; older ones are gone
+    probe.timings.extend([(now, 9.0)] * 2)
+    assert probe.reading() == 9.0
+
+
+def test_a_baseline_is_the_slow_end_of_commits_spaced_as_the_probe_spaces_them():
+    started = time.monotonic()
+    baseline = health.baseline_ms(probes=10, spacing=0.02)
+    assert time.monotonic() - started >= 10 * 0.02
+    assert 0 < baseline < 1000
