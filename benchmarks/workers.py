@@ -1,4 +1,10 @@
-"""Real Celery worker processes for a benchmark run, with their peak memory sampled."""
+"""Real Celery worker processes for a benchmark run, with their peak memory sampled.
+
+With them runs Celery beat, as in a deployment: its sweep dispatches a slice
+handed back for later (paced, or waiting on rows another transaction holds)
+when no other slice's hand-over comes to do it. Its memory is not a
+worker's, and is not counted.
+"""
 
 import subprocess
 import sys
@@ -41,6 +47,7 @@ class Workers:
         self.db, self.count, self.logs, self.broker = db, count, logs, broker
         self.extra_env = extra_env or {}
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.beat: subprocess.Popen[bytes] | None = None
         self.peak_mb = 0.0
         self.stopping = threading.Event()
         self.sampler = threading.Thread(target=self.sample_memory, daemon=True)
@@ -52,8 +59,21 @@ class Workers:
             self.processes.append(self.start(number))
         for number in range(self.count):
             self.wait_until_ready(number)
+        self.beat = self.start_beat()
         self.sampler.start()
         return self
+
+    def start_beat(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "project", "beat", "-l", "INFO"),
+                *("-s", str(self.logs / "celerybeat-schedule")),
+            ],
+            cwd=ROOT,
+            env=env_for(self.db, REDIS_URL=self.broker, **self.extra_env),
+            stdout=(self.logs / "beat.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
 
     def start(self, number: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -92,7 +112,8 @@ class Workers:
     ) -> None:
         self.stopping.set()
         self.sampler.join()
-        for process in self.processes:
+        everything = [*self.processes, *([self.beat] if self.beat else [])]
+        for process in everything:
             process.terminate()
-        for process in self.processes:
+        for process in everything:
             process.wait(timeout=60)
