@@ -1,8 +1,9 @@
 """Where health-aware pacing settles at several latency budgets, under the app's load.
 
-On one seeded table, in one run: the app load alone (the reference), S2
-unpaced, and S2 paced at each `--ratios` latency budget (`--max-latency-ratio`);
-each point is rows/s against the app's p99, the frontier a budget buys.
+On one seeded table, in one run: the app load alone (the reference), B (one
+set-based pass, what rows/s are weighed against), S1 and S2 unpaced, and S2
+paced at each `--ratios` latency budget (`--max-latency-ratio`); each point is
+rows/s against the app's p99, the frontier a budget buys.
 
     python -m benchmarks.pacing_frontier --rows 1000000 --ratios 2,1.5,1.25
 """
@@ -43,19 +44,28 @@ def main() -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     template = suite.seed(options.rows)
     reference = suite.reference(template, 20, LOGS, options.rate)
-    measures = {"S2": suite.service(template, "S2", 2, LOGS)}
+    measures = {
+        "B": suite.one_pass(template, "B", "set-based", 0),
+        "S1": suite.service(template, "S1", 1, LOGS),
+        "S2": suite.service(template, "S2", 2, LOGS),
+    }
     for ratio in (float(r) for r in options.ratios.split(",")):
         measures[f"S2auto x{ratio:g}"] = paced(template, f"S2auto-{ratio:g}", ratio)
     runs = suite.measure_all(template, measures, LOGS, options.rate)
     drop(template.db)
+    b = next(run for run in runs if run.label == "B")
     print(f"\nreference p99 {reference.p99_ms:.2f} ms, {reference.writes_per_second:.0f} writes/s")
-    print("| run | rows/s | app p99 vs alone | app writes kept | throttled | batches by limit |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| run | rows/s | vs B | app p99 vs alone | app writes kept | throttled | batches by limit |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for run in runs:
         assert run.load is not None
         pace = run.pace or {}
         print(
-            f"| {run.label} | {run.rows_per_second:,.0f} | {run.load.p99_ms / reference.p99_ms:.2f}x "
+            f"| {run.label} | {run.rows_per_second:,.0f} "
+            f"| {run.rows_per_second / b.rows_per_second:.2f}x "
+            f"| {run.load.p99_ms / reference.p99_ms:.2f}x "
             f"| {run.load.writes_per_second / reference.writes_per_second:.0%} "
             f"| {pace.get('throttled_seconds', '')} | {pace.get('batches_by_limit', '')} |"
         )
