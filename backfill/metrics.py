@@ -71,6 +71,11 @@ class BackfillCollector(Collector):
             "1 for the signal limiting the job's pace now (none: nothing does).",
             labels=[*labels, "signal"],
         )
+        writing = GaugeMetricFamily(
+            "backfill_job_pace_workers",
+            "Workers the job may have writing at once (below its concurrency: latency shed some).",
+            labels=labels,
+        )
         throttled = CounterMetricFamily(
             "backfill_job_throttled_seconds",
             "Seconds the workers waited for the database's health, beyond the job's pause.",
@@ -93,6 +98,7 @@ class BackfillCollector(Collector):
                 current = progress.pace["limit"] or "none"
                 limited.add_metric([*values, signal], 1.0 if current == signal else 0.0)
             throttled.add_metric(values, progress.pace["throttled_seconds"])
+            writing.add_metric(values, progress.pace["workers_writing"])
             for choice in JobStatus:
                 status.add_metric([*values, choice.value], 1.0 if job.status == choice else 0.0)
             failed.add_metric(
@@ -106,6 +112,7 @@ class BackfillCollector(Collector):
             buckets.append(("+Inf", len(durations)))
             duration.add_metric(values, buckets, sum(durations))
         yield from (done, remaining, rate, status, failed, timeouts, pause, limited, throttled)
+        yield writing
         yield duration
 
 

@@ -50,6 +50,8 @@ class Job(models.Model):
     pace_pause_ms = models.PositiveIntegerField(default=0)
     pace_limit = models.CharField(max_length=30, blank=True)
     throttled_seconds = models.FloatField(default=0.0)
+    # Workers that may write at once while latency has shed some; None: all of `concurrency`.
+    pace_workers = models.PositiveIntegerField(null=True)
     rows_total_is_estimate = models.BooleanField(default=True)
     context = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
@@ -80,6 +82,11 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def workers_writing(self) -> int:
+        """How many of the job's workers may write at once now (pacing may have shed some)."""
+        return min(self.concurrency, self.pace_workers or self.concurrency)
 
     @property
     def budgets(self) -> Budgets:

@@ -8,19 +8,26 @@ carries the pace from one task of the job to the next through that row. Each
 worker steers on its own readings: like TCP's senders, they share the room
 without talking to each other. While a paced task runs, a `LatencyProbe`
 times commits beside its batches; it is stopped when the task ends.
+
+Shedding a worker for latency (pacing.sheds_worker) goes through the job's
+row too: `pace_workers` is lowered, the worker hands its slice back
+(`shed`), and the scheduler dispatches no more slices than that until a
+worker with plenty of room raises it again; the next hand-over or sweep
+then brings the worker back.
 """
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from django.db import transaction
 from django.db.models import F
 
-from backfill import conf, health
+from backfill import conf, health, pacing
 from backfill.conf import BatchLimits
 from backfill.models import Job
-from backfill.pacing import Budgets, Controller, Pace
+from backfill.pacing import Budgets, Controller, Pace, Signals
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +44,8 @@ class Pacer:
     next_read: float = 0.0
     throttled: float = 0.0  # seconds, not yet added to the job's row
     probe: health.LatencyProbe | None = field(default=None, repr=False)
+    calm_readings: int = 0  # readings in a row with plenty of room
+    shed: bool = False  # this worker stepped back for latency: hand the slice back
 
     @classmethod
     def for_job(cls, job: Job, table: str, limits: BatchLimits) -> "Pacer":
@@ -70,6 +79,10 @@ class Pacer:
         self.pace = self.controller.next(previous, signals, self.budgets)
         if self.pace.pause_ms > previous.pause_ms:
             self.probe.forget()
+            if self.shed_worker(previous):
+                self.pace = previous  # the workers left go on at their pace
+                return self.pace
+        self.take_back_worker(signals)
         if self.pace.limit != previous.limit:
             logger.info(
                 "job %s: pace %s ms, limited by %s (%s)",
@@ -80,6 +93,51 @@ class Pacer:
             )
         self.save()
         return self.pace
+
+    def shed_worker(self, previous: Pace) -> bool:
+        """Lower the workers the job may have writing, this one leaving, if the rule says so."""
+
+        def shed(job: Job) -> dict[str, object] | None:
+            if not pacing.sheds_worker(previous, self.pace, job.workers_writing):
+                return None
+            return {"pace_workers": job.workers_writing - 1}
+
+        self.shed = self.update_free_row(shed)
+        if self.shed:
+            logger.info("job %s: one worker fewer for latency", self.job_id)
+        return self.shed
+
+    def take_back_worker(self, signals: Signals) -> None:
+        """After readings in a row with plenty of room, let one more worker write."""
+        plenty = pacing.room_is_plenty(signals, self.budgets)
+        self.calm_readings = self.calm_readings + 1 if plenty else 0
+        if self.calm_readings < pacing.CALM_READINGS_TO_ADD_WORKER:
+            return
+
+        def add(job: Job) -> dict[str, object] | None:
+            writing = job.workers_writing
+            if not pacing.adds_worker(self.calm_readings, writing, job.concurrency):
+                return None
+            return {"pace_workers": None if writing + 1 >= job.concurrency else writing + 1}
+
+        if self.update_free_row(add):
+            logger.info("job %s: one worker more, the room has lasted", self.job_id)
+        self.calm_readings = 0
+
+    def update_free_row(self, change: Callable[[Job], dict[str, object] | None]) -> bool:
+        """Apply `change` to the job's row unless someone holds it (see `save`)."""
+        with transaction.atomic():
+            job = (
+                Job.objects.select_for_update(no_key=True, skip_locked=True)
+                .filter(pk=self.job_id)
+                .only("concurrency", "pace_workers")
+                .first()
+            )
+            fields = change(job) if job is not None else None
+            if not fields:
+                return False
+            Job.objects.filter(pk=self.job_id).update(**fields)
+        return True
 
     def waited(self, seconds: float) -> None:
         """Seconds spent waiting for the pace, beyond the job's own pause."""

@@ -14,6 +14,14 @@ that holds back vacuum) slows the job from half its budget, and from 80%
 stops it, re-reading the signals at the longest pause, until there is
 room again: slowing down step by step, the lag would overshoot by seconds.
 
+Latency has a second lever, used first: the number of workers writing at
+once. Over its budget, a job with more than one worker writing sheds one
+instead of pausing them all; only its last worker is paced. On a database
+whose CPUs the batches keep busy, each batch holds a core: two workers half
+paused still meet inside a batch, both cores taken, where one at full speed
+leaves a core to the app. The worker comes back after a few readings in a
+row with plenty of room.
+
 Pure: no database, no clock. Unit-tested in tests/backfill/test_pacing.py.
 """
 
@@ -48,6 +56,9 @@ PLENTY = 0.5
 PLENTY_SPEED_UP_FACTOR = 0.25
 SPEED_UP_STEP_MS = 5
 BATCH_GROWTH = 1.25
+# Readings in a row with every signal under PLENTY before a job that shed a
+# worker takes it back: a worker is a big step up, so the room must last.
+CALM_READINGS_TO_ADD_WORKER = 5
 # Which commit of a reading stands for the app's latency: the slow end, since
 # the app's slowest writes are what a backfill makes worse first.
 TAIL_QUANTILE = 0.9
@@ -111,6 +122,22 @@ def pressures(signals: Signals, budgets: Budgets) -> dict[str, float]:
         if value is not None and budget > 0:
             found[name] = value / budget
     return found
+
+
+def room_is_plenty(signals: Signals, budgets: Budgets) -> bool:
+    """Every signal under PLENTY of its budget, and no vacuum on the table."""
+    found = pressures(signals, budgets)
+    return not signals.autovacuum and max(found.values(), default=0.0) < PLENTY
+
+
+def sheds_worker(before: Pace, after: Pace, writing: int) -> bool:
+    """Slowed down for latency with other workers writing: one stops instead."""
+    return after.limit == LATENCY and after.pause_ms > before.pause_ms and writing > 1
+
+
+def adds_worker(calm_readings: int, writing: int, concurrency: int) -> bool:
+    """A worker shed for latency comes back once the room has lasted."""
+    return writing < concurrency and calm_readings >= CALM_READINGS_TO_ADD_WORKER
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,8 @@ def pace_of(job: Job) -> dict[str, Any]:
         "limit": job.pace_limit if job.pace else "",
         "limit_label": job.pace_limit.replace("_", " ") if job.pace else "",
         "throttled_seconds": round(job.throttled_seconds, 1),
+        # Fewer than the job's concurrency while latency has shed workers.
+        "workers_writing": job.workers_writing,
         "latency_baseline_ms": job.latency_baseline_ms,
         "budgets": asdict(job.budgets),
     }

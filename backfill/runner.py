@@ -47,6 +47,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # the slice ran out of attempts
     WAITING = "waiting"  # only rows another transaction holds are left: back off
     PACED = "paced"  # the database's health asks for a long pause: hand over until then
+    SHED = "shed"  # latency sheds a worker: this one hands its slice back
     NOT_ACQUIRED = "not_acquired"  # duplicate delivery, or nothing to do
 
 
@@ -118,6 +119,10 @@ class SliceWork:
                 if Job.objects.values_list("status", flat=True).get(pk=slc.job_id) != phase:
                     return Outcome.STOPPED
                 pace = pacer.current() if paced else Pace()
+                if pacer.shed:
+                    log.info("job %s slice %s: one worker fewer for latency", *ids(slc))
+                    self.give_back_attempt()
+                    return Outcome.SHED
                 if pace.pause_ms >= LONG_PAUSE_MS:
                     log.info("job %s slice %s: paced by %s", *ids(slc), pace.limit)
                     self.retry_in = pace.pause_ms / 1000

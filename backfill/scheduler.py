@@ -1,5 +1,7 @@
 """Which slices run next: keep `concurrency` slices in flight, end finished jobs.
 
+(Fewer while health-aware pacing has shed workers for latency: `Job.workers_writing`.)
+
 The database is the source of truth and the broker only a signal. A slice is
 "in flight" while its lease (or its dispatch reservation) has not expired;
 this module reserves free slices up to the job's concurrency and dispatches
@@ -28,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def fill_slots(job_id: int) -> list[int]:
-    """Dispatch free slices up to the job's concurrency; end the job if nothing is left."""
+    """Dispatch free slices up to the workers the job may have writing; end it if nothing is left."""
     with transaction.atomic():
         job = Job.objects.select_for_update(no_key=True).get(pk=job_id)
         if job.status == JobStatus.CANCELLING:
@@ -41,7 +43,7 @@ def fill_slots(job_id: int) -> list[int]:
             end(job)
             return []
         now = timezone.now()
-        free = max(0, job.concurrency - slices.open().in_flight(now).count())
+        free = max(0, job.workers_writing - slices.open().in_flight(now).count())
         chosen = list(
             slices.open().free(now).order_by("number").values_list("pk", flat=True)[:free]
         )

@@ -113,7 +113,8 @@ def resume(name: str, actor: str) -> Job:
     # The job is paused: what the app alone gets now.
     baseline = latency_baseline() if paused.pace else paused.latency_baseline_ms
     job = transition(paused, Action.RESUME, actor)
-    Job.objects.filter(pk=job.pk).update(latency_baseline_ms=baseline)
+    # Every worker again: the app's load may have changed while it was paused.
+    Job.objects.filter(pk=job.pk).update(latency_baseline_ms=baseline, pace_workers=None)
     scheduler.fill_slots(job.pk)
     return job
 
@@ -138,7 +139,7 @@ def retry(name: str, actor: str) -> Job:
     with transaction.atomic():
         job = transition(failed, Action.RETRY, actor)
         Slice.objects.filter(job=job).failed().reopen()
-        Job.objects.filter(pk=job.pk).update(latency_baseline_ms=baseline)
+        Job.objects.filter(pk=job.pk).update(latency_baseline_ms=baseline, pace_workers=None)
     scheduler.fill_slots(job.pk)
     return job
 

@@ -174,3 +174,34 @@ def test_the_tail_is_a_timing_with_at_most_one_in_ten_slower(timings):
 def test_the_tail_ignores_one_outlier_in_ten_but_not_two():
     assert pacing.tail([1.0] * 9 + [50.0]) == 1.0
     assert pacing.tail([1.0] * 8 + [50.0, 60.0]) == 50.0
+
+
+def test_over_the_latency_budget_a_worker_is_shed_while_others_write():
+    slow = replace(CALM, latency_ms=3.0)
+    before = Pace()
+    after = CONTROLLER.next(before, slow, BUDGETS)
+    assert pacing.sheds_worker(before, after, writing=2)
+    assert not pacing.sheds_worker(before, after, writing=1)  # the last one is paced instead
+
+
+def test_no_worker_is_shed_for_any_other_signal_or_while_the_pace_holds():
+    lagging = replace(CALM, replica_lag_seconds=3.0)
+    assert not pacing.sheds_worker(Pace(), CONTROLLER.next(Pace(), lagging, BUDGETS), writing=4)
+    near = replace(CALM, latency_ms=1.8)
+    held = Pace(300, None, "latency")
+    assert not pacing.sheds_worker(held, CONTROLLER.next(held, near, BUDGETS), writing=4)
+
+
+@given(st.integers(0, 20), st.integers(1, 8), st.integers(1, 8))
+def test_a_worker_comes_back_only_after_lasting_room_and_never_beyond_the_concurrency(
+    calm, writing, concurrency
+):
+    added = pacing.adds_worker(calm, writing, concurrency)
+    assert added == (calm >= pacing.CALM_READINGS_TO_ADD_WORKER and writing < concurrency)
+
+
+def test_room_is_plenty_only_with_every_signal_under_half_its_budget_and_no_vacuum():
+    assert pacing.room_is_plenty(replace(CALM, latency_ms=0.9), BUDGETS)
+    assert not pacing.room_is_plenty(replace(CALM, latency_ms=1.1), BUDGETS)
+    assert not pacing.room_is_plenty(replace(CALM, replica_lag_seconds=2.6), BUDGETS)
+    assert not pacing.room_is_plenty(replace(CALM, latency_ms=0.1, autovacuum=True), BUDGETS)

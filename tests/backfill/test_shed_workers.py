@@ -1,0 +1,88 @@
+"""Over its latency budget a job writes with fewer workers before it pauses the last one."""
+
+from collections.abc import Callable
+
+import pytest
+from django.utils import timezone
+
+from backfill import health, scheduler, service
+from backfill.models import Job, Slice
+from backfill.options import JobOptions
+from backfill.pacing import CALM_READINGS_TO_ADD_WORKER
+from backfill.runner import Outcome, SliceWork
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def commits_take(monkeypatch) -> Callable[[float], None]:
+    """What the probe beside the batches times, as the app's load would make it."""
+
+    def set_latency(ms: float) -> None:
+        monkeypatch.setattr(health.LatencyProbe, "reading", lambda self: ms)
+
+    return set_latency
+
+
+@pytest.fixture
+def paced_job(settings, seed, local_queue) -> Job:
+    settings.BACKFILL_PACE_INTERVAL_SECONDS = 0
+    seed(2000)
+    job = service.start("admin_groups", "test", JobOptions.build(concurrency=2, pace=True))
+    Job.objects.filter(pk=job.pk).update(latency_baseline_ms=1.0)
+    return job
+
+
+def work(slc: Slice, owner: str, seconds: float = 0.5) -> Outcome:
+    run = SliceWork(slc.pk, owner, budget_seconds=seconds).run()
+    if run.held_lease:
+        scheduler.hand_over(slc.pk, owner, slc.job_id, run.retry_in)
+    return run.outcome
+
+
+def in_flight(job: Job) -> int:
+    return Slice.objects.filter(job=job).open().in_flight(timezone.now()).count()
+
+
+def test_one_worker_steps_back_and_the_last_one_is_paced_instead(paced_job, commits_take):
+    commits_take(5.0)  # 5x the baseline, over a 2x budget
+    first, second = Slice.objects.filter(job=paced_job).order_by("number")[:2]
+    assert work(first, "worker-1") == Outcome.SHED
+    paced_job.refresh_from_db()
+    assert paced_job.workers_writing == 1
+    assert Slice.objects.get(pk=first.pk).attempts == 0  # stepping back is not a failure
+    # The second worker is the last: it writes on, paced.
+    assert work(second, "worker-2") in {Outcome.CONTINUED, Outcome.FINISHED}
+    paced_job.refresh_from_db()
+    assert paced_job.workers_writing == 1
+    assert (paced_job.pace_limit, paced_job.pace_pause_ms > 0) == ("latency", True)
+    assert Slice.objects.get(pk=second.pk).rows_done > 0
+
+
+def test_the_scheduler_keeps_no_more_slices_in_flight_than_workers_writing(paced_job):
+    Slice.objects.filter(job=paced_job).update(lease_owner="", lease_expires_at=None)
+    Job.objects.filter(pk=paced_job.pk).update(pace_workers=1)
+    assert len(scheduler.fill_slots(paced_job.pk)) == 1
+    assert scheduler.fill_slots(paced_job.pk) == []
+    assert in_flight(paced_job) == 1
+
+
+def test_a_worker_comes_back_once_the_room_lasts(settings, paced_job, commits_take):
+    """A reading before every batch: the worker comes back after that many batches, not one."""
+    settings.BACKFILL_MIN_BATCH_SIZE = settings.BACKFILL_MAX_BATCH_SIZE = 10
+    Job.objects.filter(pk=paced_job.pk).update(pace_workers=1)
+    commits_take(0.2)  # well under the baseline: plenty of room
+    slc = Slice.objects.filter(job=paced_job).order_by("number").first()
+    assert slc is not None
+    work(slc, "worker-1", seconds=10)
+    slc.refresh_from_db()
+    # One reading before each batch; the last reading brought the worker back.
+    assert slc.rows_done >= 10 * (CALM_READINGS_TO_ADD_WORKER - 1)
+    assert Job.objects.get(pk=paced_job.pk).workers_writing == 2
+
+
+def test_resuming_gives_the_job_every_worker_again(paced_job):
+    Job.objects.filter(pk=paced_job.pk).update(pace_workers=1)
+    service.pause("admin_groups", "test")
+    service.resume("admin_groups", "test")
+    assert Job.objects.get(pk=paced_job.pk).workers_writing == 2
