@@ -5,7 +5,7 @@ end to end: a commit that must flush WAL, as every write of the app does, so
 that the probe queues where the app queues (behind the backfill's WAL, on
 the same disk and CPUs, under the same synchronous standbys).
 
-The commits are timed by a `LatencyProbe` on a connection of its own, every
+The commits are timed by a `LatencyProbe`, in a process of its own, every
 few tens of milliseconds *while the batches run*: timed only between this
 worker's batches, a probe never sees the moments the app suffers most, when
 every worker is inside a batch at once (on a small machine, all its cores
@@ -20,20 +20,23 @@ that stops replaying shows a lag that grows by the second (PostgreSQL's own
 without it the signal is unknown and the controller goes by the others.
 """
 
-import logging
+import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
-from psycopg import sql
+from django.db import connection, transaction
+from psycopg import pq, sql
+from psycopg.conninfo import make_conninfo
 
 from backfill.pacing import Signals, tail
-
-logger = logging.getLogger(__name__)
+from backfill.probe import CONNINFO_ENV
 
 # How much WAL position history a process keeps: lag beyond it reads as this long.
 HISTORY_SECONDS = 600.0
@@ -158,41 +161,52 @@ def baseline_ms(probes: int = BASELINE_PROBES, spacing: float = PROBE_SPACING_SE
     return tail(timings)
 
 
-class LatencyProbe(threading.Thread):
-    """Times a tiny commit every `spacing` seconds, on its own connection, until stopped.
+class LatencyProbe:
+    """Times a tiny commit every `spacing` seconds from a process of its own, until stopped.
 
-    A thread has a Django connection of its own, closed when it stops. A
-    failed probe is skipped (the database may be restarting; the batches will
-    notice): pacing then goes by the other signals and by commits timed
-    between batches.
+    The commits are timed in `backfill.probe`'s process, not in this one:
+    here they would wait for the interpreter lock that the batch loop holds
+    between its statements. A thread of this process only reads the child's
+    lines. If the child cannot connect (the database may be restarting; the
+    batches will notice), there are no timings: pacing then goes by commits
+    timed between batches and by the other signals.
     """
 
     def __init__(
         self, spacing: float = PROBE_SPACING_SECONDS, window: float = PROBE_WINDOW_SECONDS
     ) -> None:
-        super().__init__(name="backfill-latency-probe", daemon=True)
         self.spacing = spacing
         self.window = window
-        self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.timings: deque[tuple[float, float]] = deque()  # (monotonic seconds, ms)
+        self.process: subprocess.Popen[str] | None = None
+        self.reader: threading.Thread | None = None
 
-    def run(self) -> None:
-        try:
-            while not self.stopping.wait(self.spacing):
-                self.probe()
-        finally:
-            connection.close()
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "backfill.probe", str(self.spacing)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            env=probe_environment(),
+            text=True,
+        )
+        self.reader = threading.Thread(target=self.read, name="backfill-latency-probe", daemon=True)
+        self.reader.start()
 
-    def probe(self) -> None:
-        try:
-            timing = commit_latency_ms(1)
-        except DatabaseError as exc:
-            logger.debug("latency probe failed: %s", exc)
-            connection.close()
-            return
-        with self.lock:
-            self.timings.append((time.monotonic(), timing))
+    def read(self) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                timing = float(line)
+            except ValueError:
+                continue
+            with self.lock:
+                self.timings.append((time.monotonic(), timing))
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def reading(self) -> float | None:
         """The tail of the commits timed in the last `window` seconds; None if too few."""
@@ -211,6 +225,25 @@ class LatencyProbe(threading.Thread):
             self.timings.clear()
 
     def stop(self) -> None:
-        self.stopping.set()
-        if self.ident is not None:  # started
-            self.join(timeout=5)
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.reader is not None:
+            self.reader.join(timeout=5)
+
+
+def probe_environment() -> dict[str, str]:
+    """This process' environment, with the database to probe and the project importable."""
+    params = connection.get_connection_params()
+    keywords = {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
+    conninfo = make_conninfo(
+        **{k: v for k, v in params.items() if k in keywords and v not in (None, "")}
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
+    return {**os.environ, CONNINFO_ENV: conninfo, "PYTHONPATH": path}

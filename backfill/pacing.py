@@ -170,7 +170,7 @@ class Controller:
         pause = self.clamp(max(2 * pace.pause_ms, FIRST_PAUSE_MS, self.floor_ms + FIRST_PAUSE_MS))
         cap = pace.batch_cap
         if limit == LATENCY:
-            cap = max(self.min_batch, (cap or self.max_batch) // 2)
+            cap = max(self.min_batch, min(cap or self.max_batch, self.max_batch) // 2)
         return Pace(pause, cap, limit)
 
     def faster(self, pace: Pace, plenty: bool = False) -> Pace:

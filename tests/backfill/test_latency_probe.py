@@ -28,7 +28,7 @@ def eventually(check, seconds: float = 5.0) -> bool:
     return True
 
 
-def test_a_probe_times_commits_until_stopped_then_closes_its_connection():
+def test_a_probe_times_commits_from_its_own_process_until_stopped():
     before = sessions()
     probe = health.LatencyProbe(spacing=0.01)
     probe.start()
@@ -40,7 +40,7 @@ def test_a_probe_times_commits_until_stopped_then_closes_its_connection():
     probe.forget()
     assert probe.reading() is None
     probe.stop()
-    assert not probe.is_alive()
+    assert not probe.running
     assert eventually(lambda: sessions() == before)
 
 

@@ -6,6 +6,7 @@ from django.test import Client
 
 from backfill import service
 from backfill.models import Event, Job, JobStatus, Slice
+from backfill.options import JobOptions
 from tests import data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -111,6 +112,19 @@ def test_the_start_form_sets_pacing_and_the_job_page_shows_it(staff, local_queue
     status = staff.get(f"/backfill/api/jobs/{job.pk}/").json()
     assert status["pace"]["limit"] == "replica_lag"
     assert status["pace"]["budgets"]["replica_lag_seconds"] == 2.5
+    assert status["pace"]["workers_writing"] == 1
+    assert "workers writing" not in page  # none shed
+
+
+def test_workers_shed_for_latency_on_the_page_the_api_and_metrics(staff, local_queue):
+    seed()
+    job = service.start("admin_groups", "test", JobOptions.build(concurrency=3, pace=True))
+    Job.objects.filter(pk=job.pk).update(pace_workers=1, pace_limit="latency")
+    page = staff.get(f"/backfill/jobs/{job.pk}/").content.decode()
+    assert "1 of 3 workers writing" in page
+    assert staff.get(f"/backfill/api/jobs/{job.pk}/").json()["pace"]["workers_writing"] == 1
+    body = staff.get("/metrics").content.decode()
+    assert f'backfill_job_pace_workers{{definition="admin_groups",job="{job.pk}"}} 1.0' in body
 
 
 def test_pacing_off_from_the_form(staff, local_queue):
