@@ -125,7 +125,8 @@ class Pacer:
         self.calm_readings = 0
 
     def update_free_row(self, change: Callable[[Job], dict[str, object] | None]) -> bool:
-        """Apply `change` to the job's row unless someone holds it (see `save`)."""
+        """Apply the fields `change` returns for the job's row, unless someone holds the
+        row right now (see `save`) or `change` returns nothing."""
         with transaction.atomic():
             job = (
                 Job.objects.select_for_update(no_key=True, skip_locked=True)
@@ -161,15 +162,10 @@ class Pacer:
         """
         if self.controller is None:
             return
-        with transaction.atomic():
-            free = Job.objects.select_for_update(no_key=True, skip_locked=True).filter(
-                pk=self.job_id
-            )
-            if not list(free.values_list("pk", flat=True)):
-                return
-            Job.objects.filter(pk=self.job_id).update(
-                pace_pause_ms=self.pace.pause_ms,
-                pace_limit=self.pace.limit,
-                throttled_seconds=F("throttled_seconds") + self.throttled,
-            )
-        self.throttled = 0.0
+        shown = {
+            "pace_pause_ms": self.pace.pause_ms,
+            "pace_limit": self.pace.limit,
+            "throttled_seconds": F("throttled_seconds") + self.throttled,
+        }
+        if self.update_free_row(lambda job: shown):
+            self.throttled = 0.0
