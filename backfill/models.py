@@ -85,7 +85,13 @@ class Job(models.Model):
 
     @property
     def workers_writing(self) -> int:
-        """How many of the job's workers may write at once now (pacing may have shed some)."""
+        """How many of the job's workers may write at once now (pacing may have shed some).
+
+        Only a running job is paced: a revert started after workers were shed
+        runs with all of them.
+        """
+        if self.status != JobStatus.RUNNING:
+            return self.concurrency
         return min(self.concurrency, self.pace_workers or self.concurrency)
 
     @property

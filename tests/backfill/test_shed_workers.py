@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from backfill import health, scheduler, service
-from backfill.models import Job, Slice
+from backfill.models import Job, JobStatus, Slice
 from backfill.options import JobOptions
 from backfill.pacing import CALM_READINGS_TO_ADD_WORKER
 from backfill.runner import Outcome, SliceWork
@@ -86,3 +86,12 @@ def test_resuming_gives_the_job_every_worker_again(paced_job):
     service.pause("admin_groups", "test")
     service.resume("admin_groups", "test")
     assert Job.objects.get(pk=paced_job.pk).workers_writing == 2
+
+
+def test_a_revert_after_workers_were_shed_runs_with_all_of_them(paced_job, drain):
+    drain(paced_job)
+    Job.objects.filter(pk=paced_job.pk).update(pace_workers=1)
+    reverting = service.revert("admin_groups", "test")
+    assert reverting.status == JobStatus.REVERTING
+    assert reverting.workers_writing == 2
+    assert in_flight(reverting) == 2
