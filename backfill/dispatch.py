@@ -21,7 +21,8 @@ class Dispatcher(Protocol):
     def check(self) -> None:
         """Raise a BackfillError when slices could not reach a worker now."""
 
-    def dispatch(self, slice_id: int) -> None: ...
+    def dispatch(self, slice_id: int, delay: float = 0.0) -> None:
+        """Send the slice to a worker, to be worked `delay` seconds from now at the earliest."""
 
 
 def ready() -> Dispatcher:

@@ -24,15 +24,23 @@ class LocalQueue:
 
     def __init__(self) -> None:
         self.queue: deque[int] = deque()
+        self.later: dict[int, float] = {}  # slice: monotonic time it may be worked from
 
     def check(self) -> None:
         """Always ready: this process works the slices itself."""
 
-    def dispatch(self, slice_id: int) -> None:
-        if slice_id not in self.queue:
+    def dispatch(self, slice_id: int, delay: float = 0.0) -> None:
+        if delay > 0:
+            self.later[slice_id] = time.monotonic() + delay
+        elif slice_id not in self.queue:
             self.queue.append(slice_id)
 
     def pop(self) -> int | None:
+        now = time.monotonic()
+        for slice_id, due in sorted(self.later.items(), key=lambda item: item[1]):
+            if due <= now:
+                del self.later[slice_id]
+                self.dispatch(slice_id)
         return self.queue.popleft() if self.queue else None
 
 

@@ -62,6 +62,13 @@ class SliceQuerySet(models.QuerySet["Slice"]):
             Q(retry_at__isnull=True) | Q(retry_at__lte=now),
         )
 
+    def waiting(self, now: datetime) -> SliceQuerySet:
+        """Not leased, and waiting out a back-off (held rows, a paced stop)."""
+        return self.filter(
+            Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now),
+            retry_at__gt=now,
+        )
+
     def held(self, now: datetime) -> SliceQuerySet:
         """Owned by a worker right now (not only dispatched)."""
         return self.in_flight(now).exclude(lease_owner="")
@@ -79,6 +86,16 @@ class SliceQuerySet(models.QuerySet["Slice"]):
             lease_expires_at=None,
             retry_at=None,
             **changes,
+        )
+
+    def drop_reservations(self) -> int:
+        """Forget dispatches no worker took: while the job was paused their
+        messages found it paused and went away, and the slots they reserve
+        (until the wait of a waiting slice is over, and a lease after) would
+        stay empty until then. A message still on its way finds the slice
+        taken, or takes it."""
+        return self.filter(lease_owner="", lease_expires_at__isnull=False).update(
+            lease_expires_at=None
         )
 
     def acquire(self, slice_id: int, owner: str, lease_seconds: int) -> Slice | None:

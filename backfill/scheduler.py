@@ -11,7 +11,7 @@ lost messages and killed workers are recovered.
 """
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection, transaction
 from django.db.backends.utils import CursorWrapper
@@ -22,6 +22,7 @@ from backfill import conf, dispatch, slicing
 from backfill.conf import BatchLimits
 from backfill.faults import describe
 from backfill.models import Event, Job, JobStatus, Slice
+from backfill.querysets import SliceQuerySet
 from backfill.registry import get_definition
 from backfill.state import Action, record, transition
 from backfill.statuses import WORKING_STATUSES
@@ -30,7 +31,12 @@ logger = logging.getLogger(__name__)
 
 
 def fill_slots(job_id: int) -> list[int]:
-    """Dispatch free slices up to the workers the job may have writing; end it if nothing is left."""
+    """Dispatch free slices up to the workers the job may have writing; end it if nothing is left.
+
+    A slot no free slice can take goes to a slice waiting out a back-off (held
+    rows, a paced stop): it is dispatched now to arrive when its wait ends,
+    so the job goes on then, not at the sweeper's next round.
+    """
     with transaction.atomic():
         job = Job.objects.select_for_update(no_key=True).get(pk=job_id)
         if job.status == JobStatus.CANCELLING:
@@ -51,26 +57,51 @@ def fill_slots(job_id: int) -> list[int]:
             sibling = slicing.split_busiest(job)
             if sibling is not None:
                 chosen.append(sibling.pk)
-        if not chosen:
+        waking = waiting_first(slices, now, free - len(chosen))
+        if not chosen and not waking:
             return []
-        expiry = now + timedelta(seconds=conf.get_int("BACKFILL_LEASE_SECONDS"))
-        Slice.objects.filter(pk__in=chosen).update(lease_owner="", lease_expires_at=expiry)
-        dispatcher = dispatch.current()
+        reserve(chosen, waking, now)
+    if chosen:
+        logger.info("job %s: dispatched slices %s", job_id, chosen)
+    for pk, retry_at in waking:
+        logger.info("job %s: dispatched slice %s to start at %s", job_id, pk, retry_at)
+    return chosen + [pk for pk, _ in waking]
 
-        def send() -> None:
-            for pk in chosen:
-                dispatcher.dispatch(pk)
 
-        transaction.on_commit(send)
-    logger.info("job %s: dispatched slices %s", job_id, chosen)
-    return chosen
+def waiting_first(slices: SliceQuerySet, now: datetime, room: int) -> list[tuple[int, datetime]]:
+    """Up to `room` slices waiting out a back-off, those whose wait ends first."""
+    waiting = slices.open().waiting(now).order_by("retry_at", "number")
+    return [
+        (pk, retry_at)
+        for pk, retry_at in waiting.values_list("pk", "retry_at")[:room]
+        if retry_at is not None
+    ]
+
+
+def reserve(chosen: list[int], waking: list[tuple[int, datetime]], now: datetime) -> None:
+    """Mark the slices in flight until a worker's lease could have started, and
+    dispatch them once that commits (the waking ones to arrive when their wait ends)."""
+    lease = timedelta(seconds=conf.get_int("BACKFILL_LEASE_SECONDS"))
+    Slice.objects.filter(pk__in=chosen).update(lease_owner="", lease_expires_at=now + lease)
+    for pk, retry_at in waking:
+        Slice.objects.filter(pk=pk).update(lease_owner="", lease_expires_at=retry_at + lease)
+    dispatcher = dispatch.current()
+
+    def send() -> None:
+        for pk in chosen:
+            dispatcher.dispatch(pk)
+        for pk, retry_at in waking:
+            dispatcher.dispatch(pk, delay=(retry_at - now).total_seconds())
+
+    transaction.on_commit(send)
 
 
 def hand_over(slice_id: int, owner: str, job_id: int, retry_in: float | None = None) -> None:
     """A worker is done with a slice for now: free it and dispatch what comes next.
 
-    A slice that waits on held rows is not taken again for `retry_in` seconds;
-    the next hand-over or sweep after that dispatches it.
+    A slice that waits (on held rows, or for its pace) is not taken again for
+    `retry_in` seconds: unless a free slice takes its worker, it is
+    dispatched to arrive then.
     """
     try:
         Slice.objects.release(slice_id, owner, retry_in)

@@ -115,6 +115,7 @@ def resume(name: str, actor: str) -> Job:
     job = transition(paused, Action.RESUME, actor)
     # Every worker again: the app's load may have changed while it was paused.
     Job.objects.filter(pk=job.pk).update(latency_baseline_ms=baseline, pace_workers=None)
+    Slice.objects.filter(job=job).open().drop_reservations()
     scheduler.fill_slots(job.pk)
     return job
 

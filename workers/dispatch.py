@@ -17,5 +17,10 @@ class CeleryDispatcher:
                 "with `manage.py backfill run NAME --sync`. Nothing was changed."
             )
 
-    def dispatch(self, slice_id: int) -> None:
-        run_slice.apply_async(args=(slice_id,))  # routed by CELERY_TASK_ROUTES
+    def dispatch(self, slice_id: int, delay: float = 0.0) -> None:
+        # Routed by CELERY_TASK_ROUTES. A countdown is seconds (a back-off, a
+        # paced stop), far below the broker's visibility timeout.
+        if delay > 0:
+            run_slice.apply_async(args=(slice_id,), countdown=delay)
+        else:
+            run_slice.apply_async(args=(slice_id,))

@@ -233,3 +233,23 @@ def test_the_app_inserts_renames_and_deletes_during_the_job(start_worker):
     assert errors == []
     assert job.status == JobStatus.SUCCEEDED
     assert_sound(job, renamed=frozenset(renamed), exact_counters=False)
+
+
+def test_a_slice_waiting_on_a_held_row_goes_on_once_released_without_the_sweeper(start_worker):
+    """No beat runs here: the waiting slice's own delayed dispatch brings it back."""
+    seed(2_000)
+    last = Organization.objects.order_by("-pk").values_list("pk", flat=True)[0]
+    app = data.app_session()
+    try:
+        app.execute("SELECT 1 FROM organizations_organization WHERE id = %s FOR UPDATE", [last])
+        start_worker()
+        job = service.start("admin_groups", "test", JobOptions.build(concurrency=1))
+        wait_for(lambda: Slice.objects.filter(job=job).exclude(held=[]).exists(), timeout=60)
+        time.sleep(1.0)  # the slice keeps waiting, handed back between tries
+        app.commit()
+    finally:
+        app.close()
+    wait_for(lambda: finished(job), timeout=60)
+    assert status_of(job) == JobStatus.SUCCEEDED
+    assert Organization.objects.get(pk=last).admin_id is not None
+    assert_sound(job)
