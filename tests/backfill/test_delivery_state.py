@@ -35,7 +35,8 @@ class Delivery(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.stack = ExitStack()
-        self.queue = self.stack.enter_context(dispatch.using(LocalQueue()))
+        self.queue = LocalQueue()
+        self.stack.enter_context(dispatch.using(self.queue))
         Job.objects.all().delete()
         self.job = service.start("admin_groups", "test", JobOptions.build(concurrency=2))
         self.holding: dict[str, int | None] = {"worker-1": None, "worker-2": None}
