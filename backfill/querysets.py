@@ -89,11 +89,11 @@ class SliceQuerySet(models.QuerySet["Slice"]):
         )
 
     def drop_reservations(self) -> int:
-        """Forget dispatches no worker took: while the job was paused their
-        messages found it paused and went away, and the slots they reserve
-        (until the wait of a waiting slice is over, and a lease after) would
-        stay empty until then. A message still on its way finds the slice
-        taken, or takes it."""
+        """Forget dispatches no worker took: while the job was paused (or
+        failed) their messages found it so and went away, and the slots they
+        reserve (until the wait of a waiting slice is over, and a lease
+        after) would stay empty until then. A message still on its way finds
+        the slice taken, or takes it."""
         return self.filter(lease_owner="", lease_expires_at__isnull=False).update(
             lease_expires_at=None
         )

@@ -140,6 +140,7 @@ def retry(name: str, actor: str) -> Job:
     with transaction.atomic():
         job = transition(failed, Action.RETRY, actor)
         Slice.objects.filter(job=job).failed().reopen()
+        Slice.objects.filter(job=job).open().drop_reservations()
         Job.objects.filter(pk=job.pk).update(latency_baseline_ms=baseline, pace_workers=None)
     scheduler.fill_slots(job.pk)
     return job

@@ -15,6 +15,7 @@ from backfill.local import LocalQueue
 from backfill.models import Job, JobStatus, Slice, SliceStatus
 from backfill.options import JobOptions
 from backfill.runner import Outcome, SliceWork
+from backfill.state import Action, transition
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,3 +93,17 @@ def test_resume_dispatches_again_what_was_sent_before_the_pause(seed, local_queu
     assert local_queue.pop() == sent
     assert Slice.objects.get(pk=sent).lease_expires_at is not None
     assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING
+
+
+def test_retry_dispatches_again_what_was_sent_before_the_job_failed(seed, local_queue):
+    seed(500)
+    job = service.start("admin_groups", "test", JobOptions.build(concurrency=1))
+    sent = local_queue.pop()
+    assert sent is not None
+    transition(job, Action.FAIL, "test", "a batch kept failing")
+    # The message arrives after the failure, and goes away.
+    assert SliceWork(sent, "worker-1", budget_seconds=1).run().outcome == Outcome.NOT_ACQUIRED
+
+    service.retry("admin_groups", "test")
+
+    assert local_queue.pop() == sent
