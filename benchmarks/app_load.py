@@ -16,6 +16,7 @@ latency, kind) and the lock waits as JSON for the benchmark to summarise.
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -46,8 +47,14 @@ class Write:
     kind: str
 
 
-class LockWaitMonitor(threading.Thread):
-    """Samples how long each of the load's statements has been waiting for a lock."""
+class LockWaitMonitor(multiprocessing.Process):
+    """Samples how long each of the load's statements has been waiting for a lock.
+
+    A process of its own, not a thread of the load: a thread would share the
+    interpreter lock with the writes it watches, and on a busy machine every
+    write would also wait for the sampler's Python to let go of it, which
+    the writes' latencies would count as the database's.
+    """
 
     QUERY = (
         "SELECT a.pid, a.query_start, extract(epoch FROM clock_timestamp() - a.query_start), "
@@ -60,22 +67,33 @@ class LockWaitMonitor(threading.Thread):
     def __init__(self, conninfo: str) -> None:
         super().__init__(daemon=True)
         self.conninfo = conninfo
-        self.stopping = threading.Event()
-        self.waits: dict[tuple[int, str], float] = {}
-        self.waiting_for: dict[tuple[int, str], str] = {}
+        self.stopping = multiprocessing.Event()
+        self.results, self.sender = multiprocessing.Pipe(duplex=False)
 
     def run(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # the load stops it when it stops
+            signal.signal(signum, signal.SIG_IGN)
+        waits: dict[tuple[int, str], float] = {}
+        waiting_for: dict[tuple[int, str], str] = {}
         with psycopg.connect(self.conninfo, autocommit=True, application_name="monitor") as conn:
             while not self.stopping.is_set():
                 for pid, started, seconds, what in conn.execute(self.QUERY, [APPLICATION_NAME]):
                     key = (pid, str(started))
-                    self.waits[key] = max(self.waits.get(key, 0.0), float(seconds))
-                    self.waiting_for.setdefault(key, what)
+                    waits[key] = max(waits.get(key, 0.0), float(seconds))
+                    waiting_for.setdefault(key, what)
                 time.sleep(LOCK_SAMPLE_SECONDS)
+        self.sender.send([(key[1], seconds, waiting_for[key]) for key, seconds in waits.items()])
 
-    def longest(self) -> list[tuple[str, float, str]]:
+    def start(self) -> None:
+        super().start()
+        self.sender.close()  # the child's copy stays open: recv ends if the child dies
+
+    def stop(self) -> list[tuple[str, float, str]]:
         """(statement start, seconds waited, what it waited for), per statement that waited."""
-        return [(key[1], seconds, self.waiting_for[key]) for key, seconds in self.waits.items()]
+        self.stopping.set()
+        longest: list[tuple[str, float, str]] = self.results.recv()
+        self.join()
+        return longest
 
 
 class Writer:
@@ -274,14 +292,13 @@ def main() -> None:
     import django
     from django.db import connection
 
-    django.setup()
     monitor = LockWaitMonitor(os.environ["DATABASE_URL"])
     monitor.start()
+    django.setup()
     writes = run(options.rate, options.insert_share, options.seed)
-    monitor.stopping.set()
-    monitor.join()
+    longest = monitor.stop()
     connection.close()
-    waits = [(datetime.fromisoformat(at).timestamp(), s, w) for at, s, w in monitor.longest()]
+    waits = [(datetime.fromisoformat(at).timestamp(), s, w) for at, s, w in longest]
     options.out.write_text(
         json.dumps({"writes": [list(asdict(w).values()) for w in writes], "lock_waits": waits})
     )
