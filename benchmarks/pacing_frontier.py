@@ -43,7 +43,7 @@ def main() -> None:
     options = parser.parse_args()
     LOGS.mkdir(parents=True, exist_ok=True)
     template = suite.seed(options.rows)
-    reference = suite.reference(template, 20, LOGS, options.rate)
+    reference = suite.reference(template, suite.REFERENCE_SECONDS, LOGS, options.rate)
     measures = {
         "B": suite.one_pass(template, "B", "set-based", 0),
         "S1": suite.service(template, "S1", 1, LOGS),
