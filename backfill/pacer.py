@@ -9,6 +9,10 @@ worker steers on its own readings: like TCP's senders, they share the room
 without talking to each other. While a paced task runs, a `LatencyProbe`
 times commits beside its batches; it is stopped when the task ends.
 
+What pausing the last worker has bought (pacing.PauseEvidence) is kept per
+worker process and job, across the job's tasks: it takes some readings to
+judge, and a task may end first.
+
 Shedding a worker for latency (pacing.sheds_worker) goes through the job's
 row too: `pace_workers` is lowered, the worker hands its slice back
 (`shed`), and the scheduler dispatches no more slices than that until a
@@ -31,6 +35,9 @@ from backfill.pacing import Budgets, Controller, Pace, Signals
 
 logger = logging.getLogger(__name__)
 
+# Job id -> what pausing its last worker has bought, as this process read it.
+_pause_evidence: dict[int, pacing.PauseEvidence] = {}
+
 
 @dataclass
 class Pacer:
@@ -46,6 +53,7 @@ class Pacer:
     probe: health.LatencyProbe | None = field(default=None, repr=False)
     calm_readings: int = 0  # readings in a row with plenty of room
     shed: bool = False  # this worker stepped back for latency: hand the slice back
+    evidence: pacing.PauseEvidence = field(default_factory=pacing.PauseEvidence, repr=False)
 
     @classmethod
     def for_job(cls, job: Job, table: str, limits: BatchLimits) -> "Pacer":
@@ -62,6 +70,7 @@ class Pacer:
             baseline_ms=job.latency_baseline_ms,
             pace=Pace(max(floor, job.pace_pause_ms) if job.pace else floor, None, job.pace_limit),
             interval=conf.get_float("BACKFILL_PACE_INTERVAL_SECONDS"),
+            evidence=_pause_evidence.setdefault(job.pk, pacing.PauseEvidence()),
         )
 
     def current(self) -> Pace:
@@ -76,12 +85,24 @@ class Pacer:
         latency = self.probe.reading()
         signals = replace(health.read(self.table, latency), baseline_ms=self.baseline_ms)
         previous = self.pace
+        floor = self.controller.floor_ms
+        self.evidence.observe(previous, floor, signals, self.budgets)
         self.pace = self.controller.next(previous, signals, self.budgets)
-        if self.pace.pause_ms > previous.pause_ms:
+        if self.pace.pause_ms > previous.pause_ms and self.shed_worker(previous):
             self.probe.forget()
-            if self.shed_worker(previous):
-                self.pace = previous  # the workers left go on at their pace
-                return self.pace
+            self.pace = previous  # the workers left go on at their pace
+            return self.pace
+        resting = self.evidence.resting
+        self.pace = self.evidence.last_worker_pace(self.pace, floor)
+        if self.pace.pause_ms > previous.pause_ms:
+            self.probe.forget()  # the next reading is of the new pace alone
+        if self.evidence.resting > resting:
+            logger.info(
+                "job %s: pausing did not lower the latency; at %s ms for %s readings",
+                self.job_id,
+                floor,
+                self.evidence.resting,
+            )
         self.take_back_worker(signals)
         if self.pace.limit != previous.limit:
             logger.info(

@@ -22,12 +22,25 @@ paused still meet inside a batch, both cores taken, where one at full speed
 leaves a core to the app. The worker comes back after a few readings in a
 row with plenty of room.
 
+The last worker's pause must earn its keep. Where the batches keep the
+CPUs busy, the app's slowest writes are the ones that meet a batch, and a
+pause between batches does not change what a batch does to them: on the
+2-core development machine a paced last worker ran 2-48% slower than one
+unpaced worker for no lower app p99, in thirteen runs of thirteen
+(docs/benchmarks.md). So each worker keeps the latency pressure it read
+while pausing for latency and while not (`PauseEvidence`); once pausing
+reads no lower, it goes back to its floor for a while, then tries again.
+Where pausing does lower the latency (a database with cores to spare whose
+commits queue behind the batches' WAL), the pause stays.
+
 Pure: no database, no clock. Unit-tested in tests/backfill/test_pacing.py.
 """
 
 import math
+import statistics
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 LATENCY = "latency"
 REPLICA_LAG = "replica_lag"
@@ -184,3 +197,60 @@ class Controller:
 
     def clamp(self, pause_ms: int) -> int:
         return max(self.floor_ms, min(self.ceiling_ms, pause_ms))
+
+
+# Readings of each kind (paused for latency, and at the floor) before a
+# pause is judged, and how many of the latest are kept: the probe's
+# window spans a few readings, so fewer would judge one burst.
+PAUSE_EVIDENCE_READINGS = 5
+PAUSE_EVIDENCE_KEPT = 10
+# Paused readings must be this much under the floor's to count as a gain:
+# less is within what one run's readings spread.
+PAUSE_MIN_GAIN = 0.1
+# Readings spent at the floor after a pause was given up, before trying
+# again: the app's load changes over a day, and so may what helps it.
+PAUSE_RETRY_READINGS = 60
+
+
+@dataclass
+class PauseEvidence:
+    """What pausing the last worker for latency has bought, as this worker read it."""
+
+    paused: deque[float] = field(default_factory=lambda: deque(maxlen=PAUSE_EVIDENCE_KEPT))
+    unpaced: deque[float] = field(default_factory=lambda: deque(maxlen=PAUSE_EVIDENCE_KEPT))
+    resting: int = 0  # readings left at the floor after giving a pause up
+
+    def observe(self, during: Pace, floor_ms: int, signals: Signals, budgets: Budgets) -> None:
+        """File the latency pressure read while `during` was the pace."""
+        pressure = pressures(signals, budgets).get(LATENCY)
+        if pressure is None or during.limit not in (LATENCY, ""):
+            return
+        (self.paused if during.pause_ms > floor_ms else self.unpaced).append(pressure)
+
+    def pausing_helps(self) -> bool:
+        """Unless both kinds have been read often enough, the pause gets the benefit."""
+        if min(len(self.paused), len(self.unpaced)) < PAUSE_EVIDENCE_READINGS:
+            return True
+        paused, unpaced = statistics.median(self.paused), statistics.median(self.unpaced)
+        return paused < (1 - PAUSE_MIN_GAIN) * unpaced
+
+    def last_worker_pace(self, proposed: Pace, floor_ms: int) -> Pace:
+        """The pace for a worker no other can step back for: `proposed`, unless it
+        pauses for latency and pausing has not lowered the latency."""
+        if self.resting > 0:
+            self.resting -= 1
+            if self.resting == 0:
+                self.paused.clear()  # judge the pause afresh
+            if proposed.limit == LATENCY:
+                return Pace(floor_ms, None, LATENCY)
+            return proposed
+        if proposed.limit != LATENCY or proposed.pause_ms <= floor_ms:
+            return proposed
+        if len(self.unpaced) < PAUSE_EVIDENCE_READINGS <= len(self.paused):
+            # Still over the budget after pausing: one reading at the floor to weigh
+            # the pause against (held over budget, the pause would never come down).
+            return Pace(floor_ms, None, LATENCY)
+        if not self.pausing_helps():
+            self.resting = PAUSE_RETRY_READINGS
+            return Pace(floor_ms, None, LATENCY)
+        return proposed

@@ -205,3 +205,79 @@ def test_room_is_plenty_only_with_every_signal_under_half_its_budget_and_no_vacu
     assert not pacing.room_is_plenty(replace(CALM, latency_ms=1.1), BUDGETS)
     assert not pacing.room_is_plenty(replace(CALM, replica_lag_seconds=2.6), BUDGETS)
     assert not pacing.room_is_plenty(replace(CALM, latency_ms=0.1, autovacuum=True), BUDGETS)
+
+
+FLOOR = 0
+AT_FLOOR = Pace(FLOOR, None, "")
+PAUSED = Pace(80, 2500, "latency")
+SLOWER = Pace(160, 1250, "latency")
+
+
+def latency_pressure(pressure: float) -> Signals:
+    """A reading whose latency is `pressure` times the 2x budget (baseline 1 ms)."""
+    return replace(CALM, latency_ms=2.0 * pressure)
+
+
+def evidence_of(paused: float, unpaced: float, readings: int = 5) -> pacing.PauseEvidence:
+    evidence = pacing.PauseEvidence()
+    for _ in range(readings):
+        evidence.observe(PAUSED, FLOOR, latency_pressure(paused), BUDGETS)
+        evidence.observe(AT_FLOOR, FLOOR, latency_pressure(unpaced), BUDGETS)
+    return evidence
+
+
+def test_a_pause_that_reads_no_lower_is_given_up_then_tried_again():
+    evidence = evidence_of(paused=1.25, unpaced=1.3)
+    assert evidence.last_worker_pace(SLOWER, FLOOR) == Pace(FLOOR, None, "latency")
+    # At the floor for a while, whatever latency proposes, still named.
+    for _ in range(pacing.PAUSE_RETRY_READINGS):
+        assert evidence.last_worker_pace(SLOWER, FLOOR) == Pace(FLOOR, None, "latency")
+    assert len(evidence.paused) == 0  # forgotten: the pause is judged afresh
+    assert evidence.last_worker_pace(SLOWER, FLOOR) == SLOWER
+
+
+def test_a_pause_that_lowers_the_latency_stays():
+    evidence = evidence_of(paused=0.9, unpaced=1.3)
+    assert evidence.last_worker_pace(SLOWER, FLOOR) == SLOWER
+    assert evidence.resting == 0
+
+
+def test_a_pause_has_the_benefit_of_the_doubt_until_both_are_read():
+    evidence = evidence_of(paused=1.3, unpaced=1.3, readings=pacing.PAUSE_EVIDENCE_READINGS - 1)
+    assert evidence.last_worker_pace(SLOWER, FLOOR) == SLOWER
+
+
+def test_held_over_budget_the_pause_is_weighed_against_a_reading_at_the_floor():
+    evidence = pacing.PauseEvidence()
+    for _ in range(pacing.PAUSE_EVIDENCE_READINGS):
+        evidence.observe(PAUSED, FLOOR, latency_pressure(1.5), BUDGETS)
+    assert evidence.last_worker_pace(SLOWER, FLOOR) == Pace(FLOOR, None, "latency")
+
+
+def test_other_signals_pace_the_last_worker_as_before_even_while_resting():
+    evidence = evidence_of(paused=1.3, unpaced=1.3)
+    evidence.last_worker_pace(SLOWER, FLOOR)
+    stopped = Pace(5000, 50, "replica_lag")
+    assert evidence.last_worker_pace(stopped, FLOOR) == stopped
+    # Readings paced by another signal say nothing about what a latency pause buys.
+    fresh = pacing.PauseEvidence()
+    fresh.observe(stopped, FLOOR, latency_pressure(3.0), BUDGETS)
+    assert (len(fresh.paused), len(fresh.unpaced)) == (0, 0)
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0.0, 5.0), st.booleans(), st.integers(0, 400), st.booleans()),
+        max_size=200,
+    )
+)
+def test_the_last_worker_pace_never_pauses_below_its_floor_nor_past_the_proposal(readings):
+    evidence = pacing.PauseEvidence()
+    floor = 20
+    for pressure, paused, pause_ms, for_latency in readings:
+        during = Pace(floor + pause_ms if paused else floor, None, "latency" if paused else "")
+        evidence.observe(during, floor, latency_pressure(pressure), BUDGETS)
+        proposed = Pace(floor + pause_ms, None, "latency" if for_latency else "wal_rate")
+        pace = evidence.last_worker_pace(proposed, floor)
+        assert floor <= pace.pause_ms <= proposed.pause_ms
+        assert pace == proposed or pace == Pace(floor, None, "latency")

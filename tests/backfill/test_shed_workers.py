@@ -5,7 +5,7 @@ from collections.abc import Callable
 import pytest
 from django.utils import timezone
 
-from backfill import health, scheduler, service
+from backfill import health, pacer, scheduler, service
 from backfill.models import Job, JobStatus, Slice
 from backfill.options import JobOptions
 from backfill.pacing import CALM_READINGS_TO_ADD_WORKER
@@ -95,3 +95,29 @@ def test_a_revert_after_workers_were_shed_runs_with_all_of_them(paced_job, drain
     assert reverting.status == JobStatus.REVERTING
     assert reverting.workers_writing == 2
     assert in_flight(reverting) == 2
+
+
+def test_the_last_worker_goes_back_to_its_floor_when_pausing_buys_nothing(
+    settings, paced_job, commits_take
+):
+    """The app's commits as slow paused as unpaced: a flat frontier, as on a database
+    whose CPUs the batches keep busy. The pause is tried, weighed against readings at
+    the floor, and given up; the job is still shown limited by latency."""
+    settings.BACKFILL_MAX_PACE_PAUSE_MS = 40
+    settings.BACKFILL_BATCH_SIZE = settings.BACKFILL_MIN_BATCH_SIZE = 10  # many readings
+    settings.BACKFILL_MAX_BATCH_SIZE = 20
+    commits_take(5.0)  # over budget whatever the pause
+    Job.objects.filter(pk=paced_job.pk).update(pace_workers=1)
+    pacer._pause_evidence.pop(paced_job.pk, None)
+    pauses: list[int] = []
+    for _ in range(80):
+        last = Slice.objects.filter(job=paced_job).open().order_by("number").first()
+        assert last is not None, "the job ran out of rows before giving the pause up"
+        work(last, "worker-1", seconds=0.2)
+        paced_job.refresh_from_db()
+        pauses.append(paced_job.pace_pause_ms)
+        if pacer._pause_evidence[paced_job.pk].resting:
+            break
+    assert max(pauses) > 0  # it did try pausing
+    assert pacer._pause_evidence[paced_job.pk].resting > 0
+    assert (paced_job.pace_limit, paced_job.pace_pause_ms) == ("latency", 0)
