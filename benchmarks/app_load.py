@@ -7,7 +7,7 @@ single-row updates of random organizations and, for a share of the writes,
 `Organization.objects.create()`, which claims an admin group by the naming
 rule in the same transaction. As in the seeded table, one created name in ten
 is a common one ("Shared Org 7"), so it competes with the rows a backfill is
-naming. A second thread samples `pg_stat_activity` to find the longest time
+naming. A process of its own samples `pg_stat_activity` for the longest time
 any of the writes waited for a lock.
 
 It writes until SIGTERM or SIGINT, then dumps every write (wall-clock start,

@@ -1,6 +1,7 @@
 """Where health-aware pacing settles at several latency budgets, under the app's load.
 
-On one seeded table, in one run: the app load alone (the reference), B (one
+On one seeded table, in one run: the app load alone (the reference; each run
+is also weighed against the load alone on its copy right before it), B (one
 set-based pass, what rows/s are weighed against), S1 and S2 unpaced, and S2
 paced at each `--ratios` latency budget (`--max-latency-ratio`); each point is
 rows/s against the app's p99, the frontier a budget buys.
@@ -56,17 +57,20 @@ def main() -> None:
     b = next(run for run in runs if run.label == "B")
     print(f"\nreference p99 {reference.p99_ms:.2f} ms, {reference.writes_per_second:.0f} writes/s")
     print(
-        "| run | rows/s | vs B | app p99 vs alone | app writes kept | throttled | batches by limit |"
+        "| run | rows/s | vs B | app p99 vs alone before it | vs the reference "
+        "| app writes kept | throttled | batches by limit |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for run in runs:
         assert run.load is not None
+        alone = run.alone or reference
         pace = run.pace or {}
         print(
             f"| {run.label} | {run.rows_per_second:,.0f} "
             f"| {run.rows_per_second / b.rows_per_second:.2f}x "
+            f"| {run.load.p99_ms / alone.p99_ms:.2f}x ({alone.p99_ms:.2f} ms) "
             f"| {run.load.p99_ms / reference.p99_ms:.2f}x "
-            f"| {run.load.writes_per_second / reference.writes_per_second:.0%} "
+            f"| {run.load.writes_per_second / alone.writes_per_second:.0%} "
             f"| {pace.get('throttled_seconds', '')} | {pace.get('batches_by_limit', '')} |"
         )
 

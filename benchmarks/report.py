@@ -39,6 +39,11 @@ class Results:
     def run(self, label: str) -> "Run":
         return next(r for r in self.runs if r.label == label)
 
+    def alone(self, run: "Run") -> LoadReport:
+        """What `run`'s app load is weighed against: the app alone right before it
+        (results from before those windows were taken: the reference)."""
+        return run.alone or self.reference
+
     def targets(self) -> list[tuple[str, str, bool]]:
         """(target, what was measured, met)."""
         a, b, s2 = self.run("A"), self.run("B"), self.run("S2")
@@ -105,17 +110,20 @@ class Results:
 
     def app_targets(self, run: "Run") -> list[tuple[str, str, bool]]:
         assert run.load is not None
-        ref = self.reference
-        kept = run.load.writes_per_second / ref.writes_per_second
-        p99 = run.load.p99_ms / ref.p99_ms
+        alone = self.alone(run)
+        kept = run.load.writes_per_second / alone.writes_per_second
+        p99 = run.load.p99_ms / alone.p99_ms
         return [
             (
                 f"app throughput kept during {run.label}",
-                f"{kept:.0%} of reference",
+                f"{kept:.0%} of the app alone",
                 kept >= THROUGHPUT_KEPT,
             ),
-            ratio(
-                f"app p99 during {run.label} ≤ 2x reference", p99, P99_OVER_REFERENCE, below=True
+            (
+                f"app p99 during {run.label} ≤ 2x the app alone",
+                f"{p99:.2f}x ({run.load.p99_ms:.1f} against {alone.p99_ms:.1f} ms; "
+                f"{run.load.p99_ms / self.reference.p99_ms:.2f}x the reference)",
+                p99 <= P99_OVER_REFERENCE,
             ),
             (
                 f"no app write waits > 250 ms for a lock during {run.label}",
@@ -168,6 +176,7 @@ def from_dict(data: dict[str, Any]) -> Results:
     def run(fields: dict[str, Any]) -> Run:
         fields = {k: v for k, v in fields.items() if k not in ("rows_per_second", "table_seconds")}
         fields["load"] = LoadReport(**fields["load"]) if fields["load"] else None
+        fields["alone"] = LoadReport(**fields["alone"]) if fields.get("alone") else None
         fields["throughput"] = [tuple(p) for p in fields["throughput"]]
         fields["app_p99"] = [tuple(p) for p in fields["app_p99"]]
         return Run(**fields)
@@ -221,10 +230,11 @@ def markdown(results: Results) -> str:
         "## Backfill of the whole table, under the app's load",
         "",
         "| run | method | rows | time | rows/s | peak memory | verified | job's lock timeouts "
-        "| app writes/s | app p50 / p99 / max ms | longest lock wait ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| app writes/s | app p50 / p99 / max ms | longest lock wait ms | app p99 alone before it |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
         "| ref | the app load alone | | | | | | | "
-        + load_cells(results.reference).removeprefix("| "),
+        + load_cells(results.reference).removeprefix("| ")
+        + " |",
     ]
     for run in results.runs:
         rows = f"{run.rows:,}" + (f" of {run.table_rows:,}" if run.extrapolated else "")
@@ -236,7 +246,9 @@ def markdown(results: Results) -> str:
         lines.append(
             f"| {run.label} | {run.method} | {rows} | {time_cell} | {run.rows_per_second:,.0f} "
             f"| {run.peak_memory_mb:.0f} MB | {'yes' if run.correct else 'NO'} "
-            f"| {run.lock_timeouts if run.label.startswith('S') else ''} " + load_cells(run.load)
+            f"| {run.lock_timeouts if run.label.startswith('S') else ''} "
+            + load_cells(run.load)
+            + (f" {run.alone.p99_ms:.1f} ms |" if run.alone else " |")
         )
     lines += frontier(results)
     lines += ["", "## Contract step: longest ACCESS EXCLUSIVE hold", ""]
@@ -287,8 +299,9 @@ def frontier(results: Results) -> list[str]:
         "",
         "## Pacing: rows/s against the app's p99",
         "",
-        "| run | rows/s | vs B | app p99 vs alone | app writes kept | pacing |",
-        "|---|---|---|---|---|---|",
+        "| run | rows/s | vs B | app p99 vs alone before it | vs the reference "
+        "| app writes kept | pacing |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run in sorted(runs, key=lambda r: r.rows_per_second):
         assert run.load is not None
@@ -301,8 +314,10 @@ def frontier(results: Results) -> list[str]:
         lines.append(
             f"| {run.label} | {run.rows_per_second:,.0f} "
             f"| {run.rows_per_second / b.rows_per_second:.2f}x "
+            f"| {run.load.p99_ms / results.alone(run).p99_ms:.2f}x "
             f"| {run.load.p99_ms / ref.p99_ms:.2f}x "
-            f"| {run.load.writes_per_second / ref.writes_per_second:.0%} | {pacing} |"
+            f"| {run.load.writes_per_second / results.alone(run).writes_per_second:.0%} "
+            f"| {pacing} |"
         )
     return lines
 
@@ -342,17 +357,16 @@ def plot_frontier(results: Results, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ref = results.reference
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for run in (r for r in results.runs if r.label.startswith("S") and r.load):
         assert run.load is not None
-        x, y = run.load.p99_ms / ref.p99_ms, run.rows_per_second
+        x, y = run.load.p99_ms / results.alone(run).p99_ms, run.rows_per_second
         axes.scatter([x], [y], color="tab:red" if run.label == "S2auto" else "tab:blue")
         axes.annotate(run.label, (x, y), textcoords="offset points", xytext=(6, 4))
     axes.axvline(P99_OVER_REFERENCE, color="grey", linestyle="--", label="p99 budget (2x alone)")
     b = results.run("B").rows_per_second
     axes.axhline(S2AUTO_OVER_B * b, color="grey", linestyle=":", label="0.7x B")
-    axes.set_xlabel("app write p99 during the run, against the app alone")
+    axes.set_xlabel("app write p99 during the run, against the app alone right before it")
     axes.set_ylabel("rows filled per second")
     axes.set_title("Where pacing settled (S2auto) among fixed choices")
     axes.legend(fontsize="small")
@@ -370,8 +384,9 @@ def readme_table(results: Results) -> str:
     ref = results.reference
     lines = [
         f"| run, {results.runs[0].table_rows:,} rows | rows/s | vs B "
-        f"| app p99 (alone: {ref.p99_ms:.1f} ms) | app's longest lock wait | job's lock timeouts |",
-        "|---|---|---|---|---|---|",
+        f"| app p99 | alone right before it (reference: {ref.p99_ms:.1f} ms) "
+        "| app's longest lock wait | job's lock timeouts |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run in results.runs:
         table = run.label.partition(" ")[2]
@@ -381,6 +396,7 @@ def readme_table(results: Results) -> str:
             f"| {run.label}: {run.method} | {run.rows_per_second:,.0f} "
             f"| {run.rows_per_second / b.rows_per_second:.2f}x "
             f"| {f'{load.p99_ms:.1f} ms' if load else 'no app load'} "
+            f"| {f'{run.alone.p99_ms:.1f} ms' if run.alone else ''} "
             f"| {f'{load.longest_lock_wait_ms:,.0f} ms' if load else ''} "
             f"| {run.lock_timeouts if run.label.startswith('S') else ''} |"
         )

@@ -7,7 +7,8 @@ groups occupying admin names) into a template database, then on identical
 copies of it (CREATE DATABASE ... TEMPLATE) measures, while a separate
 process writes through the ORM as the app would (see app_load.py):
 
-- ref: that load alone, the reference;
+- ref: that load alone, the reference; and before each run, the load alone
+  on that run's copy for `--alone-seconds`, which the run is weighed against;
 - A: the textbook RunPython pass through the ORM, on a sample, extrapolated;
 - B: one set-based pass in one transaction;
 - S1, S2: this service with 1 and 2 real Celery worker processes, from
@@ -52,6 +53,19 @@ HOT_SHARE = 0.2
 SKEWED = "skewed"
 DEFAULT_OUT = ROOT / "docs" / "benchmarks"
 
+# As long as a run under load, so that the reference's p99 rests on as many
+# writes as the p99s weighed against it: 20 s (4,000 writes, the p99 their
+# 40th slowest) read 4.2 to 5.7 ms in three windows one after the other.
+REFERENCE_SECONDS = 60
+# Each run under load is also weighed against the app alone on its own copy
+# right before it: on a shared machine the app's p99 alone drifts over the
+# suite's half hour (5.2 ms in one run's reference, 15.6 ms in the next
+# day's, where B and S1 then ran at lower p99s than that), and a window next
+# to the run drifts with it. The first seconds on a fresh copy are not
+# counted: its pages are not yet in shared_buffers.
+ALONE_SECONDS = 30
+ALONE_WARMUP_SECONDS = 5
+
 
 @dataclass(frozen=True)
 class Template:
@@ -82,6 +96,8 @@ class Run:
     app_p99: list[tuple[float, float]] = field(default_factory=list)
     # What health-aware pacing did (S2auto): seconds throttled, batches per limiting signal.
     pace: dict[str, Any] | None = None
+    # The app load alone on the run's own copy, in the seconds right before the run.
+    alone: LoadReport | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -281,28 +297,32 @@ def pace_of(db: str) -> dict[str, Any]:
 
 
 def under_load(
-    template: Template, label: str, measure: Callable[[str], Run], out: Path, rate: float
+    template: Template,
+    label: str,
+    measure: Callable[[str], Run],
+    out: Path,
+    rate: float,
+    alone_seconds: float = ALONE_SECONDS,
 ) -> tuple[Run, str]:
-    """Run `measure` on a fresh copy while the app load writes to it (none at rate 0);
-    returns the copy too."""
+    """Run `measure` on a fresh copy while the app load writes to it (none at rate 0),
+    after `alone_seconds` of the load alone; returns the copy too."""
     db = copy_of(template.db, f"{PREFIX}_{label.lower().replace(' ', '_')}")
     if not rate:
         result = measure(db)
         check(result, template, db)
         return result, db
     with AppLoad(db, out / f"load-{label}.json", rate=rate) as load:
+        time.sleep(ALONE_WARMUP_SECONDS)
+        alone_from = time.time()
+        time.sleep(alone_seconds)
+        alone_until = time.time()
         result = measure(db)
     check(result, template, db)
+    result.alone = load.report(alone_from, alone_until)
     start, end = result.started_at, result.started_at + result.seconds
     result.load = load.report(start, end)
     result.app_p99 = p99_timeline(load.writes, start, end)
     return result, db
-
-
-# As long as a run under load, so that the reference's p99 rests on as many
-# writes as the p99s weighed against it: 20 s (4,000 writes, the p99 their
-# 40th slowest) read 4.2 to 5.7 ms in three windows one after the other.
-REFERENCE_SECONDS = 60
 
 
 def reference(template: Template, seconds: float, out: Path, rate: float) -> LoadReport:
@@ -325,7 +345,7 @@ def comparison(template: Template, options: argparse.Namespace, logs: Path) -> l
         "S2auto": service(template, "S2auto", 2, logs, pace=True),
         "S4": service(template, "S4", 4, logs),
     }
-    return measure_all(template, measures, logs, options.rate)
+    return measure_all(template, measures, logs, options.rate, options.alone_seconds)
 
 
 def skewed_comparison(template: Template, logs: Path) -> list[Run]:
@@ -343,16 +363,20 @@ def skewed_comparison(template: Template, logs: Path) -> list[Run]:
 
 
 def measure_all(
-    template: Template, measures: dict[str, Callable[[str], Run]], logs: Path, rate: float
+    template: Template,
+    measures: dict[str, Callable[[str], Run]],
+    logs: Path,
+    rate: float,
+    alone_seconds: float = ALONE_SECONDS,
 ) -> list[Run]:
     runs = []
     for label, measure in measures.items():
-        run, db = under_load(template, label, measure, logs, rate)
+        run, db = under_load(template, label, measure, logs, rate, alone_seconds)
         run.label = label
         drop(db)
         print(
             f"{label}: {run.rows:,} rows in {run.seconds:.1f} s, "
-            f"{run.lock_timeouts} lock timeouts, load {run.load}",
+            f"{run.lock_timeouts} lock timeouts, load {run.load}, alone before it {run.alone}",
             flush=True,
         )
         runs.append(run)
@@ -423,6 +447,12 @@ def arguments() -> argparse.Namespace:
         type=positive_int,
         default=REFERENCE_SECONDS,
         help=f"how long the app load runs alone, the reference ({REFERENCE_SECONDS})",
+    )
+    parser.add_argument(
+        "--alone-seconds",
+        type=positive_int,
+        default=ALONE_SECONDS,
+        help=f"how long the app load runs alone before each run under it ({ALONE_SECONDS})",
     )
     parser.add_argument(
         "--pause-ms",
