@@ -52,6 +52,10 @@ class Job(models.Model):
     throttled_seconds = models.FloatField(default=0.0)
     # Workers that may write at once while latency has shed some; None: all of `concurrency`.
     pace_workers = models.PositiveIntegerField(null=True)
+    # Until then every worker of the job paces its last worker's batches at the
+    # floor: one found that pausing for latency did not lower it (pacing.PauseEvidence),
+    # and a slice handed to another worker process must not learn that again.
+    pause_given_up_until = models.DateTimeField(null=True)
     rows_total_is_estimate = models.BooleanField(default=True)
     context = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)

@@ -11,7 +11,10 @@ times commits beside its batches; it is stopped when the task ends.
 
 What pausing the last worker has bought (pacing.PauseEvidence) is kept per
 worker process and job, across the job's tasks: it takes some readings to
-judge, and a task may end first.
+judge, and a task may end first. Once a worker gives the pause up, the
+verdict goes on the job's row (`pause_given_up_until`) for the time it
+rests: the slice moves between worker processes as tasks hand over, and
+each learning it again would pause for a dozen readings.
 
 Shedding a worker for latency (pacing.sheds_worker) goes through the job's
 row too: `pace_workers` is lowered, the worker hands its slice back
@@ -21,12 +24,15 @@ then brings the worker back.
 """
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from backfill import conf, health, pacing
 from backfill.conf import BatchLimits
@@ -35,8 +41,20 @@ from backfill.pacing import Budgets, Controller, Pace, Signals
 
 logger = logging.getLogger(__name__)
 
-# Job id -> what pausing its last worker has bought, as this process read it.
-_pause_evidence: dict[int, pacing.PauseEvidence] = {}
+# Job id -> the latency baseline its readings were weighed against, and what
+# pausing its last worker has bought, as this process read it.
+_pause_evidence: dict[int, tuple[float | None, pacing.PauseEvidence]] = {}
+
+
+def pause_evidence(job: Job) -> pacing.PauseEvidence:
+    """This process's evidence for `job`, afresh once the job has a new baseline:
+    resuming or retrying takes one, and pressures read against another baseline
+    (and under the app's load of another hour) are not comparable."""
+    baseline, evidence = _pause_evidence.get(job.pk, (None, None))
+    if evidence is None or baseline != job.latency_baseline_ms:
+        evidence = pacing.PauseEvidence()
+        _pause_evidence[job.pk] = (job.latency_baseline_ms, evidence)
+    return evidence
 
 
 @dataclass
@@ -54,6 +72,7 @@ class Pacer:
     calm_readings: int = 0  # readings in a row with plenty of room
     shed: bool = False  # this worker stepped back for latency: hand the slice back
     evidence: pacing.PauseEvidence = field(default_factory=pacing.PauseEvidence, repr=False)
+    given_up_until: datetime | None = None  # not yet shown on the job's row
 
     @classmethod
     def for_job(cls, job: Job, table: str, limits: BatchLimits) -> "Pacer":
@@ -62,6 +81,9 @@ class Pacer:
         if job.pace:
             ceiling = max(floor, conf.get_int("BACKFILL_MAX_PACE_PAUSE_MS"))
             controller = Controller(floor, ceiling, limits.min_size, limits.max_size)
+        interval = conf.get_float("BACKFILL_PACE_INTERVAL_SECONDS")
+        evidence = pause_evidence(job)
+        evidence.rest_at_least(readings_until(job.pause_given_up_until, interval))
         return cls(
             job_id=job.pk,
             table=table,
@@ -69,8 +91,8 @@ class Pacer:
             budgets=job.budgets,
             baseline_ms=job.latency_baseline_ms,
             pace=Pace(max(floor, job.pace_pause_ms) if job.pace else floor, None, job.pace_limit),
-            interval=conf.get_float("BACKFILL_PACE_INTERVAL_SECONDS"),
-            evidence=_pause_evidence.setdefault(job.pk, pacing.PauseEvidence()),
+            interval=interval,
+            evidence=evidence,
         )
 
     def current(self) -> Pace:
@@ -103,6 +125,8 @@ class Pacer:
                 floor,
                 self.evidence.resting,
             )
+            rest = timedelta(seconds=self.evidence.resting * self.interval)
+            self.given_up_until = timezone.now() + rest
         self.take_back_worker(signals)
         if self.pace.limit != previous.limit:
             logger.info(
@@ -188,5 +212,16 @@ class Pacer:
             "pace_limit": self.pace.limit,
             "throttled_seconds": F("throttled_seconds") + self.throttled,
         }
+        if self.given_up_until is not None:
+            shown["pause_given_up_until"] = self.given_up_until
         if self.update_free_row(lambda job: shown):
             self.throttled = 0.0
+            self.given_up_until = None
+
+
+def readings_until(moment: datetime | None, interval: float) -> int:
+    """The readings, one per `interval` seconds, from now until `moment`."""
+    if moment is None:
+        return 0
+    seconds = (moment - timezone.now()).total_seconds()
+    return max(0, math.ceil(seconds / interval)) if interval > 0 else 0

@@ -208,8 +208,10 @@ PAUSE_EVIDENCE_KEPT = 10
 # less is within what one run's readings spread.
 PAUSE_MIN_GAIN = 0.1
 # Readings spent at the floor after a pause was given up, before trying
-# again: the app's load changes over a day, and so may what helps it.
-PAUSE_RETRY_READINGS = 60
+# again: the app's load changes over a day, and so may what helps it. Trying
+# costs about a dozen readings paced slower (PAUSE_EVIDENCE_READINGS paused,
+# the pause doubling), so this keeps the trials to a few percent of the time.
+PAUSE_RETRY_READINGS = 300
 
 
 @dataclass
@@ -226,6 +228,11 @@ class PauseEvidence:
         if pressure is None or during.limit not in (LATENCY, ""):
             return
         (self.paused if during.pause_ms > floor_ms else self.unpaced).append(pressure)
+
+    def rest_at_least(self, readings: int) -> None:
+        """Another worker of the job gave the pause up: rest as long as it does."""
+        if readings > self.resting:
+            self.resting = readings
 
     def pausing_helps(self) -> bool:
         """Unless both kinds have been read often enough, the pause gets the benefit."""

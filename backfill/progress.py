@@ -198,6 +198,10 @@ def pace_of(job: Job) -> dict[str, Any]:
         "throttled_seconds": round(job.throttled_seconds, 1),
         # Fewer than the job's concurrency while latency has shed workers.
         "workers_writing": job.workers_writing,
+        # Pausing the last worker for latency found to buy nothing: at its floor until then.
+        "pause_given_up_until": (
+            job.pause_given_up_until.isoformat() if job.pause_given_up_until else None
+        ),
         "latency_baseline_ms": job.latency_baseline_ms,
         "budgets": asdict(job.budgets),
     }

@@ -113,8 +113,11 @@ def resume(name: str, actor: str) -> Job:
     # The job is paused: what the app alone gets now.
     baseline = latency_baseline() if paused.pace else paused.latency_baseline_ms
     job = transition(paused, Action.RESUME, actor)
-    # Every worker again: the app's load may have changed while it was paused.
-    Job.objects.filter(pk=job.pk).update(latency_baseline_ms=baseline, pace_workers=None)
+    # Every worker again, and pausing weighed afresh: the app's load may have
+    # changed while it was paused.
+    Job.objects.filter(pk=job.pk).update(
+        latency_baseline_ms=baseline, pace_workers=None, pause_given_up_until=None
+    )
     Slice.objects.filter(job=job).open().drop_reservations()
     scheduler.fill_slots(job.pk)
     return job
@@ -141,7 +144,9 @@ def retry(name: str, actor: str) -> Job:
         job = transition(failed, Action.RETRY, actor)
         Slice.objects.filter(job=job).failed().reopen()
         Slice.objects.filter(job=job).open().drop_reservations()
-        Job.objects.filter(pk=job.pk).update(latency_baseline_ms=baseline, pace_workers=None)
+        Job.objects.filter(pk=job.pk).update(
+            latency_baseline_ms=baseline, pace_workers=None, pause_given_up_until=None
+        )
     scheduler.fill_slots(job.pk)
     return job
 

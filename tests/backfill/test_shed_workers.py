@@ -1,6 +1,7 @@
 """Over its latency budget a job writes with fewer workers before it pauses the last one."""
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -82,10 +83,14 @@ def test_a_worker_comes_back_once_the_room_lasts(settings, paced_job, commits_ta
 
 
 def test_resuming_gives_the_job_every_worker_again(paced_job):
-    Job.objects.filter(pk=paced_job.pk).update(pace_workers=1)
+    Job.objects.filter(pk=paced_job.pk).update(
+        pace_workers=1, pause_given_up_until=timezone.now() + timedelta(minutes=5)
+    )
     service.pause("admin_groups", "test")
     service.resume("admin_groups", "test")
-    assert Job.objects.get(pk=paced_job.pk).workers_writing == 2
+    resumed = Job.objects.get(pk=paced_job.pk)
+    assert resumed.workers_writing == 2
+    assert resumed.pause_given_up_until is None  # pausing is weighed afresh
 
 
 def test_a_revert_after_workers_were_shed_runs_with_all_of_them(paced_job, drain):
@@ -103,12 +108,7 @@ def test_the_last_worker_goes_back_to_its_floor_when_pausing_buys_nothing(
     """The app's commits as slow paused as unpaced: a flat frontier, as on a database
     whose CPUs the batches keep busy. The pause is tried, weighed against readings at
     the floor, and given up; the job is still shown limited by latency."""
-    settings.BACKFILL_MAX_PACE_PAUSE_MS = 40
-    settings.BACKFILL_BATCH_SIZE = settings.BACKFILL_MIN_BATCH_SIZE = 10  # many readings
-    settings.BACKFILL_MAX_BATCH_SIZE = 20
-    commits_take(5.0)  # over budget whatever the pause
-    Job.objects.filter(pk=paced_job.pk).update(pace_workers=1)
-    pacer._pause_evidence.pop(paced_job.pk, None)
+    flat_frontier(settings, paced_job, commits_take)
     pauses: list[int] = []
     for _ in range(80):
         last = Slice.objects.filter(job=paced_job).open().order_by("number").first()
@@ -116,8 +116,44 @@ def test_the_last_worker_goes_back_to_its_floor_when_pausing_buys_nothing(
         work(last, "worker-1", seconds=0.2)
         paced_job.refresh_from_db()
         pauses.append(paced_job.pace_pause_ms)
-        if pacer._pause_evidence[paced_job.pk].resting:
+        if pacer.pause_evidence(paced_job).resting:
             break
     assert max(pauses) > 0  # it did try pausing
-    assert pacer._pause_evidence[paced_job.pk].resting > 0
+    assert pacer.pause_evidence(paced_job).resting > 0
     assert (paced_job.pace_limit, paced_job.pace_pause_ms) == ("latency", 0)
+    assert paced_job.pause_given_up_until is not None
+    assert paced_job.pause_given_up_until > timezone.now()  # for the job's other workers
+
+
+def test_a_worker_process_new_to_the_job_rests_as_the_one_that_gave_the_pause_up(
+    settings, paced_job, commits_take
+):
+    """The slice moves between worker processes as tasks hand over: one that has not
+    read the evidence itself takes the verdict from the job's row, not a dozen readings
+    of pausing to learn it again."""
+    flat_frontier(settings, paced_job, commits_take)
+    until = timezone.now() + timedelta(minutes=5)
+    Job.objects.filter(pk=paced_job.pk).update(pause_given_up_until=until)
+    pauses: list[int] = []
+    for _ in range(5):
+        last = Slice.objects.filter(job=paced_job).open().order_by("number").first()
+        assert last is not None
+        work(last, "worker-2", seconds=0.2)
+        paced_job.refresh_from_db()
+        pauses.append(paced_job.pace_pause_ms)
+    assert pauses == [0] * 5
+    assert paced_job.pace_limit == "latency"
+    assert pacer.pause_evidence(paced_job).resting > 0
+    assert not pacer.pause_evidence(paced_job).paused  # it never paused to find out
+
+
+def flat_frontier(settings, job: Job, commits_take: Callable[[float], None]) -> None:
+    """One worker writing, small batches for many readings, the app's commits over
+    budget whatever the pause; a worker process new to the job."""
+    settings.BACKFILL_PACE_INTERVAL_SECONDS = 0.01  # a reading every few batches
+    settings.BACKFILL_MAX_PACE_PAUSE_MS = 40
+    settings.BACKFILL_BATCH_SIZE = settings.BACKFILL_MIN_BATCH_SIZE = 10
+    settings.BACKFILL_MAX_BATCH_SIZE = 20
+    commits_take(5.0)
+    Job.objects.filter(pk=job.pk).update(pace_workers=1)
+    pacer._pause_evidence.pop(job.pk, None)

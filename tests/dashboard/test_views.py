@@ -1,8 +1,11 @@
 """The dashboard through Django's test client: access, CSRF, bad input, audit."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from backfill import service
 from backfill.models import Event, Job, JobStatus, Slice
@@ -119,10 +122,15 @@ def test_the_start_form_sets_pacing_and_the_job_page_shows_it(staff, local_queue
 def test_workers_shed_for_latency_on_the_page_the_api_and_metrics(staff, local_queue):
     seed()
     job = service.start("admin_groups", "test", JobOptions.build(concurrency=3, pace=True))
-    Job.objects.filter(pk=job.pk).update(pace_workers=1, pace_limit="latency")
+    until = timezone.now() + timedelta(minutes=5)
+    Job.objects.filter(pk=job.pk).update(
+        pace_workers=1, pace_limit="latency", pause_given_up_until=until
+    )
     page = staff.get(f"/backfill/jobs/{job.pk}/").content.decode()
     assert "1 of 3 workers writing" in page
-    assert staff.get(f"/backfill/api/jobs/{job.pk}/").json()["pace"]["workers_writing"] == 1
+    pace = staff.get(f"/backfill/api/jobs/{job.pk}/").json()["pace"]
+    assert pace["workers_writing"] == 1
+    assert pace["pause_given_up_until"] == until.isoformat()
     body = staff.get("/metrics").content.decode()
     assert f'backfill_job_pace_workers{{definition="admin_groups",job="{job.pk}"}} 1.0' in body
 
