@@ -59,9 +59,9 @@ DEFAULT_OUT = ROOT / "docs" / "benchmarks"
 REFERENCE_SECONDS = 60
 # Each run under load is also weighed against the app alone on its own copy
 # right before it: on a shared machine the app's p99 alone drifts over the
-# suite's half hour (5.2 ms in one run's reference, 15.6 ms in the next
-# day's, where B and S1 then ran at lower p99s than that), and a window next
-# to the run drifts with it. The first seconds on a fresh copy are not
+# day (5.2 ms in one run's reference, 15.6 ms in a run that afternoon,
+# where B and S1 then ran at lower p99s than that), and a window next to
+# the run drifts with it. The first seconds on a fresh copy are not
 # counted: its pages are not yet in shared_buffers.
 ALONE_SECONDS = 30
 ALONE_WARMUP_SECONDS = 5
