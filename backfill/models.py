@@ -52,9 +52,10 @@ class Job(models.Model):
     throttled_seconds = models.FloatField(default=0.0)
     # Workers that may write at once while latency has shed some; None: all of `concurrency`.
     pace_workers = models.PositiveIntegerField(null=True)
-    # Until then every worker of the job paces its last worker's batches at the
-    # floor: one found that pausing for latency did not lower it (pacing.PauseEvidence),
-    # and a slice handed to another worker process must not learn that again.
+    # Until then the job's last worker writing stays at its floor over the latency
+    # budget: a worker found that pausing did not lower the latency
+    # (pacing.PauseEvidence), and a worker process the slice moves to must not
+    # pause to learn that again.
     pause_given_up_until = models.DateTimeField(null=True)
     rows_total_is_estimate = models.BooleanField(default=True)
     context = models.JSONField(default=dict, blank=True)

@@ -93,6 +93,18 @@ def test_resuming_gives_the_job_every_worker_again(paced_job):
     assert resumed.pause_given_up_until is None  # pausing is weighed afresh
 
 
+def test_retrying_weighs_the_pause_afresh(paced_job):
+    Job.objects.filter(pk=paced_job.pk).update(
+        status=JobStatus.FAILED,
+        pace_workers=1,
+        pause_given_up_until=timezone.now() + timedelta(minutes=5),
+    )
+    service.retry("admin_groups", "test")
+    retried = Job.objects.get(pk=paced_job.pk)
+    assert retried.status == JobStatus.RUNNING
+    assert (retried.workers_writing, retried.pause_given_up_until) == (2, None)
+
+
 def test_a_revert_after_workers_were_shed_runs_with_all_of_them(paced_job, drain):
     drain(paced_job)
     Job.objects.filter(pk=paced_job.pk).update(pace_workers=1)
