@@ -119,7 +119,7 @@ def test_a_batch_never_waits_for_the_scheduler_holding_the_job(seed, local_queue
     seed(6_000, hot_share=0.3)
     # No latency budget: on a busy machine the probe could shed the first worker,
     # and no split would follow its share. The pace is still shown on the job row.
-    budgets = {"latency_ratio": 0.0} if pace else None
+    budgets: dict[str, float | None] | None = {"latency_ratio": 0.0} if pace else None
     options = JobOptions.build(batch_size=100, concurrency=3, pace=pace, budgets=budgets)
     service.start("admin_groups", "test", options)
     popped = [local_queue.pop() for _ in range(3)]
