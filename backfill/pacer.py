@@ -143,6 +143,8 @@ class Pacer:
         """Lower the workers the job may have writing, this one leaving, if the rule says so."""
 
         def shed(job: Job) -> dict[str, object] | None:
+            if not self.weighs_as(job):
+                return None
             if not pacing.sheds_worker(previous, self.pace, job.workers_writing):
                 return None
             return {"pace_workers": job.workers_writing - 1}
@@ -160,6 +162,8 @@ class Pacer:
             return
 
         def add(job: Job) -> dict[str, object] | None:
+            if not self.weighs_as(job):
+                return None
             writing = job.workers_writing
             if not pacing.adds_worker(self.calm_readings, writing, job.concurrency):
                 return None
@@ -176,7 +180,7 @@ class Pacer:
             job = (
                 Job.objects.select_for_update(no_key=True, skip_locked=True)
                 .filter(pk=self.job_id)
-                .only("concurrency", "pace_workers")
+                .only("concurrency", "pace_workers", "latency_baseline_ms")
                 .first()
             )
             fields = change(job) if job is not None else None
@@ -184,6 +188,15 @@ class Pacer:
                 return False
             Job.objects.filter(pk=self.job_id).update(**fields)
         return True
+
+    def weighs_as(self, job: Job) -> bool:
+        """Whether this worker's readings are weighed against the job's baseline now.
+
+        Resuming or retrying takes a new baseline and gives the job every worker
+        and the pause back; a worker still closing a task from before must not
+        undo that with a verdict reached against the old one.
+        """
+        return job.latency_baseline_ms == self.baseline_ms
 
     def waited(self, seconds: float) -> None:
         """Seconds spent waiting for the pace, beyond the job's own pause."""
@@ -207,14 +220,18 @@ class Pacer:
         """
         if self.controller is None:
             return
-        shown = {
-            "pace_pause_ms": self.pace.pause_ms,
-            "pace_limit": self.pace.limit,
-            "throttled_seconds": F("throttled_seconds") + self.throttled,
-        }
-        if self.given_up_until is not None:
-            shown["pause_given_up_until"] = self.given_up_until
-        if self.update_free_row(lambda job: shown):
+
+        def shown(job: Job) -> dict[str, object]:
+            fields: dict[str, object] = {
+                "pace_pause_ms": self.pace.pause_ms,
+                "pace_limit": self.pace.limit,
+                "throttled_seconds": F("throttled_seconds") + self.throttled,
+            }
+            if self.given_up_until is not None and self.weighs_as(job):
+                fields["pause_given_up_until"] = self.given_up_until
+            return fields
+
+        if self.update_free_row(shown):
             self.throttled = 0.0
             self.given_up_until = None
 

@@ -7,9 +7,11 @@ import pytest
 from django.utils import timezone
 
 from backfill import health, pacer, scheduler, service
+from backfill.conf import BatchLimits
 from backfill.models import Job, JobStatus, Slice
 from backfill.options import JobOptions
-from backfill.pacing import CALM_READINGS_TO_ADD_WORKER
+from backfill.pacing import CALM_READINGS_TO_ADD_WORKER, LATENCY, Pace
+from backfill.registry import get_definition
 from backfill.runner import Outcome, SliceWork
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -103,6 +105,25 @@ def test_retrying_weighs_the_pause_afresh(paced_job):
     retried = Job.objects.get(pk=paced_job.pk)
     assert retried.status == JobStatus.RUNNING
     assert (retried.workers_writing, retried.pause_given_up_until) == (2, None)
+
+
+def test_a_verdict_reached_before_resuming_does_not_outlive_it(paced_job):
+    """A worker still closing a task from before the pause saves after `resume`
+    gave the job every worker and the pause back: what it learned was weighed
+    against the old baseline, and must not undo that."""
+    table = get_definition("admin_groups").table
+    before = pacer.Pacer.for_job(paced_job, table, BatchLimits.from_settings())
+    before.given_up_until = timezone.now() + timedelta(minutes=5)
+    before.throttled = 2.0
+    service.pause("admin_groups", "test")
+    service.resume("admin_groups", "test")
+    before.pace = Pace(before.pace.pause_ms + 100, None, LATENCY)
+    assert not before.shed_worker(Pace(before.pace.pause_ms - 100))
+    before.save()
+    resumed = Job.objects.get(pk=paced_job.pk)
+    assert resumed.latency_baseline_ms != before.baseline_ms  # a new baseline
+    assert (resumed.workers_writing, resumed.pause_given_up_until) == (2, None)
+    assert resumed.throttled_seconds == 2.0  # the time it spent is still shown
 
 
 def test_a_revert_after_workers_were_shed_runs_with_all_of_them(paced_job, drain):
