@@ -1,20 +1,20 @@
 """A reusable engine that fills a column of a large table in the background.
 
 What apps import: the definition base classes and `register`, for their
-`backfills.py`, and the migration operations. Nothing here loads models.
+`backfills.py`, and the migration operations of the expand and contract
+steps. Nothing here loads models or the engine's runtime.
 """
 
-from typing import Any
-
 from backfill.registry import Definition, ExpressionDefinition, register
+from backfill.schema.contract import BackfillIncomplete, EnforceNotNull
+from backfill.schema.expand import AddNullableField, GuardFilledColumn
 
-__all__ = ["Definition", "EnforceNotNull", "ExpressionDefinition", "register"]
-
-
-def __getattr__(name: str) -> Any:
-    """`backfill.EnforceNotNull`, loaded on first use: it needs the app registry ready."""
-    if name == "EnforceNotNull":
-        from backfill.operations import EnforceNotNull
-
-        return EnforceNotNull
-    raise AttributeError(f"module 'backfill' has no attribute {name!r}")
+__all__ = [
+    "AddNullableField",
+    "BackfillIncomplete",
+    "Definition",
+    "EnforceNotNull",
+    "ExpressionDefinition",
+    "GuardFilledColumn",
+    "register",
+]

@@ -11,8 +11,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from backfill.engine.lifecycle import actions_for
 from backfill.models import Event, Job, Slice
-from backfill.state import actions_for
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]

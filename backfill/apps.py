@@ -9,4 +9,4 @@ class BackfillConfig(AppConfig):
     def ready(self) -> None:
         # Every installed app's `backfills.py` registers its definitions.
         autodiscover_modules("backfills")
-        from backfill import checks  # noqa: F401  (registers the deploy-time check)
+        from backfill.schema import checks  # noqa: F401  (registers the deploy-time check)

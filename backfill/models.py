@@ -9,8 +9,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
-from backfill.conf import BatchLimits
-from backfill.pacing import Budgets
+from backfill.conf import BatchLimits, Budgets
 from backfill.querysets import JobQuerySet, SliceQuerySet
 from backfill.statuses import ACTIVE_STATUSES, JobStatus, SliceStatus
 

@@ -123,6 +123,16 @@ class Definition:
         """SQL true for a row still to fill. Must be cheap to evaluate per row."""
         return sql.SQL("{} IS NULL").format(sql.Identifier(self.target_column))
 
+    def pending_query(self, select: str) -> str:
+        """`SELECT <select>` over the rows still to fill."""
+        return self.compose("SELECT {select} FROM {table} WHERE {pending}", select=sql.SQL(select))
+
+    def count_pending(self, cursor: CursorWrapper) -> int:
+        """Exact count; the planner uses an index on the column where one exists."""
+        cursor.execute(self.pending_query("count(*)"))
+        row = cursor.fetchone()
+        return int(row[0]) if row else 0
+
     def prepare(self, cursor: CursorWrapper) -> dict[str, Any]:
         """Facts to remember when a job starts (kept on the job, given to revert)."""
         return {}

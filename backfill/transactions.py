@@ -15,6 +15,10 @@ from django.db.backends.utils import CursorWrapper
 
 from backfill.conf import BatchLimits
 
+# Set locally by revert batches, and read by the write guard's trigger
+# (schema/guard.py): the one writer allowed to empty a filled row.
+REVERTING_SETTING = "backfill.reverting"
+
 
 def apply(cursor: CursorWrapper, values: Mapping[str, str]) -> None:
     names = list(values)

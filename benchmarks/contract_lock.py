@@ -46,7 +46,7 @@ CONTRACT = """
 import json, time
 from django.core.management import call_command
 from django.db import connection
-from backfill.ddl import gaps
+from backfill.schema.gaps import waiting
 timings = []
 def timed(execute, sql, params, many, context):
     started = time.perf_counter()
@@ -55,9 +55,9 @@ def timed(execute, sql, params, many, context):
     finally:
         if sql.lstrip().upper().startswith("ALTER TABLE"):
             timings.append((" ".join(sql.split())[:90], round((time.perf_counter() - started) * 1000, 2)))
-# Inside the gap waiter (backfill/ddl.py), so that only the statements are timed,
+# Inside the gap waiter (backfill/schema/gaps.py), so that only the statements are timed,
 # not the look at pg_locks before each.
-with gaps(connection.alias), connection.execute_wrapper(timed):
+with waiting(connection.alias), connection.execute_wrapper(timed):
     call_command("migrate", "organizations", "0006", verbosity=0)
 print("TIMINGS" + json.dumps(timings))
 """

@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from backfill.arguments import fraction, positive_int
+from backfill.management.arguments import fraction, positive_int
 from benchmarks import suite
 from benchmarks.databases import ROOT, copy_of, drop, env_for, shell, url
 
@@ -91,7 +91,7 @@ def work(job_id: int, worker: int, workers: int) -> None:
     django.setup()
     from django.db import connection
 
-    from backfill.local import step
+    from backfill.engine.local import step
     from backfill.models import Slice
 
     timer = Timer()
@@ -134,7 +134,7 @@ def work(job_id: int, worker: int, workers: int) -> None:
 
 def start_job(db: str, workers: int) -> int:
     code = (
-        "from backfill import dispatch, service; from backfill.local import LocalQueue; "
+        "from backfill.engine import dispatch, service; from backfill.engine.local import LocalQueue; "
         "from backfill.models import Slice\n"
         "with dispatch.using(LocalQueue()):\n"
         f"    job = service.start('admin_groups', 'profile', "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from backfill.health import WalHistory
+from backfill.pacing.health import WalHistory
 from benchmarks.databases import manage
 from benchmarks.workers import Workers
 from tests.standby import PrimaryAndStandby

@@ -39,7 +39,7 @@ from typing import Any
 
 import psycopg
 
-from backfill.arguments import positive_int
+from backfill.management.arguments import positive_int
 from benchmarks import contract_lock, report, schema_gaps, tables
 from benchmarks.app_load import AppLoad, LoadReport, p99_timeline
 from benchmarks.databases import ROOT, copy_of, drop, env_for, manage, recreate, url, vacuum_analyze

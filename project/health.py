@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from backfill.operations import EnforceNotNull
+from backfill import EnforceNotNull
 from workers.checks import broker_errors
 
 

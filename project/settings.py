@@ -215,5 +215,5 @@ CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
 BACKFILL_DISPATCHER = "workers.dispatch.CeleryDispatcher"
 BACKFILL_LEASE_SECONDS = int(os.environ.get("BACKFILL_LEASE_SECONDS", "45"))
 BACKFILL_API_TOKEN = os.environ.get("BACKFILL_API_TOKEN") or None
-# Schema steps wait for a gap in the table's locks instead of queueing (backfill/ddl.py).
+# Schema steps wait for a gap in the table's locks instead of queueing (backfill/schema/gaps.py).
 BACKFILL_DDL_WAIT_FOR_GAPS = env_bool("BACKFILL_DDL_WAIT_FOR_GAPS", True)

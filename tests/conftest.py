@@ -8,10 +8,10 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from backfill import dispatch, local, service
-from backfill.local import LocalQueue
+from backfill.engine import dispatch, local, service
+from backfill.engine.local import LocalQueue
+from backfill.engine.options import JobOptions
 from backfill.models import Job
-from backfill.options import JobOptions
 from tests import data
 from tests.processes import Beat, Worker, purge_broker
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from backfill import runner, scheduler, service
+from backfill.engine import runner, scheduler, service
 
 logger = logging.getLogger(__name__)
 

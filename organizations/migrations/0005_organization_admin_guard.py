@@ -3,13 +3,13 @@
 From here on no writer (a stale instance saved by this app, an older app
 version, `update()`, raw SQL) can set a filled `admin_id` back to NULL, while
 inserts without it keep working for servers still on the old code; the
-pending rows get a partial index built concurrently. See backfill/guard.py and
+pending rows get a partial index built concurrently. See backfill/schema/guard.py and
 docs/expand.md. Non-atomic: the index is built CONCURRENTLY.
 """
 
 from django.db import migrations
 
-from backfill.guard import GuardFilledColumn
+from backfill import GuardFilledColumn
 
 
 class Migration(migrations.Migration):

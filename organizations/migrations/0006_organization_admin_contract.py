@@ -8,7 +8,7 @@ migration, and each DDL statement runs under a short lock timeout.
 
 from django.db import migrations
 
-from backfill.operations import EnforceNotNull
+from backfill import EnforceNotNull
 
 
 class Migration(migrations.Migration):

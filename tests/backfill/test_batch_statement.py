@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
-from backfill.batch import SELECT_BATCH_SQL
-from backfill.plan import batch_parameters
+from backfill.engine.batch import SELECT_BATCH_SQL
+from backfill.engine.plan import batch_parameters
 from backfill.registry import get_definition
 from tests.data import app_session, seed
 

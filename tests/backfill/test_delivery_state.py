@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from backfill import conf, dispatch, scheduler, service
-from backfill.local import LocalQueue
+from backfill import conf
+from backfill.engine import dispatch, scheduler, service
+from backfill.engine.local import LocalQueue
+from backfill.engine.options import JobOptions
 from backfill.models import Job, JobStatus, Slice
-from backfill.options import JobOptions
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -56,7 +57,7 @@ class Delivery(RuleBasedStateMachine):
         slice_id = self.queue.pop()
         if slice_id is None:
             return
-        lease = conf.get_int("BACKFILL_LEASE_SECONDS")
+        lease = conf.current().lease_seconds
         if Slice.objects.acquire(slice_id, worker, lease) is not None:
             self.holding[worker] = slice_id
 

@@ -16,7 +16,7 @@ from django_pg_migration_tools.management.commands import migrate_with_timeouts 
 from psycopg import sql
 
 from backfill import registry
-from backfill.operations import BackfillIncomplete, EnforceNotNull, LockNotAcquired
+from backfill.schema.contract import BackfillIncomplete, EnforceNotNull, LockNotAcquired
 from tests.data import app_session, seed
 from tests.processes import ROOT, worker_environment
 

@@ -3,9 +3,9 @@
 import pytest
 from django.contrib.auth.models import Group, User
 
-from backfill import service
+from backfill.engine import service
+from backfill.engine.options import JobOptions
 from backfill.models import JobStatus, Sample, Write
-from backfill.options import JobOptions
 from organizations.models import Organization
 
 pytestmark = pytest.mark.django_db(transaction=True)

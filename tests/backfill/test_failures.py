@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import pytest
 from django.db.backends.utils import CursorWrapper
 
-from backfill import service
+from backfill.engine import service
 from backfill.models import JobStatus, Slice, SliceStatus
 from backfill.registry import Row, register
 from organizations.backfills import AdminGroups

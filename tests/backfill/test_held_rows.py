@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from backfill import checker
+from backfill.engine import checker
+from backfill.engine.progress import job_progress
 from backfill.models import Job, JobStatus, Slice
-from backfill.progress import job_progress
 from backfill.registry import get_definition
 from organizations.models import Organization
 from tests.data import app_session

@@ -5,9 +5,10 @@ import time
 import pytest
 from django.db import connection
 
-from backfill import health
-from backfill.pacer import Pacer
-from backfill.pacing import Budgets, Controller, Pace
+from backfill.conf import Budgets
+from backfill.pacing import health
+from backfill.pacing.controller import Controller, Pace
+from backfill.pacing.pacer import Pacer
 from organizations.models import Organization
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,11 +11,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db.backends.utils import CursorWrapper
 
-from backfill import service
+from backfill.engine import service
+from backfill.engine.lifecycle import PEOPLE_ACTIONS, Action, actions_for, transition
+from backfill.engine.options import JobOptions
 from backfill.models import Job, JobStatus, Slice
-from backfill.options import JobOptions
 from backfill.registry import Row, register
-from backfill.state import PEOPLE_ACTIONS, Action, actions_for, transition
 from organizations.backfills import AdminGroups
 from organizations.models import Organization
 

@@ -6,8 +6,8 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 
-from backfill import service
-from backfill.options import JobOptions
+from backfill.engine import service
+from backfill.engine.options import JobOptions
 from backfill.registry import register
 from backfill.transactions import local_settings
 from organizations.backfills import AdminGroups

@@ -2,10 +2,10 @@
 
 import pytest
 
-from backfill import service
+from backfill.engine import service
+from backfill.engine.options import JobOptions
+from backfill.engine.runner import Outcome, SliceWork
 from backfill.models import JobStatus, Slice, SliceStatus
-from backfill.options import JobOptions
-from backfill.runner import Outcome, SliceWork
 from tests.data import app_session, seed
 
 pytestmark = pytest.mark.django_db(transaction=True)

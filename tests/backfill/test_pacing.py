@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backfill import pacing
-from backfill.health import WalHistory, replica_lag
-from backfill.pacing import Budgets, Controller, Pace, Signals
+from backfill.conf import Budgets
+from backfill.pacing import controller as pacing
+from backfill.pacing.controller import Controller, Pace, Signals
+from backfill.pacing.health import WalHistory, replica_lag
 
 BUDGETS = Budgets(
     latency_ratio=2.0, replica_lag_seconds=5.0, transaction_age_seconds=300, wal_mb_per_second=0

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 
-from backfill import plan as plan_module
+from backfill.engine import plan as plan_module
 from organizations.models import AdminNameCounter, Organization
 from tests.backfill.test_cli import backfill
 from tests.data import app_session, seed

@@ -6,9 +6,9 @@ import pytest
 from django.utils import timezone
 
 from backfill.conf import BatchLimits
+from backfill.engine.lifecycle import TRANSITIONS, Action, actions_for, lifecycle_table, refusal
+from backfill.engine.throttle import BatchSizer, backoff_seconds
 from backfill.models import Job, JobStatus
-from backfill.state import TRANSITIONS, Action, actions_for, lifecycle_table, refusal
-from backfill.throttle import BatchSizer, backoff_seconds
 
 LIMITS = BatchLimits(
     min_size=100,

@@ -6,9 +6,9 @@ import sys
 import pytest
 from django.contrib.auth.models import Group
 
-from backfill import local, scheduler, service
+from backfill.engine import local, scheduler, service
+from backfill.engine.options import JobOptions
 from backfill.models import Job, JobStatus
-from backfill.options import JobOptions
 from organizations.models import Organization
 from tests.processes import ROOT, worker_environment
 

@@ -15,7 +15,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from backfill.ddl import Target, target_of
+from backfill.schema.statements import Target, target_of
 from tests.data import app_session, seed
 
 pytestmark = pytest.mark.django_db(transaction=True)

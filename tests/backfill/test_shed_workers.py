@@ -6,13 +6,14 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from backfill import health, pacer, scheduler, service
 from backfill.conf import BatchLimits
+from backfill.engine import scheduler, service
+from backfill.engine.options import JobOptions
+from backfill.engine.runner import Outcome, SliceWork
 from backfill.models import Job, JobStatus, Slice
-from backfill.options import JobOptions
-from backfill.pacing import CALM_READINGS_TO_ADD_WORKER, LATENCY, Pace
+from backfill.pacing import health, pacer
+from backfill.pacing.controller import CALM_READINGS_TO_ADD_WORKER, LATENCY, Pace
 from backfill.registry import get_definition
-from backfill.runner import Outcome, SliceWork
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,13 +9,13 @@ from collections import defaultdict
 import pytest
 from django.db import connection
 
-from backfill import local, service
-from backfill.checker import PendingCount
+from backfill.engine import local, service
+from backfill.engine.checker import PendingCount
+from backfill.engine.options import JobOptions
+from backfill.engine.runner import work_slice
+from backfill.engine.slicing import sample_percent, shares
 from backfill.models import JobStatus, Slice, Write
-from backfill.options import JobOptions
 from backfill.registry import get_definition
-from backfill.runner import work_slice
-from backfill.slicing import sample_percent, shares
 from organizations import audit, naming
 from organizations.models import Organization
 from tests import data

@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 from django.db.backends.utils import CursorWrapper
 
-from backfill import checker, service
+from backfill.engine import checker, service
+from backfill.engine.options import JobOptions
 from backfill.models import Event, JobStatus
-from backfill.options import JobOptions
 from backfill.registry import Row, get_definition, register
 from organizations.backfills import SearchNames
 from organizations.models import Organization

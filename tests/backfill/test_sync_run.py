@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
 
-from backfill import checker, service
+from backfill.engine import checker, service
 from backfill.errors import ActiveJobExists, InvalidTransition
 from backfill.models import Event, JobStatus, Slice
 from backfill.registry import get_definition

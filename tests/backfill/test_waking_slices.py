@@ -10,12 +10,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from backfill import conf, scheduler, service
-from backfill.local import LocalQueue
+from backfill import conf
+from backfill.engine import scheduler, service
+from backfill.engine.lifecycle import Action, transition
+from backfill.engine.local import LocalQueue
+from backfill.engine.options import JobOptions
+from backfill.engine.runner import Outcome, SliceWork
 from backfill.models import Job, JobStatus, Slice, SliceStatus
-from backfill.options import JobOptions
-from backfill.runner import Outcome, SliceWork
-from backfill.state import Action, transition
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,7 +52,7 @@ def test_the_last_open_slice_handed_back_to_wait_is_dispatched_for_when_the_wait
     scheduler.hand_over(slc.pk, "worker-1", job.pk, retry_in=20)
 
     slc.refresh_from_db()
-    lease = timedelta(seconds=conf.get_int("BACKFILL_LEASE_SECONDS"))
+    lease = timedelta(seconds=conf.current().lease_seconds)
     assert slc.retry_at is not None
     assert slc.retry_at >= before + timedelta(seconds=20)
     # Reserved until a worker could have taken it after the wait: the

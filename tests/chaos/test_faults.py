@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from django.db import connection
 
-from backfill import dispatch, service
-from backfill.local import LocalQueue
+from backfill.engine import dispatch, service
+from backfill.engine.local import LocalQueue
+from backfill.engine.options import JobOptions
 from backfill.models import JobStatus, Slice
-from backfill.options import JobOptions
 from organizations import naming
 from tests.data import app_session
 from tests.e2e.test_workers import ROWS, finished, rows_done, seed, wait_for

@@ -7,9 +7,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from backfill import service
+from backfill.engine import service
+from backfill.engine.options import JobOptions
 from backfill.models import Event, Job, JobStatus, Slice
-from backfill.options import JobOptions
 from tests import data
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,9 +8,9 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
 
-from backfill import service
+from backfill.engine import service
+from backfill.engine.options import JobOptions
 from backfill.models import Job, JobStatus, Slice
-from backfill.options import JobOptions
 from backfill.statuses import FINISHED_STATUSES
 from organizations import audit
 from organizations.models import Organization

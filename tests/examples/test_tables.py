@@ -11,14 +11,14 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from backfill import checker, service
-from backfill.ddl import gaps
+from backfill import BackfillIncomplete
+from backfill.engine import checker, service
+from backfill.engine.options import JobOptions
+from backfill.engine.progress import job_progress
 from backfill.errors import UnsupportedKey
 from backfill.models import Job, JobStatus, Slice, Write
-from backfill.operations import BackfillIncomplete
-from backfill.options import JobOptions
-from backfill.progress import job_progress
 from backfill.registry import get_definition
+from backfill.schema.gaps import waiting
 from backfill.statuses import FINISHED_STATUSES
 from examples.models import Reading, Ticket
 from tests.backfill.test_cli import backfill
@@ -131,7 +131,7 @@ def timed_migrate(*args: str) -> list[tuple[str, float]]:
                 timings.append((text[:100], (time.perf_counter() - started) * 1000, blocking))
 
     # Inside the gap waiter, so that only the statements are timed, not the look before each.
-    with gaps(connection.alias), connection.execute_wrapper(timed):
+    with waiting(connection.alias), connection.execute_wrapper(timed):
         call_command("migrate", *args, verbosity=0)
     print(f"migrate {' '.join(args)} (ms; * blocks writers):")
     for text, ms, blocking in timings:

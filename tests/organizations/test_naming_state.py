@@ -27,8 +27,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from backfill import service
-from backfill.options import JobOptions
+from backfill.engine import service
+from backfill.engine.options import JobOptions
 from organizations import audit
 from organizations.models import Organization
 from organizations.naming import admin_group_name, name_base

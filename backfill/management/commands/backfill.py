@@ -14,15 +14,21 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from backfill import checker, display, plan, service
-from backfill.arguments import non_negative_int, non_negative_number, positive_int, seconds
+from backfill.engine import checker, plan, service
+from backfill.engine.held import describe as describe_held
+from backfill.engine.lifecycle import Action
+from backfill.engine.options import JobOptions
+from backfill.engine.progress import Progress, job_progress
 from backfill.errors import BackfillError
-from backfill.held import describe as describe_held
+from backfill.management import display
+from backfill.management.arguments import (
+    non_negative_int,
+    non_negative_number,
+    positive_int,
+    seconds,
+)
 from backfill.models import Job, JobStatus
-from backfill.options import JobOptions
-from backfill.progress import Progress, job_progress
 from backfill.registry import all_definitions, get_definition
-from backfill.state import Action
 from backfill.statuses import FINISHED_STATUSES
 
 USAGE = 2

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from backfill import scaffold
+from backfill.schema import scaffold
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ the first to finish (logging once every few seconds), then runs and finds the
 work done; after `--wait-seconds` it stops with one line instead.
 
 Every DDL statement of every migration it applies waits for a gap in the
-table's locks instead of queueing behind a long transaction (backfill/ddl.py):
+table's locks instead of queueing behind a long transaction (backfill/schema/gaps.py):
 for at most `--gap-wait-seconds`, then it stops naming the session in the
 way, or, with `--terminate-blockers`, ends that session and goes on.
 """
@@ -18,8 +18,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django_pg_migration_tools.management.commands import migrate_with_timeouts as library
 
-from backfill import ddl
-from backfill.arguments import non_negative_int
+from backfill.management.arguments import non_negative_int
+from backfill.schema import gaps
 
 POLL_SECONDS = 1.0
 REPORT_EVERY_SECONDS = 10.0
@@ -57,10 +57,10 @@ class Command(library.Command):
         reported = 0.0
         while True:
             try:
-                with ddl.gaps(options["database"], gap_wait, terminate):
+                with gaps.waiting(options["database"], gap_wait, terminate):
                     super().handle(*args, **options)
                 return
-            except ddl.LockNotAcquired as exc:
+            except gaps.LockNotAcquired as exc:
                 raise CommandError(str(exc)) from None
             except library.LockAlreadyAcquired:
                 waited = time.monotonic() - started

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 from psycopg import sql
 
-from backfill.arguments import fraction, non_negative_int, positive_int
+from backfill.management.arguments import fraction, non_negative_int, positive_int
 from organizations import naming
 from organizations.models import Organization
 

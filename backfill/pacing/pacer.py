@@ -34,10 +34,12 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from backfill import conf, health, pacing
-from backfill.conf import BatchLimits
+from backfill import conf
+from backfill.conf import BatchLimits, Budgets
 from backfill.models import Job
-from backfill.pacing import Budgets, Controller, Pace, Signals
+from backfill.pacing import controller as pacing
+from backfill.pacing import health
+from backfill.pacing.controller import Controller, Pace, Signals
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +81,9 @@ class Pacer:
         floor = job.pause_ms
         controller = None
         if job.pace:
-            ceiling = max(floor, conf.get_int("BACKFILL_MAX_PACE_PAUSE_MS"))
+            ceiling = max(floor, conf.current().max_pace_pause_ms)
             controller = Controller(floor, ceiling, limits.min_size, limits.max_size)
-        interval = conf.get_float("BACKFILL_PACE_INTERVAL_SECONDS")
+        interval = conf.current().pace_interval_seconds
         evidence = pause_evidence(job)
         evidence.rest_at_least(readings_until(job.pause_given_up_until, interval))
         return cls(

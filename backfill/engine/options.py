@@ -7,25 +7,24 @@ the limits shown are the limits enforced.
 from dataclasses import dataclass, field
 
 from backfill import conf
-from backfill.conf import BatchLimits
+from backfill.conf import BatchLimits, Budgets
 from backfill.errors import BackfillError
-from backfill.pacing import Budgets
 
 
 @dataclass(frozen=True)
 class Bound:
     low: int
     high: int
-    default_setting: str
+    default: int
     label: str
 
 
 def bounds() -> dict[str, Bound]:
-    limits = BatchLimits.from_settings()
+    limits, now = BatchLimits.from_settings(), conf.current()
     return {
-        "batch_size": Bound(limits.min_size, limits.max_size, "BACKFILL_BATCH_SIZE", "batch size"),
-        "concurrency": Bound(1, 64, "BACKFILL_CONCURRENCY", "concurrency"),
-        "pause_ms": Bound(0, 60_000, "BACKFILL_PAUSE_MS", "pause (ms)"),
+        "batch_size": Bound(limits.min_size, limits.max_size, now.batch_size, "batch size"),
+        "concurrency": Bound(1, 64, now.concurrency, "concurrency"),
+        "pause_ms": Bound(0, 60_000, now.pause_ms, "pause (ms)"),
     }
 
 
@@ -33,26 +32,27 @@ def bounds() -> dict[str, Bound]:
 class BudgetBound:
     low: float
     high: float
-    default_setting: str
+    default: float
     label: str
     # Below `low`, only 0 is accepted, meaning "no budget".
     zero_is_none: bool = False
 
 
 def budget_bounds() -> dict[str, BudgetBound]:
-    """The pacing budgets (pacing.py); the keys are `Budgets`' fields."""
+    """The pacing budgets (backfill/pacing/); the keys are `Budgets`' fields."""
+    now = conf.current()
     return {
         "latency_ratio": BudgetBound(
-            1.1, 100, "BACKFILL_MAX_LATENCY_RATIO", "max latency ratio", zero_is_none=True
+            1.1, 100, now.max_latency_ratio, "max latency ratio", zero_is_none=True
         ),
         "replica_lag_seconds": BudgetBound(
-            0.1, 86_400, "BACKFILL_MAX_REPLICA_LAG_SECONDS", "max replica lag (s)", True
+            0.1, 86_400, now.max_replica_lag_seconds, "max replica lag (s)", True
         ),
         "transaction_age_seconds": BudgetBound(
-            1, 86_400, "BACKFILL_MAX_TRANSACTION_AGE_SECONDS", "max transaction age (s)", True
+            1, 86_400, now.max_transaction_age_seconds, "max transaction age (s)", True
         ),
         "wal_mb_per_second": BudgetBound(
-            0.1, 100_000, "BACKFILL_MAX_WAL_MB_PER_SECOND", "max WAL rate (MB/s)", True
+            0.1, 100_000, now.max_wal_mb_per_second, "max WAL rate (MB/s)", True
         ),
     }
 
@@ -65,7 +65,7 @@ def build_budgets(given: dict[str, float | None]) -> Budgets:
     values = {}
     for name, bound in budget_bounds().items():
         value = given.get(name)
-        value = conf.get_float(bound.default_setting) if value is None else float(value)
+        value = bound.default if value is None else float(value)
         allowed = bound.low <= value <= bound.high or (bound.zero_is_none and value == 0)
         if not allowed:
             none = " (or 0 for none)" if bound.zero_is_none else ""
@@ -100,7 +100,7 @@ class JobOptions:
         values = {}
         for name, bound in bounds().items():
             value = given[name]
-            value = conf.get_int(bound.default_setting) if value is None else value
+            value = bound.default if value is None else value
             if not bound.low <= value <= bound.high:
                 raise BackfillError(
                     f"{bound.label} must be between {bound.low} and {bound.high}, got {value}"
@@ -108,6 +108,6 @@ class JobOptions:
             values[name] = value
         return cls(
             **values,
-            pace=conf.get_bool("BACKFILL_PACE") if pace is None else pace,
+            pace=conf.current().pace if pace is None else pace,
             budgets=build_budgets(budgets or {}),
         )

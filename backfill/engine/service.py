@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
 
-from backfill import dispatch, health, local, scheduler, slicing
-from backfill import revert as reverting
-from backfill.checker import estimate_pending
+from backfill.engine import dispatch, local, scheduler, slicing
+from backfill.engine import revert as reverting
+from backfill.engine.checker import estimate_pending
+from backfill.engine.lifecycle import Action, already_active_message, transition
+from backfill.engine.options import JobOptions
 from backfill.errors import ActiveJobExists, NoJob
 from backfill.models import Job, JobStatus, Slice
-from backfill.options import JobOptions
+from backfill.pacing import health
 from backfill.registry import Definition, get_definition
-from backfill.state import Action, already_active_message, transition
 from backfill.statuses import WORKING_STATUSES
 
 logger = logging.getLogger(__name__)

@@ -18,18 +18,19 @@ from typing import Any
 from django.db import DatabaseError, connection, reset_queries
 from django.db.models import F
 
-from backfill import conf, revert
-from backfill.batch import BatchResult, run_batch
+from backfill import conf
 from backfill.conf import BatchLimits
+from backfill.engine import revert
+from backfill.engine.batch import BatchResult, run_batch
+from backfill.engine.lifecycle import Action, transition
+from backfill.engine.throttle import BatchSizer, backoff_seconds
 from backfill.errors import InvalidTransition
 from backfill.faults import Failure, Fault, classify, describe
 from backfill.models import Job, JobStatus, Slice, SliceStatus
-from backfill.pacer import Pacer
-from backfill.pacing import Pace
+from backfill.pacing.controller import Pace
+from backfill.pacing.pacer import Pacer
 from backfill.querysets import LeaseLost
 from backfill.registry import Definition, get_definition
-from backfill.state import Action, transition
-from backfill.throttle import BatchSizer, backoff_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +78,7 @@ class SliceWork:
     retry_in: float | None = None
 
     def run(self) -> SliceRun:
-        slc = Slice.objects.acquire(
-            self.slice_id, self.owner, conf.get_int("BACKFILL_LEASE_SECONDS")
-        )
+        slc = Slice.objects.acquire(self.slice_id, self.owner, conf.current().lease_seconds)
         if slc is None:
             return SliceRun(Outcome.NOT_ACQUIRED)
         self.attempt_counted = True
@@ -228,7 +227,5 @@ def log_ids(log: Log) -> tuple[Any, Any]:
 
 def work_slice(slice_id: int, owner: str, budget_seconds: float | None = None) -> SliceRun:
     """Entry point for workers: work one slice for a bounded time."""
-    budget = (
-        budget_seconds if budget_seconds is not None else conf.get_float("BACKFILL_TASK_SECONDS")
-    )
+    budget = budget_seconds if budget_seconds is not None else conf.current().task_seconds
     return SliceWork(slice_id, owner, budget).run()

@@ -12,7 +12,7 @@ from django.db import DatabaseError, connection
 from psycopg import sql
 
 from backfill import conf
-from backfill.held import describe as describe_held
+from backfill.engine.held import describe as describe_held
 from backfill.models import Job
 from backfill.registry import Definition
 from backfill.transactions import local_settings
@@ -57,18 +57,9 @@ class CheckResult:
         return "; ".join(parts)
 
 
-def pending_query(definition: Definition, select: str) -> str:
-    return definition.compose(
-        "SELECT {select} FROM {table} WHERE {pending}", select=sql.SQL(select)
-    )
-
-
 def count_pending(definition: Definition) -> int:
-    """Exact count; the planner uses an index on the column where one exists."""
     with connection.cursor() as cursor:
-        cursor.execute(pending_query(definition, "count(*)"))
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
+        return definition.count_pending(cursor)
 
 
 def estimate_pending(definition: Definition, scan_allowed: bool = False) -> PendingCount:
@@ -81,17 +72,17 @@ def estimate_pending(definition: Definition, scan_allowed: bool = False) -> Pend
     """
     analyze_if_never_analyzed(definition.table)
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + pending_query(definition, "1"))
+        cursor.execute("EXPLAIN (FORMAT JSON) " + definition.pending_query("1"))
         row = cursor.fetchone()
     plan_doc = row[0] if row else [{"Plan": {}}]
     plan = (json.loads(plan_doc) if isinstance(plan_doc, str) else plan_doc)[0]["Plan"]
     estimate = int(plan.get("Plan Rows", 0))
     if not scan_allowed and "Index" not in str(plan.get("Node Type", "")):
         return PendingCount(estimate, True)
-    timeout = conf.get_int("BACKFILL_EXACT_COUNT_TIMEOUT_MS")
+    timeout = conf.current().exact_count_timeout_ms
     try:
         with local_settings({"statement_timeout": f"{timeout}ms"}) as cursor:
-            cursor.execute(pending_query(definition, "count(*)"))
+            cursor.execute(definition.pending_query("count(*)"))
             counted = cursor.fetchone()
         return PendingCount(int(counted[0]) if counted else 0, False)
     except DatabaseError:

@@ -18,10 +18,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from backfill.engine.progress import job_progress
 from backfill.models import Job, JobStatus, Sample, Slice
-from backfill.pacing import SIGNALS
-from backfill.progress import job_progress
-from backfill.views import token_or_staff
+from backfill.pacing.controller import SIGNALS
+from backfill.web.views import token_or_staff
 
 # Batch durations, in seconds as Prometheus wants its base units.
 BUCKETS_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)

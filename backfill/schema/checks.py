@@ -17,8 +17,7 @@ from django.db import DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 
-from backfill import checker
-from backfill.operations import EnforceNotNull, registered
+from backfill.schema.contract import EnforceNotNull, registered
 
 TAG = "backfill"
 
@@ -53,17 +52,20 @@ def unfinished_contracts(alias: str) -> list[CheckMessage]:
         if not backwards
         for operation in migration.operations
         if isinstance(operation, EnforceNotNull)
-        for warning in contract_warnings(migration, operation)
+        for warning in contract_warnings(migration, operation, alias)
     ]
 
 
-def contract_warnings(migration: Migration, operation: EnforceNotNull) -> list[CheckMessage]:
+def contract_warnings(
+    migration: Migration, operation: EnforceNotNull, alias: str
+) -> list[CheckMessage]:
     name = f"{migration.app_label}.{migration.name}"
     definition = registered(operation.backfill)
     if definition is None:
         return []  # the gate reads the column itself; nothing to run from here
     try:
-        pending = checker.count_pending(definition)
+        with connections[alias].cursor() as cursor:
+            pending = definition.count_pending(cursor)
     except DatabaseError:
         return []  # the column is not there yet: the expand step comes first
     if not pending:

@@ -18,13 +18,14 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from backfill import conf, dispatch, slicing
+from backfill import conf
 from backfill.conf import BatchLimits
+from backfill.engine import dispatch, slicing
+from backfill.engine.lifecycle import Action, record, transition
 from backfill.faults import describe
 from backfill.models import Event, Job, JobStatus, Slice
 from backfill.querysets import SliceQuerySet
 from backfill.registry import get_definition
-from backfill.state import Action, record, transition
 from backfill.statuses import WORKING_STATUSES
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def waiting_first(slices: SliceQuerySet, now: datetime, room: int) -> list[tuple
 def reserve(chosen: list[int], waking: list[tuple[int, datetime]], now: datetime) -> None:
     """Mark the slices in flight until a worker's lease could have started, and
     dispatch them once that commits (the waking ones to arrive when their wait ends)."""
-    lease = timedelta(seconds=conf.get_int("BACKFILL_LEASE_SECONDS"))
+    lease = timedelta(seconds=conf.current().lease_seconds)
     Slice.objects.filter(pk__in=chosen).update(lease_owner="", lease_expires_at=now + lease)
     for pk, retry_at in waking:
         Slice.objects.filter(pk=pk).update(lease_owner="", lease_expires_at=retry_at + lease)
@@ -169,7 +170,7 @@ def reopen_slices_with_pending_rows(job: Job) -> bool:
     if not again:
         return False
     rechecks = Event.objects.filter(job=job, action="recheck").count()
-    if rechecks >= conf.get_int("BACKFILL_MAX_RECHECKS"):
+    if rechecks >= conf.current().max_rechecks:
         detail = (
             f"rows of {definition.label} were still pending after {rechecks} rechecks "
             f"(slices {again}); fill() leaves them empty, or a writer keeps emptying them"

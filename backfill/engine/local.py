@@ -10,9 +10,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from backfill import scheduler
+from backfill.engine import scheduler
+from backfill.engine.runner import SliceRun, work_slice
 from backfill.models import Job
-from backfill.runner import SliceRun, work_slice
 from backfill.statuses import WORKING_STATUSES, JobStatus
 
 # How long to wait for a lease another process holds (or a cancel to settle).

@@ -35,8 +35,8 @@ from django.db import connection, transaction
 from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 
-from backfill.pacing import Signals, tail
-from backfill.probe import CONNINFO_ENV
+from backfill.pacing.controller import Signals, tail
+from backfill.pacing.probe import CONNINFO_ENV
 
 # How much WAL position history a process keeps: lag beyond it reads as this long.
 HISTORY_SECONDS = 600.0
@@ -164,7 +164,7 @@ def baseline_ms(probes: int = BASELINE_PROBES, spacing: float = PROBE_SPACING_SE
 class LatencyProbe:
     """Times a tiny commit every `spacing` seconds from a process of its own, until stopped.
 
-    The commits are timed in `backfill.probe`'s process, not in this one:
+    The commits are timed in `backfill.pacing.probe`'s process, not in this one:
     here they would wait for the interpreter lock that the batch loop holds
     between its statements. A thread of this process only reads the child's
     lines. If the child cannot connect (the database may be restarting; the
@@ -184,7 +184,7 @@ class LatencyProbe:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "backfill.probe", str(self.spacing)],
+            [sys.executable, "-m", "backfill.pacing.probe", str(self.spacing)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             env=probe_environment(),

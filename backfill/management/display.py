@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from backfill.progress import Progress
+from backfill.engine.progress import Progress
 
 BAR_WIDTH = 30
 

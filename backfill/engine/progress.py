@@ -11,8 +11,8 @@ from typing import Any
 from django.db.models import Min, Sum
 from django.utils import timezone
 
+from backfill.engine.lifecycle import actions_for
 from backfill.models import Job, Sample
-from backfill.state import actions_for
 from backfill.statuses import WORKING_STATUSES, JobStatus
 
 RATE_WINDOW = timedelta(seconds=60)

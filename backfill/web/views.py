@@ -20,13 +20,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from backfill import charts, conf, service
+from backfill import conf
+from backfill.engine import service
+from backfill.engine.lifecycle import PEOPLE_ACTIONS, Action, actions_for
+from backfill.engine.options import JobOptions, bounds, budget_bounds
+from backfill.engine.progress import job_progress
 from backfill.errors import BackfillError
 from backfill.models import Event, Job, JobStatus, Sample
-from backfill.options import JobOptions, bounds, budget_bounds
-from backfill.progress import job_progress
 from backfill.registry import all_definitions, get_definition
-from backfill.state import PEOPLE_ACTIONS, Action, actions_for
+from backfill.web import charts
 
 View = Callable[..., HttpResponse]
 
@@ -46,7 +48,7 @@ def staff_required(view: View) -> View:
 def bearer_matches(header: str) -> bool:
     """`Bearer <BACKFILL_API_TOKEN>`, compared in constant time; any other header,
     malformed or in any script, is simply not a match."""
-    token = str(conf.get("BACKFILL_API_TOKEN") or "")
+    token = str(conf.current().api_token or "")
     scheme, _, given = header.partition(" ")
     given = given.strip()
     if not token or scheme != "Bearer" or not given:
@@ -94,14 +96,14 @@ class StartForm(forms.Form):
             assert isinstance(field, forms.IntegerField)
             field.label = bound.label
             field.widget.attrs.update({"min": bound.low, "max": bound.high})
-            field.initial = conf.get_int(bound.default_setting)
-        self.fields["pace"].initial = "auto" if conf.get_bool("BACKFILL_PACE") else "off"
+            field.initial = bound.default
+        self.fields["pace"].initial = "auto" if conf.current().pace else "off"
         for name, budget in budget_bounds().items():
             field = self.fields[name]
             field.label = budget.label
             low = 0 if budget.zero_is_none else budget.low
             field.widget.attrs.update({"min": low, "max": budget.high, "step": "any"})
-            field.initial = conf.get_float(budget.default_setting)
+            field.initial = budget.default
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -14,15 +14,14 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 
-from backfill import writes
-from backfill.batch import BatchResult, count_success, record_sample
 from backfill.conf import BatchLimits
-from backfill.guard import REVERTING_SETTING
+from backfill.engine import write_log as writes
+from backfill.engine.batch import BatchResult, count_success, record_sample
+from backfill.engine.lifecycle import Action, transition
 from backfill.models import Job, Slice, SliceStatus
-from backfill.pacing import Pace
+from backfill.pacing.controller import Pace
 from backfill.registry import Definition
-from backfill.state import Action, transition
-from backfill.transactions import batch_transaction
+from backfill.transactions import REVERTING_SETTING, batch_transaction
 
 
 def begin(job: Job, actor: str) -> Job:

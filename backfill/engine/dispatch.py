@@ -49,7 +49,7 @@ def current() -> Dispatcher:
     override = _override.get()
     if override is not None:
         return override
-    path = conf.get("BACKFILL_DISPATCHER")
+    path = conf.current().dispatcher
     if not path:
         raise NotConfigured(
             "no BACKFILL_DISPATCHER is configured: set it in settings, "

@@ -20,8 +20,8 @@ from typing import Any
 from django.db import connection
 
 from backfill import conf
-from backfill.batch import SELECT_BATCH_SQL
-from backfill.checker import estimate_pending
+from backfill.engine.batch import SELECT_BATCH_SQL
+from backfill.engine.checker import estimate_pending
 from backfill.registry import Definition
 from backfill.transactions import batch_transaction
 
@@ -73,7 +73,7 @@ class Plan:
 
 
 def make_plan(definition: Definition, sample_size: int | None = None) -> Plan:
-    size = sample_size or conf.get_int("BACKFILL_BATCH_SIZE")
+    size = sample_size or conf.current().batch_size
     parameters = batch_parameters(definition, size)
     lines = explain(definition, parameters)
     rows, seconds, wal = sample_batch(definition, parameters)

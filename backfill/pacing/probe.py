@@ -1,6 +1,6 @@
 """The latency probe's own process: commits timed where no batch shares the interpreter.
 
-    BACKFILL_PROBE_CONNINFO="dbname=app host=..." python -m backfill.probe 0.05
+    BACKFILL_PROBE_CONNINFO="dbname=app host=..." python -m backfill.pacing.probe 0.05
 
 Started by `health.LatencyProbe` beside a paced task's batches. A thread in
 the worker would time the worker's own interpreter lock as much as the

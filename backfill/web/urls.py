@@ -1,6 +1,6 @@
 from django.urls import path
 
-from backfill import views
+from backfill.web import views
 
 app_name = "backfill"
 

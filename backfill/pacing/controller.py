@@ -42,6 +42,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from backfill.conf import Budgets
+
 LATENCY = "latency"
 REPLICA_LAG = "replica_lag"
 TRANSACTION_AGE = "transaction_age"
@@ -75,16 +77,6 @@ CALM_READINGS_TO_ADD_WORKER = 5
 # Which commit of a reading stands for the app's latency: the slow end, since
 # the app's slowest writes are what a backfill makes worse first.
 TAIL_QUANTILE = 0.9
-
-
-@dataclass(frozen=True)
-class Budgets:
-    """What a job may cost the database; a budget of 0 is no budget."""
-
-    latency_ratio: float  # the app's commit latency against its baseline
-    replica_lag_seconds: float
-    transaction_age_seconds: float  # the oldest transaction open elsewhere
-    wal_mb_per_second: float
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from django.db.backends.utils import CursorWrapper
 from psycopg import sql
 
 from backfill import conf
-from backfill.checker import PendingCount
+from backfill.engine.checker import PendingCount
 from backfill.models import Job, JobStatus, Slice
 from backfill.registry import Definition, get_definition
 
@@ -60,9 +60,9 @@ def sample_percent(total: PendingCount | None) -> float | None:
     """None to read every pending key; else the share of the table's blocks to sample."""
     if total is None:
         return None
-    if not total.is_estimate and total.rows <= conf.get_int("BACKFILL_EXACT_BOUNDS_ROWS"):
+    if not total.is_estimate and total.rows <= conf.current().exact_bounds_rows:
         return None
-    percent = 100.0 * conf.get_int("BACKFILL_BOUNDS_SAMPLE_ROWS") / max(total.rows, 1)
+    percent = 100.0 * conf.current().bounds_sample_rows / max(total.rows, 1)
     return None if percent >= 100 else max(percent, 0.0001)
 
 
@@ -91,7 +91,7 @@ def shares(
     with connection.cursor() as cursor:
         if definition.partition_key is not None:
             return hash_shares(cursor, definition, bounds, concurrency, percent)
-        parts = concurrency * conf.get_int("BACKFILL_SLICES_PER_WORKER")
+        parts = concurrency * conf.current().slices_per_worker
         return range_shares(cursor, definition, bounds, parts, percent)
 
 

@@ -20,7 +20,6 @@ CONSTRAINT, functions) are run as they are.
 
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from typing import Any
 from django.db import OperationalError, connections
 
 from backfill import conf
+from backfill.schema.statements import CONFLICTS, WAITS_HARMLESSLY, Target, target_of
 
 logger = logging.getLogger(__name__)
 
@@ -38,86 +38,9 @@ POLL_SECONDS = 0.05
 REPORT_EVERY_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 2.0
 
-# The held modes each requested mode must wait for (PostgreSQL's conflict table).
-ALL_MODES = (
-    "AccessShareLock",
-    "RowShareLock",
-    "RowExclusiveLock",
-    "ShareUpdateExclusiveLock",
-    "ShareLock",
-    "ShareRowExclusiveLock",
-    "ExclusiveLock",
-    "AccessExclusiveLock",
-)
-CONFLICTS = {
-    "AccessExclusiveLock": ALL_MODES,
-    "ShareRowExclusiveLock": ALL_MODES[2:],
-    "ShareLock": (ALL_MODES[2], ALL_MODES[3], *ALL_MODES[5:]),
-}
-
 
 class LockNotAcquired(RuntimeError):
     """A schema change found no gap within its budget; the message names who is in the way."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a statement must lock: a table (as written) or the table of an index."""
-
-    mode: str
-    table: str | None = None
-    index: str | None = None
-
-
-NAME = r'(?P<{}>"(?:[^"]|"")+"|[\w.$]+)'
-PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"ALTER TABLE (?:IF EXISTS )?(?:ONLY )?" + NAME.format("table"), re.I), ""),
-    (
-        re.compile(
-            r"CREATE (?:UNIQUE )?INDEX (?:IF NOT EXISTS )?\S+ ON (?:ONLY )?" + NAME.format("table"),
-            re.I,
-        ),
-        "ShareLock",
-    ),
-    (
-        re.compile(
-            r"CREATE (?:OR REPLACE )?(?:CONSTRAINT )?TRIGGER .+? ON " + NAME.format("table"), re.I
-        ),
-        "ShareRowExclusiveLock",
-    ),
-    (
-        re.compile(r"DROP TRIGGER (?:IF EXISTS )?\S+ ON " + NAME.format("table"), re.I),
-        "AccessExclusiveLock",
-    ),
-    (re.compile(r"DROP INDEX (?:IF EXISTS )?" + NAME.format("index"), re.I), "AccessExclusiveLock"),
-    (
-        re.compile(r"ALTER INDEX \S+ ATTACH PARTITION " + NAME.format("index"), re.I),
-        "AccessExclusiveLock",
-    ),
-]
-# Statements whose waits block no reader or writer: a concurrent index build
-# waits for older transactions, a validation scans under SHARE UPDATE
-# EXCLUSIVE. They may wait the whole budget (a lock timeout would leave an
-# INVALID index behind, for the next run to drop and build again).
-WAITS_HARMLESSLY = re.compile(r"CONCURRENTLY|VALIDATE CONSTRAINT", re.I)
-
-
-def target_of(statement: str) -> Target | None:
-    """The table a DDL statement locks against the app's reads or writes; None if none."""
-    text = " ".join(statement.split())
-    if WAITS_HARMLESSLY.search(text):
-        return None
-    for pattern, mode in PATTERNS:
-        match = pattern.match(text)
-        if match is None:
-            continue
-        names = match.groupdict()
-        if not mode:  # ALTER TABLE: a foreign key takes less than the rest
-            mode = (
-                "ShareRowExclusiveLock" if "FOREIGN KEY" in text.upper() else "AccessExclusiveLock"
-            )
-        return Target(mode, table=names.get("table"), index=names.get("index"))
-    return None
 
 
 @dataclass(frozen=True)
@@ -230,8 +153,8 @@ class GapWaiter:
     def run(
         self, raw: Any, target: Target, attempt: Callable[[], Any], in_transaction: bool, sql: str
     ) -> Any:
-        short_ms = conf.get_int("BACKFILL_DDL_LOCK_TIMEOUT_MS")
-        backoff = conf.get_float("BACKFILL_DDL_BACKOFF_SECONDS")
+        short_ms = conf.current().ddl_lock_timeout_ms
+        backoff = conf.current().ddl_backoff_seconds
         deadline = time.monotonic() + self.wait_seconds
         tries = 0
         while True:
@@ -339,22 +262,22 @@ def gave_up(target: Target, sql: str, holders: list[Holder], waited: float) -> s
 
 
 @contextmanager
-def gaps(
+def waiting(
     alias: str, wait_seconds: float | None = None, terminate_blockers: bool | None = None
 ) -> Iterator[None]:
     """Run the DDL sent on `alias` inside this block through a GapWaiter (once, if nested)."""
     connection = connections[alias]
-    if not conf.get_bool("BACKFILL_DDL_WAIT_FOR_GAPS") or any(
+    if not conf.current().ddl_wait_for_gaps or any(
         isinstance(w, GapWaiter) for w in connection.execute_wrappers
     ):
         yield
         return
     waiter = GapWaiter(
         alias,
-        wait_seconds if wait_seconds is not None else conf.get_float("BACKFILL_DDL_WAIT_SECONDS"),
+        wait_seconds if wait_seconds is not None else conf.current().ddl_wait_seconds,
         terminate_blockers
         if terminate_blockers is not None
-        else conf.get_bool("BACKFILL_DDL_TERMINATE_BLOCKERS"),
+        else conf.current().ddl_terminate_blockers,
     )
     with connection.execute_wrapper(waiter):
         yield

@@ -13,10 +13,12 @@ from datetime import timedelta
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
-from backfill import conf, held, writes
+from backfill import conf
 from backfill.conf import BatchLimits
+from backfill.engine import held
+from backfill.engine import write_log as writes
 from backfill.models import Sample, Slice, SliceStatus
-from backfill.pacing import Pace
+from backfill.pacing.controller import Pace
 from backfill.registry import Definition, Row
 from backfill.transactions import batch_transaction
 
@@ -143,7 +145,7 @@ def advance(
         return False, False
     if slc.rows_skipped:
         slc.rows_skipped = 0
-        if slc.passes >= conf.get_int("BACKFILL_HELD_ROW_PASSES"):
+        if slc.passes >= conf.current().held_row_passes:
             slc.held_keys = held.pending_keys(cursor, definition, slc)
         if slc.held_keys:
             slc.cursor = slc.high
@@ -180,9 +182,7 @@ def count_success(slc: Slice, size: int) -> None:
     slc.attempts = 0
     slc.lock_timeouts = 0
     slc.batch_size = size
-    slc.lease_expires_at = timezone.now() + timedelta(
-        seconds=conf.get_int("BACKFILL_LEASE_SECONDS")
-    )
+    slc.lease_expires_at = timezone.now() + timedelta(seconds=conf.current().lease_seconds)
 
 
 def record_sample(slc: Slice, rows: int, size: int, seconds: float, pace: Pace) -> None:
@@ -200,7 +200,7 @@ def record_sample(slc: Slice, rows: int, size: int, seconds: float, pace: Pace) 
 
 
 def prune_samples(job_id: int) -> None:
-    keep = conf.get_int("BACKFILL_SAMPLES_PER_JOB")
+    keep = conf.current().samples_per_job
     boundary = (
         Sample.objects.filter(job_id=job_id)
         .order_by("-id")

@@ -1,0 +1,1 @@
+"""The dashboard, its JSON API and the Prometheus metrics, over the engine's service."""
