@@ -9,13 +9,14 @@ so a pause racing a batch commit or two clicks at once resolve cleanly.
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from backfill.errors import ActiveJobExists, InvalidTransition
-from backfill.models import Event, Job
+from backfill.errors import ActiveJobExists, BackfillError, InvalidTransition
+from backfill.models import Event, Job, Slice
 from backfill.statuses import FINISHED_STATUSES, JobStatus
 
 S = JobStatus
@@ -34,6 +35,28 @@ class Action(enum.StrEnum):
     FINISH_REVERT = "finish-revert"
 
 
+@dataclass(frozen=True)
+class Change:
+    """Who asks, and what the caller measured before the job row was locked."""
+
+    actor: str
+    detail: str = ""
+    # The app's commit latency alone, measured while the job wrote nothing.
+    latency_baseline_ms: float | None = None
+    at: datetime = field(default_factory=timezone.now)
+
+
+# Guards: a reason to refuse, or None. Their docstrings complete "Refused when".
+
+
+def is_latest(job: Job) -> str | None:
+    """a newer job of the same backfill exists (only the latest one is acted on)"""
+    latest = Job.objects.latest_for(job.definition)
+    if latest is None or latest.pk == job.pk:
+        return None
+    return f"job #{latest.pk} is newer; act on it instead"
+
+
 def never_reverted(job: Job) -> str | None:
     """a revert of the job has begun (it emptied rows behind those cursors again)"""
     if job.revert_started_at is None:
@@ -43,14 +66,80 @@ def never_reverted(job: Job) -> str | None:
     )
 
 
+def no_other_active(job: Job) -> str | None:
+    """another job of the same backfill is active (one at a time; the database enforces it too)"""
+    if not Job.objects.of(job.definition).active().exclude(pk=job.pk).exists():
+        return None
+    return already_active_message(job)
+
+
+# Effects: applied with the move, in its transaction. Docstrings go to the docs.
+
+
+def stamp_started(job: Job, change: Change) -> None:
+    """`started_at` set"""
+    job.started_at = job.started_at or change.at
+
+
+def stamp_finished(job: Job, change: Change) -> None:
+    """`finished_at` set once the job has ended"""
+    if job.status in FINISHED_STATUSES:
+        job.finished_at = change.at
+
+
+def reopen_finished(job: Job, change: Change) -> None:
+    """`finished_at` and the error cleared"""
+    job.finished_at = None
+    job.error = ""
+
+
+def keep_error(job: Job, change: Change) -> None:
+    """the error kept on the job"""
+    job.error = change.detail
+
+
+def weigh_pacing_afresh(job: Job, change: Change) -> None:
+    """a new latency baseline, every worker back, the pause verdict forgotten (the app's
+    load may have changed meanwhile)"""
+    if job.pace:
+        job.latency_baseline_ms = change.latency_baseline_ms or job.latency_baseline_ms
+    job.pace_workers = None
+    job.pause_given_up_until = None
+
+
+def forget_reservations(job: Job, change: Change) -> None:
+    """dispatches no worker took forgotten (their messages found the job stopped)"""
+    Slice.objects.filter(job=job).open().drop_reservations()
+
+
+def reopen_failed_slices(job: Job, change: Change) -> None:
+    """failed slices reopened with fresh budgets, from their cursors"""
+    Slice.objects.filter(job=job).failed().reopen()
+
+
+def stamp_revert_started(job: Job, change: Change) -> None:
+    """`revert_started_at` set the first time"""
+    job.revert_started_at = job.revert_started_at or change.at
+
+
+def stamp_reverted(job: Job, change: Change) -> None:
+    """`reverted_at` set"""
+    job.reverted_at = change.at
+
+
+Guard = Callable[[Job], str | None]
+Effect = Callable[[Job, Change], None]
+
+
 @dataclass(frozen=True)
 class Edge:
-    """Where an action may start, where it leads, who may ask for it, and why."""
+    """Where an action may start, where it leads, who may ask, why, and what it changes."""
 
     moves: dict[JobStatus, JobStatus]
     by_people: bool  # offered on the CLI, the dashboard and the API
     why: str
-    guard: Callable[[Job], str | None] | None = None  # a reason to refuse, or None
+    guards: tuple[Guard, ...] = ()
+    effects: tuple[Effect, ...] = ()
     hint: str = ""  # what to do instead, when refused from the wrong status
 
 
@@ -58,59 +147,98 @@ TRANSITIONS: dict[Action, Edge] = {
     Action.START: Edge(
         {S.PENDING: S.RUNNING},
         False,
-        "the job and its slices were created in this transaction; workers may take them",
+        "the job is created pending and started in one transaction, with its slices; "
+        "nobody sees it pending",
+        guards=(no_other_active,),
+        effects=(stamp_started,),
     ),
     Action.PAUSE: Edge(
-        {S.RUNNING: S.PAUSED}, True, "workers stop after the batch in flight; its rows stay"
+        {S.RUNNING: S.PAUSED},
+        True,
+        "workers stop after the batch in flight; its rows stay",
+        guards=(is_latest,),
     ),
-    Action.RESUME: Edge({S.PAUSED: S.RUNNING}, True, "slices carry on from their cursors"),
+    Action.RESUME: Edge(
+        {S.PAUSED: S.RUNNING},
+        True,
+        "slices carry on from their cursors",
+        guards=(is_latest,),
+        effects=(weigh_pacing_afresh, forget_reservations),
+    ),
     Action.CANCEL: Edge(
         {S.RUNNING: S.CANCELLING, S.PAUSED: S.CANCELLED},
         True,
         "a running job waits for its batches in flight; a paused one has none",
+        guards=(is_latest,),
+        effects=(stamp_finished,),
     ),
     Action.RETRY: Edge(
         {S.FAILED: S.RUNNING},
         True,
         "failed slices resume from their cursors with fresh budgets",
-        guard=never_reverted,
+        guards=(is_latest, never_reverted),
+        effects=(reopen_finished, reopen_failed_slices, weigh_pacing_afresh, forget_reservations),
     ),
     Action.REVERT: Edge(
         {S.SUCCEEDED: S.REVERTING, S.FAILED: S.REVERTING, S.CANCELLED: S.REVERTING},
         True,
         "workers undo what the job filled, slice by slice; after a failed revert, "
         "asking again carries on where it stopped",
+        guards=(is_latest,),
+        effects=(reopen_finished, stamp_revert_started),
         hint="cancel it first, or let it end",
     ),
     Action.FAIL: Edge(
         {S.RUNNING: S.FAILED, S.PAUSED: S.FAILED, S.REVERTING: S.FAILED},
         False,
         "a slice ran out of attempts, also while the job was paused: never stuck running",
+        effects=(stamp_finished, keep_error),
     ),
     Action.SUCCEED: Edge(
         {S.RUNNING: S.SUCCEEDED},
         False,
         "every slice is done and no pending row appeared beyond the job's range",
+        effects=(stamp_finished,),
     ),
     Action.FINISH_CANCEL: Edge(
-        {S.CANCELLING: S.CANCELLED}, False, "no worker holds a slice of the job any more"
+        {S.CANCELLING: S.CANCELLED},
+        False,
+        "no worker holds a slice of the job any more",
+        effects=(stamp_finished,),
     ),
     Action.FINISH_REVERT: Edge(
-        {S.REVERTING: S.REVERTED}, False, "every slice of the revert is done"
+        {S.REVERTING: S.REVERTED},
+        False,
+        "every slice of the revert is done",
+        effects=(stamp_finished, stamp_reverted),
     ),
 }
 
 PEOPLE_ACTIONS = tuple(action for action, edge in TRANSITIONS.items() if edge.by_people)
 
 
-def refusal(job: Job, action: Action) -> str | None:
-    """Why `action` is not allowed on `job` now, or None when it is."""
+# What a refusal by this guard raises; any other refusal is an InvalidTransition.
+REFUSALS: dict[Guard, type[BackfillError]] = {no_other_active: ActiveJobExists}
+
+
+def refused(job: Job, action: Action) -> BackfillError | None:
+    """The error `action` on `job` would raise now, or None when it is allowed."""
     edge = TRANSITIONS[action]
     if job.status not in edge.moves:
         allowed = " or ".join(sorted(edge.moves))
         hint = f"; {edge.hint}" if edge.hint and job.status not in FINISHED_STATUSES else ""
-        return f"it is {job.status}, not {allowed}{hint}"
-    return edge.guard(job) if edge.guard else None
+        return InvalidTransition(f"it is {job.status}, not {allowed}{hint}")
+    for guard in edge.guards:
+        reason = guard(job)
+        if reason is not None:
+            return REFUSALS.get(guard, InvalidTransition)(reason)
+    return None
+
+
+def refusal(job: Job, action: Action) -> str | None:
+    """Why `action` is not allowed on `job` now, or None when it is."""
+    error = refused(job, action)
+    return None if error is None else str(error)
 
 
 def actions_for(job: Job) -> list[Action]:
@@ -118,43 +246,35 @@ def actions_for(job: Job) -> list[Action]:
     return [action for action in PEOPLE_ACTIONS if refusal(job, action) is None]
 
 
-def transition(job: Job | int, action: Action, actor: str, detail: str = "") -> Job:
+def transition(
+    job: Job | int,
+    action: Action,
+    actor: str,
+    detail: str = "",
+    latency_baseline_ms: float | None = None,
+) -> Job:
     """Apply `action` or raise InvalidTransition (nothing changed); record who did it."""
     job_id = job if isinstance(job, int) else job.pk
+    change = Change(actor, detail, latency_baseline_ms)
     try:
         with transaction.atomic():
-            return apply(
-                Job.objects.select_for_update(no_key=True).get(pk=job_id), action, actor, detail
-            )
+            return apply(Job.objects.select_for_update(no_key=True).get(pk=job_id), action, change)
     except IntegrityError:
-        # The one-active-job constraint: someone started another job meanwhile.
+        # The one-active-job constraint: another job started between the guard and the save.
         raise ActiveJobExists(already_active_message(Job.objects.get(pk=job_id))) from None
 
 
-def apply(job: Job, action: Action, actor: str, detail: str) -> Job:
-    reason = refusal(job, action)
-    if reason is not None:
-        raise InvalidTransition(f"cannot {action} {job.definition} job #{job.pk}: {reason}")
+def apply(job: Job, action: Action, change: Change) -> Job:
+    error = refused(job, action)
+    if error is not None:
+        raise type(error)(f"cannot {action} {job.definition} job #{job.pk}: {error}")
+    edge = TRANSITIONS[action]
     previous = JobStatus(job.status)
-    target = TRANSITIONS[action].moves[previous]
-    now = timezone.now()
-    job.status = target
-    if target == S.RUNNING and job.started_at is None:
-        job.started_at = now
-    if target in FINISHED_STATUSES:
-        job.finished_at = now
-    elif previous in FINISHED_STATUSES:
-        job.finished_at = None
-    if action == Action.FAIL:
-        job.error = detail
-    elif target in (S.RUNNING, S.REVERTING):
-        job.error = ""
-    if action == Action.REVERT and job.revert_started_at is None:
-        job.revert_started_at = now
-    if action == Action.FINISH_REVERT:
-        job.reverted_at = now
+    job.status = edge.moves[previous]
+    for effect in edge.effects:
+        effect(job, change)
     job.save()
-    record(job, action, actor, detail, from_status=previous, to_status=target)
+    record(job, action, change.actor, change.detail, from_status=previous, to_status=job.status)
     return job
 
 
@@ -182,10 +302,16 @@ def record(
 
 def lifecycle_table() -> str:
     """The table above as Markdown, for docs/engine.md (a test keeps the two equal)."""
-    lines = ["| action | from → to | asked by | why |", "|---|---|---|---|"]
+    lines = [
+        "| action | from → to | asked by | why | refused when | changes |",
+        "|---|---|---|---|---|---|",
+    ]
     for action, edge in TRANSITIONS.items():
         moves = ", ".join(f"{source} → {target}" for source, target in edge.moves.items())
         who = "people" if edge.by_people else "engine"
-        guard = f" Refused when {edge.guard.__doc__}." if edge.guard and edge.guard.__doc__ else ""
-        lines.append(f"| {action} | {moves} | {who} | {edge.why}.{guard} |")
+        refusals = "; ".join(" ".join((guard.__doc__ or "").split()) for guard in edge.guards)
+        changes = "; ".join(" ".join((effect.__doc__ or "").split()) for effect in edge.effects)
+        lines.append(
+            f"| {action} | {moves} | {who} | {edge.why} | {refusals or 'never'} | {changes or 'nothing else'} |"
+        )
     return "\n".join(lines)

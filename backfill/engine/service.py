@@ -16,10 +16,10 @@ from django.db import IntegrityError, connection, transaction
 from backfill.engine import dispatch, local, scheduler, slicing
 from backfill.engine import revert as reverting
 from backfill.engine.checker import estimate_pending
-from backfill.engine.lifecycle import Action, already_active_message, transition
+from backfill.engine.lifecycle import Action, already_active_message, refused, transition
 from backfill.engine.options import JobOptions
 from backfill.errors import ActiveJobExists, NoJob
-from backfill.models import Job, JobStatus, Slice
+from backfill.models import Job, JobStatus
 from backfill.pacing import health
 from backfill.registry import Definition, get_definition
 from backfill.statuses import WORKING_STATUSES
@@ -41,23 +41,19 @@ def start(name: str, actor: str, options: JobOptions | None = None) -> Job:
     definition.refuse_unsupported_key()
     options = options or JobOptions.build()
     dispatch.ready()  # fail before creating anything if nothing can run it
-    refuse_if_active(name)
+    error = refused(Job(definition=name, status=JobStatus.PENDING), Action.START)
+    if error is not None:
+        raise error
     baseline = latency_baseline() if options.pace else None
     try:
         with transaction.atomic():
             job = create_job(definition, actor, options, baseline)
     except IntegrityError:
-        refuse_if_active(name)
-        raise
+        # Another start won the race between the question above and the insert.
+        raise ActiveJobExists(already_active_message(Job(definition=name))) from None
     scheduler.fill_slots(job.pk)
     job.refresh_from_db()
     return job
-
-
-def refuse_if_active(name: str) -> None:
-    active = Job.objects.of(name).active().first()
-    if active is not None:
-        raise ActiveJobExists(already_active_message(active))
 
 
 def create_job(
@@ -112,14 +108,8 @@ def resume(name: str, actor: str) -> Job:
     dispatch.ready()
     paused = latest_job(name)
     # The job is paused: what the app alone gets now.
-    baseline = latency_baseline() if paused.pace else paused.latency_baseline_ms
-    job = transition(paused, Action.RESUME, actor)
-    # Every worker again, and pausing weighed afresh: the app's load may have
-    # changed while it was paused.
-    Job.objects.filter(pk=job.pk).update(
-        latency_baseline_ms=baseline, pace_workers=None, pause_given_up_until=None
-    )
-    Slice.objects.filter(job=job).open().drop_reservations()
+    baseline = latency_baseline() if paused.pace else None
+    job = transition(paused, Action.RESUME, actor, latency_baseline_ms=baseline)
     scheduler.fill_slots(job.pk)
     return job
 
@@ -140,14 +130,8 @@ def retry(name: str, actor: str) -> Job:
     """Resume a failed job from its slices' cursors, budgets reset."""
     dispatch.ready()
     failed = latest_job(name)
-    baseline = latency_baseline() if failed.pace else failed.latency_baseline_ms
-    with transaction.atomic():
-        job = transition(failed, Action.RETRY, actor)
-        Slice.objects.filter(job=job).failed().reopen()
-        Slice.objects.filter(job=job).open().drop_reservations()
-        Job.objects.filter(pk=job.pk).update(
-            latency_baseline_ms=baseline, pace_workers=None, pause_given_up_until=None
-        )
+    baseline = latency_baseline() if failed.pace else None
+    job = transition(failed, Action.RETRY, actor, latency_baseline_ms=baseline)
     scheduler.fill_slots(job.pk)
     return job
 

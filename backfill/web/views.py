@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from backfill import conf
 from backfill.engine import service
-from backfill.engine.lifecycle import PEOPLE_ACTIONS, Action, actions_for
+from backfill.engine.lifecycle import PEOPLE_ACTIONS, Action, actions_for, refusal
 from backfill.engine.options import JobOptions, bounds, budget_bounds
 from backfill.engine.progress import job_progress
 from backfill.errors import BackfillError
@@ -230,9 +230,9 @@ def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
     if action not in PEOPLE_ACTIONS:
         return HttpResponseBadRequest(f"unknown action {action!r}")
-    latest = Job.objects.latest_for(job.definition)
-    if latest is None or latest.pk != job.pk:
-        return HttpResponse(f"job #{job.pk} is not the latest {job.definition} job", status=409)
+    reason = refusal(job, Action(action))
+    if reason is not None:
+        return HttpResponse(f"cannot {action} job #{job.pk}: {reason}", status=409)
     try:
         service.ACTIONS[Action(action)](job.definition, actor(request))
     except BackfillError as exc:

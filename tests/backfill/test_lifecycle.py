@@ -124,3 +124,32 @@ def test_buttons_api_and_cli_offer_exactly_what_the_table_allows(status, local_q
     assert accepted == allowed
     if status == JobStatus.FAILED:
         assert accepted == {"retry", "revert"}
+
+
+@pytest.mark.parametrize("older", [JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.SUCCEEDED])
+def test_an_older_job_offers_no_action_and_the_server_refuses_each_one(older, local_queue, client):
+    """Only the latest job of a backfill is acted on: the table says so, so the
+    page, the API and a forged POST agree, and the older job stays as it was."""
+    client.force_login(User.objects.create_user("cy", password="x", is_staff=True))
+    Job.objects.all().delete()
+    old = Job.objects.create(
+        definition="admin_groups", status=older, batch_size=100, concurrency=1, created_by="test"
+    )
+    new = Job.objects.create(
+        definition="admin_groups",
+        status=JobStatus.SUCCEEDED,
+        batch_size=100,
+        concurrency=1,
+        created_by="test",
+    )
+    assert actions_for(old) == []
+    assert buttons_on_page(client, old) == set()
+    assert client.get(f"/backfill/api/jobs/{old.pk}/").json()["actions"] == []
+    for action in PEOPLE_ACTIONS:
+        response = client.post(f"/backfill/jobs/{old.pk}/{action}/")
+        assert response.status_code == 409, (action, response.status_code)
+    refused = client.post(f"/backfill/jobs/{old.pk}/revert/").content.decode()
+    assert f"job #{new.pk} is newer" in refused
+    old.refresh_from_db()
+    assert old.status == older
+    assert actions_for(new) == [Action.REVERT]

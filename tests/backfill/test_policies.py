@@ -66,6 +66,7 @@ def test_backoff_grows_and_is_capped():
         (JobStatus.REVERTED, Action.REVERT, None),
     ],
 )
+@pytest.mark.django_db
 def test_the_lifecycle_table(status, action, target):
     job = Job(definition="x", status=status)
     assert (refusal(job, action) is None) is (target is not None)
@@ -73,6 +74,7 @@ def test_the_lifecycle_table(status, action, target):
         assert TRANSITIONS[action].moves[status] == target
 
 
+@pytest.mark.django_db
 def test_a_failed_job_whose_revert_began_refuses_retry_but_not_revert():
     job = Job(definition="x", status=JobStatus.FAILED, revert_started_at=timezone.now())
     assert "reverted" in (refusal(job, Action.RETRY) or "")
