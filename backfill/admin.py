@@ -1,6 +1,6 @@
 """Jobs in the Django admin: to look, not to edit.
 
-Statuses, counters and leases move only through the engine (state.py and the
+Statuses, counters and leases move only through the engine (engine/lifecycle.py and the
 runner); editing them by hand would break its invariants, so every field is
 read-only, jobs are created from the CLI or the dashboard, and the list shows
 which actions the lifecycle table allows there.

@@ -38,7 +38,7 @@ class Job(models.Model):
     key_low = models.TextField(null=True)  # noqa: DJ001
     key_high = models.TextField(null=True)  # noqa: DJ001
     rows_total = models.BigIntegerField(default=0)
-    # Health-aware pacing (pacing.py): on unless the job says off, with its
+    # Health-aware pacing (backfill/pacing/): on unless the job says off, with its
     # budgets (0: none) and what the workers found, for people to see.
     pace = models.BooleanField(default=True)
     max_latency_ratio = models.FloatField(default=2.0)

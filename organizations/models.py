@@ -14,7 +14,7 @@ class Organization(models.Model):
     name = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    # Required since the contract migration (0005), which ran only once the
+    # Required since the contract migration (0006), which ran only once the
     # admin_groups backfill had filled every legacy row.
     admin = models.OneToOneField(
         Group,

@@ -15,8 +15,7 @@ from django.utils import timezone
 
 from backfill import conf
 from backfill.conf import BatchLimits
-from backfill.engine import held
-from backfill.engine import write_log as writes
+from backfill.engine import held, write_log
 from backfill.models import Sample, Slice, SliceStatus
 from backfill.pacing.controller import Pace
 from backfill.registry import Definition, Row
@@ -108,7 +107,7 @@ def fill(cursor: CursorWrapper, definition: Definition, slc: Slice, rows: list[R
     if not rows:
         return 0
     filled = definition.fill(cursor, rows)
-    writes.record(cursor, definition, slc.job_id, slc.number, [row[0] for row in rows])
+    write_log.record(cursor, definition, slc.job_id, slc.number, [row[0] for row in rows])
     return filled
 
 

@@ -19,8 +19,6 @@ from backfill.errors import ActiveJobExists, BackfillError, InvalidTransition
 from backfill.models import Event, Job, Slice
 from backfill.statuses import FINISHED_STATUSES, JobStatus
 
-S = JobStatus
-
 
 class Action(enum.StrEnum):
     START = "start"
@@ -145,7 +143,7 @@ class Edge:
 
 TRANSITIONS: dict[Action, Edge] = {
     Action.START: Edge(
-        {S.PENDING: S.RUNNING},
+        {JobStatus.PENDING: JobStatus.RUNNING},
         False,
         "the job is created pending and started in one transaction, with its slices; "
         "nobody sees it pending",
@@ -153,34 +151,38 @@ TRANSITIONS: dict[Action, Edge] = {
         effects=(stamp_started,),
     ),
     Action.PAUSE: Edge(
-        {S.RUNNING: S.PAUSED},
+        {JobStatus.RUNNING: JobStatus.PAUSED},
         True,
         "workers stop after the batch in flight; its rows stay",
         guards=(is_latest,),
     ),
     Action.RESUME: Edge(
-        {S.PAUSED: S.RUNNING},
+        {JobStatus.PAUSED: JobStatus.RUNNING},
         True,
         "slices carry on from their cursors",
         guards=(is_latest,),
         effects=(weigh_pacing_afresh, forget_reservations),
     ),
     Action.CANCEL: Edge(
-        {S.RUNNING: S.CANCELLING, S.PAUSED: S.CANCELLED},
+        {JobStatus.RUNNING: JobStatus.CANCELLING, JobStatus.PAUSED: JobStatus.CANCELLED},
         True,
         "a running job waits for its batches in flight; a paused one has none",
         guards=(is_latest,),
         effects=(stamp_finished,),
     ),
     Action.RETRY: Edge(
-        {S.FAILED: S.RUNNING},
+        {JobStatus.FAILED: JobStatus.RUNNING},
         True,
         "failed slices resume from their cursors with fresh budgets",
         guards=(is_latest, never_reverted),
         effects=(reopen_finished, reopen_failed_slices, weigh_pacing_afresh, forget_reservations),
     ),
     Action.REVERT: Edge(
-        {S.SUCCEEDED: S.REVERTING, S.FAILED: S.REVERTING, S.CANCELLED: S.REVERTING},
+        {
+            JobStatus.SUCCEEDED: JobStatus.REVERTING,
+            JobStatus.FAILED: JobStatus.REVERTING,
+            JobStatus.CANCELLED: JobStatus.REVERTING,
+        },
         True,
         "workers undo what the job filled, slice by slice; after a failed revert, "
         "asking again carries on where it stopped",
@@ -189,25 +191,29 @@ TRANSITIONS: dict[Action, Edge] = {
         hint="cancel it first, or let it end",
     ),
     Action.FAIL: Edge(
-        {S.RUNNING: S.FAILED, S.PAUSED: S.FAILED, S.REVERTING: S.FAILED},
+        {
+            JobStatus.RUNNING: JobStatus.FAILED,
+            JobStatus.PAUSED: JobStatus.FAILED,
+            JobStatus.REVERTING: JobStatus.FAILED,
+        },
         False,
         "a slice ran out of attempts, also while the job was paused: never stuck running",
         effects=(stamp_finished, keep_error),
     ),
     Action.SUCCEED: Edge(
-        {S.RUNNING: S.SUCCEEDED},
+        {JobStatus.RUNNING: JobStatus.SUCCEEDED},
         False,
         "every slice is done and no pending row appeared beyond the job's range",
         effects=(stamp_finished,),
     ),
     Action.FINISH_CANCEL: Edge(
-        {S.CANCELLING: S.CANCELLED},
+        {JobStatus.CANCELLING: JobStatus.CANCELLED},
         False,
         "no worker holds a slice of the job any more",
         effects=(stamp_finished,),
     ),
     Action.FINISH_REVERT: Edge(
-        {S.REVERTING: S.REVERTED},
+        {JobStatus.REVERTING: JobStatus.REVERTED},
         False,
         "every slice of the revert is done",
         effects=(stamp_finished, stamp_reverted),

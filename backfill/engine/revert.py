@@ -1,7 +1,7 @@
 """Undo a job's fill: run by the workers, slice by slice, like the fill itself.
 
 Reverting reuses the job's slices: each takes its writes off the write log
-(writes.py) in batches and hands them to the definition's `revert`, in a short
+(write_log.py) in batches and hands them to the definition's `revert`, in a short
 transaction with the same limits, back-off and failure budgets as a fill batch
 (the runner drives both). Taking writes off the log, undoing them and counting
 `rows_reverted` commit together, so a crash loses at most one batch and a
@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F
 
 from backfill.conf import BatchLimits
-from backfill.engine import write_log as writes
+from backfill.engine import write_log
 from backfill.engine.batch import BatchResult, count_success, record_sample
 from backfill.engine.lifecycle import Action, transition
 from backfill.models import Job, Slice, SliceStatus
@@ -55,7 +55,7 @@ def run_revert_batch(
     started = time.monotonic()
     with batch_transaction(limits, {REVERTING_SETTING: "on"}) as cursor:
         slc = Slice.objects.locked_for(slice_id, owner)
-        taken = writes.take(cursor, slc.job_id, slc.number)
+        taken = write_log.take(cursor, slc.job_id, slc.number)
         reverted = definition.revert(cursor, context, taken) if taken else 0
         slc.rows_reverted += reverted
         count_success(slc, size)

@@ -3,7 +3,7 @@
 The CLI, the dashboard, the JSON API and the contract migration call these
 functions and never change jobs or slices themselves. People's actions address
 the latest job of a definition; whether they are allowed is the lifecycle
-table's answer (`state.py`), never decided here.
+table's answer (`lifecycle.py`), never decided here.
 """
 
 import dataclasses

@@ -24,10 +24,8 @@ row with plenty of room.
 
 The last worker's pause must earn its keep. Where the batches keep the
 CPUs busy, the app's slowest writes are the ones that meet a batch, and a
-pause between batches does not change what a batch does to them: on the
-2-core development machine a paced last worker ran 2-48% slower than one
-unpaced worker for no lower app p99, in thirteen runs of thirteen
-(docs/benchmarks.md). So each worker keeps the latency pressure it read
+pause between batches does not change what a batch does to them: it only
+slows the job (docs/benchmarks.md, "pacing", has the runs). So each worker keeps the latency pressure it read
 while pausing for latency and while not (`PauseEvidence`); once pausing
 reads no lower, it goes back to its floor for a while, then tries again.
 Where pausing does lower the latency (a database with cores to spare whose

@@ -1,6 +1,6 @@
 """A worker's side of pacing: when to read the signals, and what the job's row shows.
 
-The controller (pacing.py) decides; this reads the database's health at most
+The controller (controller.py) decides; this reads the database's health at most
 every BACKFILL_PACE_INTERVAL_SECONDS (and before a task's first batch, so a
 job stopped by a signal looks before it writes), keeps the job's row up to
 date for people (the pause, the signal limiting it, seconds throttled) and
@@ -9,14 +9,14 @@ worker steers on its own readings: like TCP's senders, they share the room
 without talking to each other. While a paced task runs, a `LatencyProbe`
 times commits beside its batches; it is stopped when the task ends.
 
-What pausing the last worker has bought (pacing.PauseEvidence) is kept per
+What pausing the last worker has bought (PauseEvidence) is kept per
 worker process and job, across the job's tasks: it takes some readings to
 judge, and a task may end first. Once a worker gives the pause up, the
 verdict goes on the job's row (`pause_given_up_until`) for the time it
 rests: the slice moves between worker processes as tasks hand over, and
 each learning it again would pause for a dozen readings.
 
-Shedding a worker for latency (pacing.sheds_worker) goes through the job's
+Shedding a worker for latency (sheds_worker) goes through the job's
 row too: `pace_workers` is lowered, the worker hands its slice back
 (`shed`), and the scheduler dispatches no more slices than that until a
 worker with plenty of room raises it again; the next hand-over or sweep
@@ -37,24 +37,32 @@ from django.utils import timezone
 from backfill import conf
 from backfill.conf import BatchLimits, Budgets
 from backfill.models import Job
-from backfill.pacing import controller as pacing
 from backfill.pacing import health
-from backfill.pacing.controller import Controller, Pace, Signals
+from backfill.pacing.controller import (
+    CALM_READINGS_TO_ADD_WORKER,
+    Controller,
+    Pace,
+    PauseEvidence,
+    Signals,
+    adds_worker,
+    room_is_plenty,
+    sheds_worker,
+)
 
 logger = logging.getLogger(__name__)
 
 # Job id -> the latency baseline its readings were weighed against, and what
 # pausing its last worker has bought, as this process read it.
-_pause_evidence: dict[int, tuple[float | None, pacing.PauseEvidence]] = {}
+_pause_evidence: dict[int, tuple[float | None, PauseEvidence]] = {}
 
 
-def pause_evidence(job: Job) -> pacing.PauseEvidence:
+def pause_evidence(job: Job) -> PauseEvidence:
     """This process's evidence for `job`, afresh once the job has a new baseline:
     resuming or retrying takes one, and pressures read against another baseline
     (and under the app's load of another hour) are not comparable."""
     baseline, evidence = _pause_evidence.get(job.pk, (None, None))
     if evidence is None or baseline != job.latency_baseline_ms:
-        evidence = pacing.PauseEvidence()
+        evidence = PauseEvidence()
         _pause_evidence[job.pk] = (job.latency_baseline_ms, evidence)
     return evidence
 
@@ -73,7 +81,7 @@ class Pacer:
     probe: health.LatencyProbe | None = field(default=None, repr=False)
     calm_readings: int = 0  # readings in a row with plenty of room
     shed: bool = False  # this worker stepped back for latency: hand the slice back
-    evidence: pacing.PauseEvidence = field(default_factory=pacing.PauseEvidence, repr=False)
+    evidence: PauseEvidence = field(default_factory=PauseEvidence, repr=False)
     given_up_until: datetime | None = None  # not yet shown on the job's row
 
     @classmethod
@@ -147,7 +155,7 @@ class Pacer:
         def shed(job: Job) -> dict[str, object] | None:
             if not self.weighs_as(job):
                 return None
-            if not pacing.sheds_worker(previous, self.pace, job.workers_writing):
+            if not sheds_worker(previous, self.pace, job.workers_writing):
                 return None
             return {"pace_workers": job.workers_writing - 1}
 
@@ -158,16 +166,16 @@ class Pacer:
 
     def take_back_worker(self, signals: Signals) -> None:
         """After readings in a row with plenty of room, let one more worker write."""
-        plenty = pacing.room_is_plenty(signals, self.budgets)
+        plenty = room_is_plenty(signals, self.budgets)
         self.calm_readings = self.calm_readings + 1 if plenty else 0
-        if self.calm_readings < pacing.CALM_READINGS_TO_ADD_WORKER:
+        if self.calm_readings < CALM_READINGS_TO_ADD_WORKER:
             return
 
         def add(job: Job) -> dict[str, object] | None:
             if not self.weighs_as(job):
                 return None
             writing = job.workers_writing
-            if not pacing.adds_worker(self.calm_readings, writing, job.concurrency):
+            if not adds_worker(self.calm_readings, writing, job.concurrency):
                 return None
             return {"pace_workers": None if writing + 1 >= job.concurrency else writing + 1}
 
