@@ -33,6 +33,8 @@ from types import FrameType
 
 import psycopg
 
+from benchmarks.databases import ROOT, env_for
+
 APPLICATION_NAME = "benchmark-app-load"
 SHARED_POOL = 1000  # as in seed_organizations
 SHARED_NAME_SHARE = 0.1  # as seed_organizations' default --duplicate-share
@@ -247,8 +249,6 @@ class AppLoad:
     """Context manager: the load runs in a child process against `db` for the block."""
 
     def __init__(self, db: str, out: Path, rate: float = 200.0, insert_share: float = 0.2) -> None:
-        from benchmarks.databases import ROOT, env_for
-
         self.out = out
         self.command = [
             sys.executable,

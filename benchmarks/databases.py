@@ -1,9 +1,11 @@
 """Throw-away databases for benchmarks: fresh ones and identical copies of a template."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -75,6 +77,20 @@ def shell(db: str, code: str, **extra_env: str) -> str:
         capture_output=True,
         text=True,
     ).stdout
+
+
+def python_json(db: str, *args: str) -> dict[str, Any]:
+    """Run one of the benchmarks' Django-side modules against `db`; return its last line,
+    the JSON it reports: the module's own process keeps its memory and timing apart."""
+    out = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        env=env_for(db),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 def vacuum_analyze(db: str) -> None:

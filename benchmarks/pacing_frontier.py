@@ -10,17 +10,19 @@ rows/s against the app's p99, the frontier a budget buys.
 """
 
 import argparse
-from collections.abc import Callable
 
-from benchmarks import suite
 from benchmarks.databases import ROOT, drop, manage
+from benchmarks.results import Run
+from benchmarks.runner import REFERENCE_SECONDS, measure_all, reference
+from benchmarks.scenarios import Measure, job_run, one_pass, pace_of, service
+from benchmarks.templates import Template, seed
 from benchmarks.workers import BROKER_URL, Workers
 
 LOGS = ROOT / "benchmarks" / "logs" / "frontier"
 
 
-def paced(template: suite.Template, label: str, ratio: float) -> Callable[[str], suite.Run]:
-    def run(db: str) -> suite.Run:
+def paced(template: Template, label: str, ratio: float) -> Measure:
+    def run(db: str) -> Run:
         with Workers(db, 2, LOGS / label) as pool:
             manage(
                 db,
@@ -29,8 +31,8 @@ def paced(template: suite.Template, label: str, ratio: float) -> Callable[[str],
                 quiet=True,
                 REDIS_URL=BROKER_URL,
             )
-        result = suite.job_run(db, "admin_groups", label, template.rows, pool.peak_mb)
-        result.pace = suite.pace_of(db)
+        result = job_run(db, "admin_groups", label, template.rows, pool.peak_mb)
+        result.pace = pace_of(db)
         return result
 
     return run
@@ -43,19 +45,22 @@ def main() -> None:
     parser.add_argument("--ratios", default="2,1.5,1.25")
     options = parser.parse_args()
     LOGS.mkdir(parents=True, exist_ok=True)
-    template = suite.seed(options.rows)
-    reference = suite.reference(template, suite.REFERENCE_SECONDS, LOGS, options.rate)
+    template = seed(options.rows)
+    reference_load = reference(template, REFERENCE_SECONDS, LOGS, options.rate)
     measures = {
-        "B": suite.one_pass(template, "B", "set-based", 0),
-        "S1": suite.service(template, "S1", 1, LOGS),
-        "S2": suite.service(template, "S2", 2, LOGS),
+        "B": one_pass(template, "B", "set-based", 0),
+        "S1": service(template, "S1", 1, LOGS),
+        "S2": service(template, "S2", 2, LOGS),
     }
     for ratio in (float(r) for r in options.ratios.split(",")):
         measures[f"S2auto x{ratio:g}"] = paced(template, f"S2auto-{ratio:g}", ratio)
-    runs = suite.measure_all(template, measures, LOGS, options.rate)
+    runs = measure_all(template, measures, LOGS, options.rate)
     drop(template.db)
     b = next(run for run in runs if run.label == "B")
-    print(f"\nreference p99 {reference.p99_ms:.2f} ms, {reference.writes_per_second:.0f} writes/s")
+    print(
+        f"\nreference p99 {reference_load.p99_ms:.2f} ms, "
+        f"{reference_load.writes_per_second:.0f} writes/s"
+    )
     print(
         "| run | rows/s | vs B | app p99 vs alone before it | vs the reference "
         "| app writes kept | throttled | batches by limit |"
@@ -63,13 +68,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for run in runs:
         assert run.load is not None
-        alone = run.alone or reference
+        alone = run.alone or reference_load
         pace = run.pace or {}
         print(
             f"| {run.label} | {run.rows_per_second:,.0f} "
             f"| {run.rows_per_second / b.rows_per_second:.2f}x "
             f"| {run.load.p99_ms / alone.p99_ms:.2f}x ({alone.p99_ms:.2f} ms) "
-            f"| {run.load.p99_ms / reference.p99_ms:.2f}x "
+            f"| {run.load.p99_ms / reference_load.p99_ms:.2f}x "
             f"| {run.load.writes_per_second / alone.writes_per_second:.0%} "
             f"| {pace.get('throttled_seconds', '')} | {pace.get('batches_by_limit', '')} |"
         )

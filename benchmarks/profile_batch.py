@@ -27,8 +27,8 @@ from typing import Any
 import psycopg
 
 from backfill.management.arguments import fraction, positive_int
-from benchmarks import suite
 from benchmarks.databases import ROOT, copy_of, drop, env_for, shell, url
+from benchmarks.templates import seed
 
 APPLICATION_NAME = "profile-batch"
 SAMPLE_SECONDS = 0.002
@@ -222,7 +222,7 @@ def main() -> None:
         job, worker, workers = (int(v) for v in options.work.split(","))
         work(job, worker, workers)
         return
-    template = options.template or suite.seed(options.rows, options.hot_share).db
+    template = options.template or seed(options.rows, options.hot_share).db
     reports, waits, seconds, timeouts = profile(template, options.workers)
     if not options.template:
         drop(template)

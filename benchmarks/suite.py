@@ -23,319 +23,38 @@ afterwards (see verify.py). Then the contract step
 (`EnforceNotNull` beside a plain SET NOT NULL) on the table S2 filled, and
 S2 alone at each `--scaling` size; and the expand and contract steps behind a
 10-second transaction, queueing and waiting for a gap (see schema_gaps.py).
-Prints a table and writes Markdown, JSON and a plot to `--out`.
+Prints a table and writes Markdown, JSON and plots to `--out`.
+
+This module is the suite's programme and command line; the rest lives in
+modules named for what they hold: templates (the seeded databases),
+scenarios (A, B and the service's runs), runner (a run under the app's load,
+verified), results (the model and its JSON), targets, and the report
+(markdown, plots, readme), which `python -m benchmarks.report` renders again
+from a results.json.
 """
 
 import argparse
-import itertools
-import json
-import subprocess
+import os
+import platform
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from backfill.management.arguments import positive_int
 from benchmarks import contract_lock, report, schema_gaps, tables
-from benchmarks.app_load import AppLoad, LoadReport, p99_timeline
-from benchmarks.databases import ROOT, copy_of, drop, env_for, manage, recreate, url, vacuum_analyze
-from benchmarks.verify import digest
-from benchmarks.workers import BROKER_URL, Workers
-
-PREFIX = "backfill_bench"
-EXISTING_GROUPS = 1000
-# The skewed table: this share of the rows all carry one name.
-HOT_SHARE = 0.2
-SKEWED = "skewed"
-DEFAULT_OUT = ROOT / "docs" / "benchmarks"
-
-# As long as a run under load, so that the reference's p99 rests on as many
-# writes as the p99s weighed against it: 20 s (4,000 writes, the p99 their
-# 40th slowest) read 4.2 to 5.7 ms in three windows one after the other.
-REFERENCE_SECONDS = 60
-# Each run under load is also weighed against the app alone on its own copy
-# right before it: on a shared machine the app's p99 alone drifts over the
-# day (5.2 ms in one run's reference, 15.6 ms in a run that afternoon,
-# where B and S1 then ran at lower p99s than that), and a window next to
-# the run drifts with it. The first seconds on a fresh copy are not
-# counted: its pages are not yet in shared_buffers.
-ALONE_SECONDS = 30
-ALONE_WARMUP_SECONDS = 5
-
-
-@dataclass(frozen=True)
-class Template:
-    """A seeded database that copies are made from."""
-
-    db: str
-    rows: int
-    group_floor: int
-    groups_digest: str
-
-
-@dataclass
-class Run:
-    label: str
-    method: str
-    table_rows: int
-    rows: int
-    seconds: float
-    started_at: float  # wall clock; the app load is judged from here for `seconds`
-    peak_memory_mb: float
-    extrapolated: bool
-    verification: dict[str, int] = field(default_factory=dict)
-    correct: bool = False
-    # Batches of the job that gave up waiting for a lock (S runs only).
-    lock_timeouts: int = 0
-    load: LoadReport | None = None
-    throughput: list[tuple[float, float]] = field(default_factory=list)
-    app_p99: list[tuple[float, float]] = field(default_factory=list)
-    # What health-aware pacing did (S2auto): seconds throttled, batches per limiting signal.
-    pace: dict[str, Any] | None = None
-    # The app load alone on the run's own copy, in the seconds right before the run.
-    alone: LoadReport | None = None
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds else 0.0
-
-    @property
-    def table_seconds(self) -> float:
-        """Time for the whole table; measured, or extrapolated from a sample."""
-        return self.table_rows / self.rows_per_second if self.rows_per_second else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["rows_per_second"] = round(self.rows_per_second, 1)
-        data["table_seconds"] = round(self.table_seconds, 1)
-        return data
-
-
-def seed(rows: int, hot_share: float = 0.0) -> Template:
-    db = recreate(f"{PREFIX}_{rows}" + (f"_{SKEWED}" if hot_share else ""))
-    manage(db, "migrate", "-v0")
-    manage(db, "migrate", "organizations", "0005", "-v0")
-    manage(
-        db,
-        "seed_organizations",
-        f"--count={rows}",
-        f"--existing-groups={EXISTING_GROUPS}",
-        f"--hot-share={hot_share}",
-    )
-    vacuum_analyze(db)
-    with psycopg.connect(url(db)) as conn, conn.cursor() as cursor:
-        cursor.execute("SELECT coalesce(max(id), 0) FROM auth_group")
-        floor = int(cursor.fetchone()[0])  # type: ignore[index]
-        return Template(db, rows, floor, digest(cursor, floor))
-
-
-def python_json(db: str, *args: str) -> dict[str, Any]:
-    """Run one of the benchmark's Django-side modules against `db`; return its JSON line."""
-    out = subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=ROOT,
-        env=env_for(db),
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return dict(json.loads(out.strip().splitlines()[-1]))
-
-
-def check(run: "Run", template: Template, db: str) -> None:
-    """Verify `db` once nothing writes to it any more; a full run must leave no row pending."""
-    counts = python_json(
-        db,
-        "benchmarks.verify",
-        f"--floor={template.group_floor}",
-        f"--digest={template.groups_digest}",
-    )
-    broken = ("shared_groups", "orphan_groups", "took_existing_group", "misnamed")
-    sound = not any(counts[k] for k in (*broken, "existing_groups_changed"))
-    complete = run.extrapolated or (counts["pending"] == 0 and run.rows == template.rows)
-    run.verification, run.correct = counts, sound and complete
-
-
-def rates(progress: list[tuple[float, int]], start: float) -> list[tuple[float, float]]:
-    """Rows per second between successive progress points, at their midpoints."""
-    points = []
-    for (t0, n0), (t1, n1) in itertools.pairwise(progress):
-        if t1 > t0:
-            points.extend(
-                [(t0 - start, (n1 - n0) / (t1 - t0)), (t1 - start, (n1 - n0) / (t1 - t0))]
-            )
-    return points
-
-
-def one_pass(template: Template, label: str, approach: str, sample: int) -> Callable[[str], Run]:
-    """A or B: the pass runs in a process of its own and reports its own timing."""
-
-    def run(db: str) -> Run:
-        result = python_json(db, "benchmarks.passes", approach, f"--sample={sample}")
-        progress = [(float(t), int(n)) for t, n in result["progress"]]
-        return Run(
-            label=label,
-            method=METHODS[label],
-            table_rows=template.rows,
-            rows=result["rows"],
-            seconds=result["seconds"],
-            started_at=progress[0][0],
-            peak_memory_mb=result["peak_rss_mb"],
-            extrapolated=approach == "textbook",
-            throughput=rates(progress, progress[0][0]),
-        )
-
-    return run
-
-
-JOB_SQL = (
-    "SELECT id, extract(epoch FROM started_at), extract(epoch FROM finished_at), status "
-    "FROM backfill_job WHERE definition = %s ORDER BY id DESC LIMIT 1"
-)
-ROWS_DONE_SQL = (
-    "SELECT coalesce(sum(rows_done), 0), coalesce(sum(lock_timeouts_total), 0) "
-    "FROM backfill_slice WHERE job_id = %s"
-)
-SAMPLES_SQL = (
-    "SELECT floor(extract(epoch FROM at)), sum(rows) FROM backfill_sample "
-    "WHERE job_id = %s GROUP BY 1 ORDER BY 1"
-)
-
-
-def service(
-    template: Template,
-    label: str,
-    workers: int,
-    logs: Path,
-    pause_ms: int = 0,
-    pace: bool = False,
-) -> Callable[[str], Run]:
-    """S: real workers; timed by the job's own start and success timestamps.
-
-    Unpaced unless `pace`: the S runs measure the engine itself; S2auto
-    measures what health-aware pacing, left at its defaults, makes of it.
-    """
-
-    def run(db: str) -> Run:
-        with Workers(db, workers, logs / label) as pool:
-            manage(
-                db,
-                "backfill",
-                "run",
-                "admin_groups",
-                f"--concurrency={workers}",
-                f"--pause-ms={pause_ms}",
-                f"--pace={'auto' if pace else 'off'}",
-                quiet=True,
-                REDIS_URL=BROKER_URL,
-            )
-        result = job_run(db, "admin_groups", label, template.rows, pool.peak_mb)
-        result.method = METHODS.get(label, f"this service, {workers} workers") + (
-            f", --pause-ms {pause_ms}" if pause_ms else ""
-        )
-        result.pace = pace_of(db) if pace else None
-        return result
-
-    return run
-
-
-def job_run(db: str, definition: str, label: str, table_rows: int, peak_mb: float) -> Run:
-    """The latest job of `definition` in `db`, as a run: its own start and success times."""
-    with psycopg.connect(url(db)) as conn:
-        job, started, finished, status = conn.execute(JOB_SQL, [definition]).fetchone()  # type: ignore[misc]
-        per_second = conn.execute(SAMPLES_SQL, [job]).fetchall()
-        rows_done, timeouts = conn.execute(ROWS_DONE_SQL, [job]).fetchone()  # type: ignore[misc]
-    if status != "succeeded":
-        raise RuntimeError(f"{label}: job {job} ended {status}")
-    return Run(
-        label=label,
-        method=METHODS.get(label, label),
-        table_rows=table_rows,
-        rows=int(rows_done),
-        lock_timeouts=int(timeouts),
-        seconds=float(finished) - float(started),
-        started_at=float(started),
-        peak_memory_mb=round(peak_mb, 1),
-        extrapolated=False,
-        throughput=[(float(t) - float(started) + 0.5, float(n)) for t, n in per_second],
-    )
-
-
-METHODS = {
-    "A": "textbook RunPython: ORM, row by row, one transaction",
-    "B": "one set-based pass, one transaction",
-    "S1": "this service, 1 worker",
-    "S2": "this service, 2 workers",
-    "S4": "this service, 4 workers",
-    "S2auto": "this service, 2 workers, health-aware pacing at its defaults",
-}
-
-
-def pace_of(db: str) -> dict[str, Any]:
-    """What pacing did in the latest job: seconds throttled, and the pause and
-    limiting signal of every batch (the frontier it found)."""
-    with psycopg.connect(url(db)) as conn:
-        job, throttled, baseline = conn.execute(
-            "SELECT id, throttled_seconds, latency_baseline_ms FROM backfill_job "
-            "ORDER BY id DESC LIMIT 1"
-        ).fetchone()  # type: ignore[misc]
-        limits = conn.execute(
-            "SELECT coalesce(nullif(\"limit\", ''), 'none'), count(*), avg(pause_ms) "
-            "FROM backfill_sample WHERE job_id = %s GROUP BY 1 ORDER BY 2 DESC",
-            [job],
-        ).fetchall()
-    return {
-        "throttled_seconds": round(float(throttled), 1),
-        "latency_baseline_ms": baseline,
-        "batches_by_limit": {name: int(n) for name, n, _ in limits},
-        "mean_pause_ms_by_limit": {name: round(float(p), 1) for name, _, p in limits},
-    }
-
-
-def under_load(
-    template: Template,
-    label: str,
-    measure: Callable[[str], Run],
-    out: Path,
-    rate: float,
-    alone_seconds: float = ALONE_SECONDS,
-) -> tuple[Run, str]:
-    """Run `measure` on a fresh copy while the app load writes to it (none at rate 0),
-    after `alone_seconds` of the load alone; returns the copy too."""
-    db = copy_of(template.db, f"{PREFIX}_{label.lower().replace(' ', '_')}")
-    if not rate:
-        result = measure(db)
-        check(result, template, db)
-        return result, db
-    with AppLoad(db, out / f"load-{label}.json", rate=rate) as load:
-        time.sleep(ALONE_WARMUP_SECONDS)
-        alone_from = time.time()
-        time.sleep(alone_seconds)
-        alone_until = time.time()
-        result = measure(db)
-    check(result, template, db)
-    result.alone = load.report(alone_from, alone_until)
-    start, end = result.started_at, result.started_at + result.seconds
-    result.load = load.report(start, end)
-    result.app_p99 = p99_timeline(load.writes, start, end)
-    return result, db
-
-
-def reference(template: Template, seconds: float, out: Path, rate: float) -> LoadReport:
-    db = copy_of(template.db, f"{PREFIX}_ref")
-    with AppLoad(db, out / "load-ref.json", rate=rate) as load:
-        start = time.time()
-        time.sleep(seconds)
-        end = time.time()
-    drop(db)
-    return load.report(start, end)
+from benchmarks.databases import ROOT, copy_of, drop, url
+from benchmarks.results import Results, Run
+from benchmarks.runner import ALONE_SECONDS, REFERENCE_SECONDS, check, measure_all, reference
+from benchmarks.scenarios import one_pass, service
+from benchmarks.templates import HOT_SHARE, PREFIX, SKEWED, Template, seed
 
 
 def comparison(template: Template, options: argparse.Namespace, logs: Path) -> list[Run]:
+    """Every approach on the main table, under the app's load."""
     measures = {
         "A": one_pass(template, "A", "textbook", options.sample),
         "B": one_pass(template, "B", "set-based", 0),
@@ -359,27 +78,6 @@ def skewed_comparison(template: Template, logs: Path) -> list[Run]:
     runs = measure_all(template, measures, logs, 0)
     for run in runs:
         run.method += f", {HOT_SHARE:.0%} of rows one name, no app load"
-    return runs
-
-
-def measure_all(
-    template: Template,
-    measures: dict[str, Callable[[str], Run]],
-    logs: Path,
-    rate: float,
-    alone_seconds: float = ALONE_SECONDS,
-) -> list[Run]:
-    runs = []
-    for label, measure in measures.items():
-        run, db = under_load(template, label, measure, logs, rate, alone_seconds)
-        run.label = label
-        drop(db)
-        print(
-            f"{label}: {run.rows:,} rows in {run.seconds:.1f} s, "
-            f"{run.lock_timeouts} lock timeouts, load {run.load}, alone before it {run.alone}",
-            flush=True,
-        )
-        runs.append(run)
     return runs
 
 
@@ -407,11 +105,7 @@ def scale(
 
 
 def machine(rate: float) -> dict[str, Any]:
-    import os
-    import platform
-
-    import psutil
-
+    """What the figures were measured on: compare ratios within one machine's run."""
     with psycopg.connect(url("postgres")) as conn:
         version = conn.execute("SHOW server_version").fetchone()
         buffers = conn.execute("SHOW shared_buffers").fetchone()
@@ -469,7 +163,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        default=DEFAULT_OUT,
+        default=report.OUT,
         help="where results go (docs/benchmarks, which also updates the README's table)",
     )
     return parser.parse_args()
@@ -490,12 +184,10 @@ def main() -> None:
     runs += tables.comparison(options.rows, logs / "tables")
     scaling, contracts, gaps = scale(options.scaling, template, logs, options.rate)
     drop(template.db)
-    results = report.Results(
+    results = Results(
         machine(options.rate), command.strip(), reference_load, runs, scaling, contracts, gaps
     )
     print(report.write(results, options.out))
-    if options.out == DEFAULT_OUT:
-        report.update_readme(results, ROOT / "README.md")
 
 
 if __name__ == "__main__":

@@ -14,17 +14,14 @@ verification need no Django.
 """
 
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import psycopg
 
 from benchmarks.databases import copy_of, drop, manage, recreate, url, vacuum_analyze
+from benchmarks.results import Run
+from benchmarks.scenarios import Measure, job_run
 from benchmarks.workers import BROKER_URL, Workers
-
-if TYPE_CHECKING:
-    from benchmarks.suite import Run
 
 SETTINGS_MODULE = "examples.settings"
 GAP = 10**12
@@ -86,10 +83,8 @@ def seed(table: Table, rows: int) -> str:
     return db
 
 
-def set_based(table: Table, rows: int) -> Callable[[str], "Run"]:
-    def run(db: str) -> "Run":
-        from benchmarks.suite import Run
-
+def set_based(table: Table, rows: int) -> Measure:
+    def run(db: str) -> Run:
         started = time.time()
         with psycopg.connect(url(db)) as conn:
             cursor = conn.execute(
@@ -123,10 +118,8 @@ def evenness(db: str, name: str) -> str:
     return f"{len(done)} slices, the largest with {largest:.1%} of the rows (even: {1 / len(done):.1%})"
 
 
-def service(table: Table, rows: int, logs: Path) -> Callable[[str], "Run"]:
-    from benchmarks import suite
-
-    def run(db: str) -> "Run":
+def service(table: Table, rows: int, logs: Path) -> Measure:
+    def run(db: str) -> Run:
         with Workers(db, 2, logs, {"DJANGO_SETTINGS_MODULE": SETTINGS_MODULE}) as pool:
             manage(
                 db,
@@ -139,14 +132,14 @@ def service(table: Table, rows: int, logs: Path) -> Callable[[str], "Run"]:
                 REDIS_URL=BROKER_URL,
                 DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
             )
-        result = suite.job_run(db, table.name, "S2", rows, pool.peak_mb)
+        result = job_run(db, table.name, "S2", rows, pool.peak_mb)
         result.method = f"this service, 2 workers, no app load; {evenness(db, table.name)}"
         return result
 
     return run
 
 
-def comparison(rows: int, logs: Path) -> list["Run"]:
+def comparison(rows: int, logs: Path) -> list[Run]:
     """B and S2 on each example table, each on a fresh copy of the table's seed."""
     runs = []
     for table in TABLES:
