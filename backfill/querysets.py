@@ -69,7 +69,7 @@ class SliceQuerySet(models.QuerySet["Slice"]):
             retry_at__gt=now,
         )
 
-    def held(self, now: datetime) -> SliceQuerySet:
+    def leased(self, now: datetime) -> SliceQuerySet:
         """Owned by a worker right now (not only dispatched)."""
         return self.in_flight(now).exclude(lease_owner="")
 

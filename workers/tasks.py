@@ -31,7 +31,7 @@ def run_slice(self: Task[Any, Any], slice_id: int) -> str:
     """
     owner = str(self.request.id or f"local-{slice_id}")
     run = runner.work_slice(slice_id, owner)
-    if run.held_lease and run.job_id is not None:
+    if run.owns_lease and run.job_id is not None:
         scheduler.hand_over(slice_id, owner, run.job_id, run.retry_in)
     logger.info("job %s slice %s: %s", run.job_id, slice_id, run.outcome)
     return run.outcome.value

@@ -17,7 +17,7 @@ from backfill import conf
 from backfill.conf import BatchLimits
 from backfill.engine import held, write_log
 from backfill.models import Sample, Slice, SliceStatus
-from backfill.pacing.controller import Pace
+from backfill.pacing.controller import SpeedLimit
 from backfill.registry import Definition, Row
 from backfill.transactions import batch_transaction
 
@@ -83,7 +83,7 @@ def run_batch(
     owner: str,
     size: int,
     limits: BatchLimits,
-    pace: Pace | None = None,
+    pace: SpeedLimit | None = None,
 ) -> BatchResult:
     started = time.monotonic()
     with batch_transaction(limits) as cursor:
@@ -97,7 +97,7 @@ def run_batch(
             new_pass, done = advance(cursor, definition, slc, batch, size, filled)
         seconds = time.monotonic() - started
         slc.save()
-        record_sample(slc, filled, size, seconds, pace or Pace())
+        record_sample(slc, filled, size, seconds, pace or SpeedLimit())
     held_tries = slc.held_tries if slc.held_keys else 0
     return BatchResult(selected, filled, seconds, new_pass, done, held_tries)
 
@@ -184,7 +184,7 @@ def count_success(slc: Slice, size: int) -> None:
     slc.lease_expires_at = timezone.now() + timedelta(seconds=conf.current().lease_seconds)
 
 
-def record_sample(slc: Slice, rows: int, size: int, seconds: float, pace: Pace) -> None:
+def record_sample(slc: Slice, rows: int, size: int, seconds: float, pace: SpeedLimit) -> None:
     Sample.objects.create(
         job_id=slc.job_id,
         slice_number=slc.number,

@@ -63,7 +63,7 @@ def drive(
     while True:
         slice_id = queue.pop()
         if slice_id is None:
-            scheduler.fill_slots(job_id)
+            scheduler.advance(job_id)
             slice_id = queue.pop()
         job = Job.objects.get(pk=job_id)
         if on_progress:
@@ -79,6 +79,6 @@ def drive(
 def step(slice_id: int, owner: str, seconds: float) -> SliceRun:
     """Work one slice for `seconds`, then hand it over, as the Celery task does."""
     run = work_slice(slice_id, owner, seconds)
-    if run.held_lease and run.job_id is not None:
+    if run.owns_lease and run.job_id is not None:
         scheduler.hand_over(slice_id, owner, run.job_id, run.retry_in)
     return run

@@ -19,7 +19,7 @@ from backfill.engine import write_log
 from backfill.engine.batch import BatchResult, count_success, record_sample
 from backfill.engine.lifecycle import Action, transition
 from backfill.models import Job, Slice, SliceStatus
-from backfill.pacing.controller import Pace
+from backfill.pacing.controller import SpeedLimit
 from backfill.registry import Definition
 from backfill.transactions import REVERTING_SETTING, batch_transaction
 
@@ -65,5 +65,5 @@ def run_revert_batch(
             slc.status = SliceStatus.DONE
         seconds = time.monotonic() - started
         slc.save()
-        record_sample(slc, reverted, size, seconds, Pace())
+        record_sample(slc, reverted, size, seconds, SpeedLimit())
     return BatchResult(len(taken), reverted, seconds, new_pass=False, slice_done=done)

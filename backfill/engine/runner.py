@@ -27,7 +27,7 @@ from backfill.engine.throttle import BatchSizer, backoff_seconds
 from backfill.errors import InvalidTransition
 from backfill.faults import Failure, Fault, classify, describe
 from backfill.models import Job, JobStatus, Slice, SliceStatus
-from backfill.pacing.controller import Pace
+from backfill.pacing.controller import SpeedLimit
 from backfill.pacing.pacer import Pacer
 from backfill.querysets import LeaseLost
 from backfill.registry import Definition, get_definition
@@ -60,7 +60,7 @@ class SliceRun:
     retry_in: float | None = None
 
     @property
-    def held_lease(self) -> bool:
+    def owns_lease(self) -> bool:
         """Whether the caller must release the lease and hand over."""
         return self.outcome != Outcome.NOT_ACQUIRED
 
@@ -117,7 +117,7 @@ class SliceWork:
                 # Inside the try: a connection lost while idle fails here first.
                 if Job.objects.values_list("status", flat=True).get(pk=slc.job_id) != phase:
                     return Outcome.STOPPED
-                pace = pacer.current() if paced else Pace()
+                pace = pacer.current() if paced else SpeedLimit()
                 if pacer.shed:
                     log.info("job %s slice %s: one worker fewer for latency", *ids(slc))
                     self.give_back_attempt()

@@ -31,7 +31,7 @@ from backfill.statuses import WORKING_STATUSES
 logger = logging.getLogger(__name__)
 
 
-def fill_slots(job_id: int) -> list[int]:
+def advance(job_id: int) -> list[int]:
     """Dispatch free slices up to the workers the job may have writing; end it if nothing is left.
 
     A slot no free slice can take goes to a slice waiting out a back-off (held
@@ -106,7 +106,7 @@ def hand_over(slice_id: int, owner: str, job_id: int, retry_in: float | None = N
     """
     try:
         Slice.objects.release(slice_id, owner, retry_in)
-        fill_slots(job_id)
+        advance(job_id)
     except DatabaseError as exc:
         # The sweeper will notice the expired lease and carry on.
         connection.close_if_unusable_or_obsolete()
@@ -129,7 +129,7 @@ def end(job: Job) -> None:
 
 def finish_cancel(job: Job) -> None:
     """A cancelling job is cancelled once no worker holds one of its slices."""
-    if not Slice.objects.filter(job=job).held(timezone.now()).exists():
+    if not Slice.objects.filter(job=job).leased(timezone.now()).exists():
         transition(job, Action.FINISH_CANCEL, "scheduler", "no slice in flight")
 
 
@@ -149,7 +149,7 @@ def complete_or_extend(job: Job) -> None:
         job.key_high = high
         job.save(update_fields=["key_high", "updated_at"])
         logger.info("job %s: extended to key %s for rows added since start", job.pk, high)
-        transaction.on_commit(lambda: fill_slots(job.pk))
+        transaction.on_commit(lambda: advance(job.pk))
         return
     done = Slice.objects.filter(job=job).rows_done()
     job.rows_total = done
@@ -180,7 +180,7 @@ def reopen_slices_with_pending_rows(job: Job) -> bool:
     Slice.objects.filter(pk__in=again).reopen(cursor=F("after"), passes=F("passes") + 1)
     record(job, "recheck", "scheduler", f"pending rows found again in {len(again)} slices")
     logger.info("job %s: pending rows found again in slices %s", job.pk, again)
-    transaction.on_commit(lambda: fill_slots(job.pk))
+    transaction.on_commit(lambda: advance(job.pk))
     return True
 
 

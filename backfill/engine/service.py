@@ -51,7 +51,7 @@ def start(name: str, actor: str, options: JobOptions | None = None) -> Job:
     except IntegrityError:
         # Another start won the race between the question above and the insert.
         raise ActiveJobExists(already_active_message(Job(definition=name))) from None
-    scheduler.fill_slots(job.pk)
+    scheduler.advance(job.pk)
     job.refresh_from_db()
     return job
 
@@ -110,7 +110,7 @@ def resume(name: str, actor: str) -> Job:
     # The job is paused: what the app alone gets now.
     baseline = latency_baseline() if paused.pace else None
     job = transition(paused, Action.RESUME, actor, latency_baseline_ms=baseline)
-    scheduler.fill_slots(job.pk)
+    scheduler.advance(job.pk)
     return job
 
 
@@ -121,7 +121,7 @@ def latency_baseline() -> float:
 
 def cancel(name: str, actor: str) -> Job:
     job = transition(latest_job(name), Action.CANCEL, actor)
-    scheduler.fill_slots(job.pk)
+    scheduler.advance(job.pk)
     job.refresh_from_db()
     return job
 
@@ -132,7 +132,7 @@ def retry(name: str, actor: str) -> Job:
     failed = latest_job(name)
     baseline = latency_baseline() if failed.pace else None
     job = transition(failed, Action.RETRY, actor, latency_baseline_ms=baseline)
-    scheduler.fill_slots(job.pk)
+    scheduler.advance(job.pk)
     return job
 
 
@@ -140,7 +140,7 @@ def revert(name: str, actor: str) -> Job:
     """Ask the workers to undo the latest job's fill; returns at once."""
     dispatch.ready()
     job = reverting.begin(latest_job(name), actor)
-    scheduler.fill_slots(job.pk)
+    scheduler.advance(job.pk)
     return job
 
 
@@ -164,7 +164,7 @@ def reconcile() -> ReconcileReport:
     """The sweeper: re-dispatch slices whose lease expired, end finished jobs."""
     working = [*WORKING_STATUSES, JobStatus.CANCELLING]
     jobs = list(Job.objects.filter(status__in=working).values_list("pk", flat=True))
-    dispatched = sum(len(scheduler.fill_slots(pk)) for pk in jobs)
+    dispatched = sum(len(scheduler.advance(pk)) for pk in jobs)
     return ReconcileReport(jobs=len(jobs), dispatched=dispatched)
 
 

@@ -90,7 +90,9 @@ class Signals:
 
 
 @dataclass(frozen=True)
-class Pace:
+class SpeedLimit:
+    """How fast a worker may go now. (`Job.pace` only says whether a job is paced at all.)"""
+
     pause_ms: int = 0
     # The largest batch allowed; None leaves the batch size to the throttle.
     batch_cap: int | None = None
@@ -133,7 +135,7 @@ def room_is_plenty(signals: Signals, budgets: Budgets) -> bool:
     return not signals.autovacuum and max(found.values(), default=0.0) < PLENTY
 
 
-def sheds_worker(before: Pace, after: Pace, writing: int) -> bool:
+def sheds_worker(before: SpeedLimit, after: SpeedLimit, writing: int) -> bool:
     """Slowed down for latency with other workers writing: one stops instead."""
     return after.limit == LATENCY and after.pause_ms > before.pause_ms and writing > 1
 
@@ -150,15 +152,15 @@ class Controller:
     min_batch: int
     max_batch: int
 
-    def start(self) -> Pace:
-        return Pace(pause_ms=self.floor_ms)
+    def start(self) -> SpeedLimit:
+        return SpeedLimit(pause_ms=self.floor_ms)
 
-    def next(self, pace: Pace, signals: Signals, budgets: Budgets) -> Pace:
+    def next(self, pace: SpeedLimit, signals: Signals, budgets: Budgets) -> SpeedLimit:
         found = pressures(signals, budgets)
         worst = max(found, key=lambda name: found[name], default="")
         level = found.get(worst, 0.0)
         if worst in STOPPING and level > HOLD:
-            return Pace(self.ceiling_ms, self.min_batch, worst)
+            return SpeedLimit(self.ceiling_ms, self.min_batch, worst)
         if level > 1.0 or (worst in STOPPING and level > PLENTY):
             # A stopping signal keeps growing at a constant pace: slow before the budget.
             return self.slower(pace, worst)
@@ -169,21 +171,21 @@ class Controller:
             return replace(pace, pause_ms=self.clamp(pace.pause_ms), limit=AUTOVACUUM)
         return self.faster(pace, plenty=level < PLENTY)
 
-    def slower(self, pace: Pace, limit: str) -> Pace:
+    def slower(self, pace: SpeedLimit, limit: str) -> SpeedLimit:
         pause = self.clamp(max(2 * pace.pause_ms, FIRST_PAUSE_MS, self.floor_ms + FIRST_PAUSE_MS))
         cap = pace.batch_cap
         if limit == LATENCY:
             cap = max(self.min_batch, min(cap or self.max_batch, self.max_batch) // 2)
-        return Pace(pause, cap, limit)
+        return SpeedLimit(pause, cap, limit)
 
-    def faster(self, pace: Pace, plenty: bool = False) -> Pace:
+    def faster(self, pace: SpeedLimit, plenty: bool = False) -> SpeedLimit:
         factor = PLENTY_SPEED_UP_FACTOR if plenty else SPEED_UP_FACTOR
         pause = self.clamp(int(pace.pause_ms * factor) - SPEED_UP_STEP_MS)
         cap = pace.batch_cap
         if cap is not None:
             grown = max(self.min_batch, int(cap * BATCH_GROWTH) + 1)
             cap = None if grown >= self.max_batch else grown
-        return Pace(pause, cap, "")
+        return SpeedLimit(pause, cap, "")
 
     def clamp(self, pause_ms: int) -> int:
         return max(self.floor_ms, min(self.ceiling_ms, pause_ms))
@@ -212,7 +214,9 @@ class PauseEvidence:
     unpaced: deque[float] = field(default_factory=lambda: deque(maxlen=PAUSE_EVIDENCE_KEPT))
     resting: int = 0  # readings left at the floor after giving a pause up
 
-    def observe(self, during: Pace, floor_ms: int, signals: Signals, budgets: Budgets) -> None:
+    def observe(
+        self, during: SpeedLimit, floor_ms: int, signals: Signals, budgets: Budgets
+    ) -> None:
         """File the latency pressure read while `during` was the pace."""
         pressure = pressures(signals, budgets).get(LATENCY)
         if pressure is None or during.limit not in (LATENCY, ""):
@@ -231,7 +235,7 @@ class PauseEvidence:
         paused, unpaced = statistics.median(self.paused), statistics.median(self.unpaced)
         return paused < (1 - PAUSE_MIN_GAIN) * unpaced
 
-    def last_worker_pace(self, proposed: Pace, floor_ms: int) -> Pace:
+    def last_worker_pace(self, proposed: SpeedLimit, floor_ms: int) -> SpeedLimit:
         """The pace for a worker no other can step back for: `proposed`, unless it
         pauses for latency and pausing has not lowered the latency."""
         if self.resting > 0:
@@ -239,15 +243,15 @@ class PauseEvidence:
             if self.resting == 0:
                 self.paused.clear()  # judge the pause afresh
             if proposed.limit == LATENCY:
-                return Pace(floor_ms, None, LATENCY)
+                return SpeedLimit(floor_ms, None, LATENCY)
             return proposed
         if proposed.limit != LATENCY or proposed.pause_ms <= floor_ms:
             return proposed
         if len(self.unpaced) < PAUSE_EVIDENCE_READINGS <= len(self.paused):
             # Still over the budget after pausing: one reading at the floor to weigh
             # the pause against (held over budget, the pause would never come down).
-            return Pace(floor_ms, None, LATENCY)
+            return SpeedLimit(floor_ms, None, LATENCY)
         if not self.pausing_helps():
             self.resting = PAUSE_RETRY_READINGS
-            return Pace(floor_ms, None, LATENCY)
+            return SpeedLimit(floor_ms, None, LATENCY)
         return proposed

@@ -41,9 +41,9 @@ from backfill.pacing import health
 from backfill.pacing.controller import (
     CALM_READINGS_TO_ADD_WORKER,
     Controller,
-    Pace,
     PauseEvidence,
     Signals,
+    SpeedLimit,
     adds_worker,
     room_is_plenty,
     sheds_worker,
@@ -74,7 +74,7 @@ class Pacer:
     controller: Controller | None  # None: pacing is off for this job
     budgets: Budgets
     baseline_ms: float | None
-    pace: Pace
+    pace: SpeedLimit
     interval: float
     next_read: float = 0.0
     throttled: float = 0.0  # seconds, not yet added to the job's row
@@ -100,12 +100,14 @@ class Pacer:
             controller=controller,
             budgets=job.budgets,
             baseline_ms=job.latency_baseline_ms,
-            pace=Pace(max(floor, job.pace_pause_ms) if job.pace else floor, None, job.pace_limit),
+            pace=SpeedLimit(
+                max(floor, job.pace_pause_ms) if job.pace else floor, None, job.pace_limit
+            ),
             interval=interval,
             evidence=evidence,
         )
 
-    def current(self) -> Pace:
+    def current(self) -> SpeedLimit:
         """The pace for the next batch, from fresh signals when they are due."""
         now = time.monotonic()
         if self.controller is None or now < self.next_read:
@@ -149,11 +151,11 @@ class Pacer:
         self.save()
         return self.pace
 
-    def shed_worker(self, previous: Pace) -> bool:
+    def shed_worker(self, previous: SpeedLimit) -> bool:
         """Lower the workers the job may have writing, this one leaving, if the rule says so."""
 
         def shed(job: Job) -> dict[str, object] | None:
-            if not self.weighs_as(job):
+            if not self.shares_baseline_with(job):
                 return None
             if not sheds_worker(previous, self.pace, job.workers_writing):
                 return None
@@ -172,7 +174,7 @@ class Pacer:
             return
 
         def add(job: Job) -> dict[str, object] | None:
-            if not self.weighs_as(job):
+            if not self.shares_baseline_with(job):
                 return None
             writing = job.workers_writing
             if not adds_worker(self.calm_readings, writing, job.concurrency):
@@ -199,7 +201,7 @@ class Pacer:
             Job.objects.filter(pk=self.job_id).update(**fields)
         return True
 
-    def weighs_as(self, job: Job) -> bool:
+    def shares_baseline_with(self, job: Job) -> bool:
         """Whether this worker's readings are weighed against the job's baseline now.
 
         Resuming or retrying takes a new baseline and gives the job every worker
@@ -237,7 +239,7 @@ class Pacer:
                 "pace_limit": self.pace.limit,
                 "throttled_seconds": F("throttled_seconds") + self.throttled,
             }
-            if self.given_up_until is not None and self.weighs_as(job):
+            if self.given_up_until is not None and self.shares_baseline_with(job):
                 fields["pause_given_up_until"] = self.given_up_until
             return fields
 
