@@ -296,14 +296,8 @@ def already_active_message(job: Job) -> str:
 def record(
     job: Job, action: str, actor: str, detail: str = "", from_status: str = "", to_status: str = ""
 ) -> Event:
-    return Event.objects.create(
-        job=job,
-        action=action,
-        actor=actor,
-        detail=detail,
-        from_status=from_status,
-        to_status=to_status,
-    )
+    moved = {"from_status": from_status, "to_status": to_status}
+    return Event.objects.create(job=job, action=action, actor=actor, detail=detail, **moved)
 
 
 def lifecycle_table() -> str:
