@@ -8,11 +8,12 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from backfill import registry
 from backfill.engine import dispatch, local, service
 from backfill.engine.local import LocalQueue
 from backfill.engine.options import JobOptions
 from backfill.models import Job
-from tests import data
+from backfill.registry import Definition
 from tests.processes import Beat, Worker, purge_broker
 
 
@@ -91,13 +92,19 @@ def beat(output_dir: Path) -> Iterator[Beat]:
 
 
 @pytest.fixture
-def seed():
-    def seed(
-        count: int, share: float = 0.2, existing_groups: int = 20, hot_share: float = 0.0
-    ) -> None:
-        data.seed(count, share, existing_groups, hot_share)
+def back_to_expanded_state() -> Iterator[None]:
+    """Migrate back to between expand and contract after a test that contracts or
+    expands: the state every other test starts from (see `django_db_setup`)."""
+    yield
+    call_command("migrate", "organizations", "0005", verbosity=0)
 
-    return seed
+
+@pytest.fixture
+def register(monkeypatch: pytest.MonkeyPatch) -> Callable[[type[Definition]], type[Definition]]:
+    """`backfill.register` for this test alone: its stand-in definitions go into a copy
+    of the registry that is dropped when it ends, so no other test lists or runs them."""
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+    return registry.register
 
 
 @pytest.fixture

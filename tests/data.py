@@ -4,6 +4,9 @@ import psycopg
 from django.core.management import call_command
 from django.db import connection
 
+# A table real workers take long enough over to be paused, killed and faulted mid-job.
+WORKER_ROWS = 50_000
+
 
 def seed(
     count: int,
@@ -11,7 +14,9 @@ def seed(
     existing_groups: int | None = None,
     hot_share: float | None = None,
 ) -> None:
-    """Legacy organizations (no admin group) through the project's own seed command."""
+    """Legacy organizations (no admin group) through the project's own seed command;
+    an option left out takes the command's default (a tenth of the names shared, no
+    group already holding an admin name, no hot name)."""
     args = ["--count", str(count)]
     if hot_share is not None:
         args += ["--hot-share", str(hot_share)]

@@ -1,12 +1,16 @@
-"""Real Celery worker processes for tests: started as subprocesses, stopped by pid."""
+"""Real processes for tests (workers, beat, Redis, `manage.py`): started as subprocesses,
+stopped by pid, and waited on from outside, as an operator would."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import connection
@@ -14,6 +18,8 @@ from django.db import connection
 from project.celery import app
 
 ROOT = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
 
 
 def worker_environment() -> dict[str, str]:
@@ -45,6 +51,24 @@ def manage(
         timeout=180,
         check=False,
     )
+
+
+def manage_at_once(*args: str, runs: int = 2) -> list[subprocess.CompletedProcess[str]]:
+    """`manage.py ARGS` in `runs` processes started together, as two deploys would race."""
+    with ThreadPoolExecutor(max_workers=runs) as pool:
+        return list(pool.map(lambda _: manage(*args), range(runs)))
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float = 120.0, interval: float = 0.2) -> T:
+    """The first truthy value of `predicate`, polled every `interval` seconds; TimeoutError
+    once `timeout` seconds pass without one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout}s")
 
 
 @dataclass

@@ -1,28 +1,14 @@
 """`manage.py backfill` as a script sees it: exit codes, one-line errors, nothing changed."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from backfill.models import Job
 from tests.data import seed
-from tests.processes import ROOT, worker_environment
+from tests.processes import manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def backfill(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", "backfill", *args],
-        cwd=ROOT,
-        env=worker_environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(
@@ -47,7 +33,7 @@ def backfill(*args: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_bad_usage_exits_2_with_one_line_and_changes_nothing(args, message):
-    result = backfill(*args)
+    result = manage("backfill", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
     assert not Job.objects.exists()
@@ -55,16 +41,16 @@ def test_bad_usage_exits_2_with_one_line_and_changes_nothing(args, message):
 
 def test_run_sync_check_and_status_json():
     seed(3_000)
-    assert backfill("check", "admin_groups").returncode == 1
-    result = backfill("run", "admin_groups", "--sync", "--batch-size", "500")
+    assert manage("backfill", "check", "admin_groups").returncode == 1
+    result = manage("backfill", "run", "admin_groups", "--sync", "--batch-size", "500")
     assert result.returncode == 0, result.stderr
     assert "succeeded" in result.stdout.splitlines()[-1]
 
-    check = backfill("check", "admin_groups")
+    check = manage("backfill", "check", "admin_groups")
     assert check.returncode == 0
     assert "nothing left to fill" in check.stdout
 
-    status = json.loads(backfill("status", "admin_groups", "--json").stdout)
+    status = json.loads(manage("backfill", "status", "admin_groups", "--json").stdout)
     assert status["status"] == "succeeded"
     assert status["rows_done"] == status["rows_total"] == 3_000
     assert {"name", "rows_per_second", "eta_seconds", "slices"} <= status.keys()
@@ -72,16 +58,16 @@ def test_run_sync_check_and_status_json():
     assert status["rows_per_second"] > 0
     assert status["eta_seconds"] is None
 
-    again = backfill("resume", "admin_groups")
+    again = manage("backfill", "resume", "admin_groups")
     assert again.returncode == 2
     assert "succeeded, not paused" in again.stderr
 
 
 def test_a_second_start_is_refused_with_exit_2():
     seed(500)
-    first = backfill("start", "admin_groups")
+    first = manage("backfill", "start", "admin_groups")
     assert first.returncode == 0, first.stderr
-    second = backfill("start", "admin_groups")
+    second = manage("backfill", "start", "admin_groups")
     assert second.returncode == 2
     assert "already has an active job" in second.stderr
     assert Job.objects.count() == 1
@@ -89,7 +75,7 @@ def test_a_second_start_is_refused_with_exit_2():
 
 def test_check_reports_the_remaining_count_and_the_command_to_run():
     seed(1_234)
-    result = backfill("check", "admin_groups")
+    result = manage("backfill", "check", "admin_groups")
     assert result.returncode == 1
     assert "1,234 rows of organizations.Organization.admin are still empty" in result.stdout
     assert "manage.py backfill start admin_groups" in result.stdout
@@ -97,12 +83,12 @@ def test_check_reports_the_remaining_count_and_the_command_to_run():
 
 def test_revert_without_confirmation_changes_nothing():
     seed(300)
-    assert backfill("run", "admin_groups", "--sync").returncode == 0
-    result = backfill("revert", "admin_groups")
+    assert manage("backfill", "run", "admin_groups", "--sync").returncode == 0
+    result = manage("backfill", "revert", "admin_groups")
     assert result.returncode == 2
     assert "not confirmed" in result.stderr
-    assert backfill("check", "admin_groups").returncode == 0
-    reverted = backfill("revert", "admin_groups", "--yes", "--sync")
+    assert manage("backfill", "check", "admin_groups").returncode == 0
+    reverted = manage("backfill", "revert", "admin_groups", "--yes", "--sync")
     assert reverted.returncode == 0, reverted.stderr
     assert "reverted" in reverted.stdout.splitlines()[-1]
-    assert backfill("check", "admin_groups").returncode == 1
+    assert manage("backfill", "check", "admin_groups").returncode == 1

@@ -25,6 +25,7 @@ from backfill.engine import dispatch, scheduler, service
 from backfill.engine.local import LocalQueue
 from backfill.engine.options import JobOptions
 from backfill.models import Job, JobStatus, Slice
+from tests.data import seed
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -129,8 +130,8 @@ class Delivery(RuleBasedStateMachine):
         )
 
 
-def test_delivery_under_any_interleaving(seed):
-    seed(2000)
+def test_delivery_under_any_interleaving():
+    seed(2000, share=0.2, existing_groups=20)
     run_state_machine_as_test(
         Delivery,
         settings=settings(

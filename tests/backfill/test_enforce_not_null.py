@@ -18,17 +18,14 @@ from psycopg import sql
 from backfill import registry
 from backfill.schema.contract import BackfillIncomplete, EnforceNotNull, LockNotAcquired
 from tests.data import app_session, seed
-from tests.processes import ROOT, worker_environment
+from tests.processes import ROOT, manage, manage_at_once, worker_environment
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("back_to_expanded_state"),
+]
 
 TABLE = "organizations_organization"
-
-
-@pytest.fixture(autouse=True)
-def back_to_expanded_state():
-    yield
-    call_command("migrate", "organizations", "0005", verbosity=0)
 
 
 def admin_is_not_null() -> bool:
@@ -57,21 +54,9 @@ def seed_and_fill(count: int) -> None:
     call_command("backfill", "run", "admin_groups", "--sync", stdout=io.StringIO())
 
 
-def migrate_contract(*extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", "migrate", "organizations", "0006", *extra],
-        cwd=ROOT,
-        env=worker_environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_refused_while_rows_are_pending_names_the_count_and_changes_nothing():
     seed(1204)
-    result = migrate_contract()
+    result = manage("migrate", "organizations", "0006")
     assert result.returncode != 0
     assert "1,204 rows of organizations.Organization.admin are still empty" in result.stderr
     assert "manage.py backfill start admin_groups" in result.stderr
@@ -182,16 +167,8 @@ def test_gives_up_cleanly_naming_the_blocker_and_a_rerun_finishes(settings):
 
 def test_two_contract_migrations_at_once_one_works_the_other_ends_cleanly():
     seed_and_fill(3_000)
-    env = worker_environment()
-    command = [sys.executable, "manage.py", "migrate", "organizations", "0006"]
-    runs = [
-        subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
-    results = [(run.wait(timeout=120), run.stderr.read() if run.stderr else "") for run in runs]
-    assert [code for code, _ in results] == [0, 0], results
+    results = manage_at_once("migrate", "organizations", "0006")
+    assert [run.returncode for run in results] == [0, 0], [run.stderr for run in results]
     assert admin_is_not_null()
     assert check_constraints() == []
 
@@ -254,24 +231,22 @@ def test_the_gate_reads_the_column_when_the_definition_is_gone(monkeypatch):
     assert not admin_is_not_null()
 
 
-def migrate_with_timeouts(*extra: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "manage.py", "migrate_with_timeouts", "organizations", "0006"]
-    return subprocess.Popen(
-        [*command, "--lock-timeout-in-ms", "2000", "--lock-timeout-max-retries", "10", *extra],
-        cwd=ROOT,
-        env=worker_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+MIGRATE_WITH_TIMEOUTS = (
+    "migrate_with_timeouts",
+    "organizations",
+    "0006",
+    "--lock-timeout-in-ms",
+    "2000",
+    "--lock-timeout-max-retries",
+    "10",
+)
 
 
 def test_a_second_migrate_with_timeouts_waits_for_the_first_then_finds_the_work_done():
     seed_and_fill(3_000)
-    runs = [migrate_with_timeouts() for _ in range(2)]
-    results = [(run.wait(timeout=120), run.stderr.read() if run.stderr else "") for run in runs]
-    assert [code for code, _ in results] == [0, 0], results
-    assert "Traceback" not in "".join(err for _, err in results)
+    results = manage_at_once(*MIGRATE_WITH_TIMEOUTS)
+    assert [run.returncode for run in results] == [0, 0], [run.stderr for run in results]
+    assert "Traceback" not in "".join(run.stderr for run in results)
     assert admin_is_not_null()
 
 
@@ -279,9 +254,8 @@ def test_migrate_with_timeouts_gives_up_waiting_with_one_line():
     lock_id = library.Locking()._cast_lock_value_to_int("migrate-with-timeouts")
     with connect() as other_deploy:
         other_deploy.execute("SELECT pg_advisory_lock(%s)", [lock_id])
-        run = migrate_with_timeouts("--wait-seconds", "1")
-        code = run.wait(timeout=60)
-        stderr = run.stderr.read() if run.stderr else ""
+        run = manage(*MIGRATE_WITH_TIMEOUTS, "--wait-seconds", "1")
+    code, stderr = run.returncode, run.stderr
     assert code == 1, stderr
     assert stderr.strip().splitlines()[-1].startswith("CommandError: another migrate_with_timeouts")
     assert "Traceback" not in stderr

@@ -7,12 +7,13 @@ from backfill.engine import service
 from backfill.engine.options import JobOptions
 from backfill.models import JobStatus, Sample, Write
 from organizations.models import Organization
+from tests.data import seed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_organizations_the_app_created_during_the_job_keep_their_groups(seed, local_queue, drain):
-    seed(1_000, existing_groups=30)
+def test_organizations_the_app_created_during_the_job_keep_their_groups(local_queue, drain):
+    seed(1_000, share=0.2, existing_groups=30)
     before = set(Group.objects.values_list("pk", flat=True))
     job = service.start("admin_groups", "test", JobOptions.build(batch_size=100, concurrency=1))
     # While it runs: the app creates organizations (through save, so with their
@@ -34,8 +35,8 @@ def test_organizations_the_app_created_during_the_job_keep_their_groups(seed, lo
     assert not Write.objects.filter(job=job).exists()
 
 
-def test_values_the_app_wrote_since_are_kept(seed, local_queue, drain):
-    seed(300)
+def test_values_the_app_wrote_since_are_kept(local_queue, drain):
+    seed(300, share=0.2, existing_groups=20)
     Organization.objects.update(search_name=None)
     drain(service.start("search_names", "test", JobOptions.build(batch_size=100)))
     renamed = Organization.objects.order_by("pk")[7]
@@ -48,8 +49,8 @@ def test_values_the_app_wrote_since_are_kept(seed, local_queue, drain):
     assert Organization.objects.filter(search_name__isnull=True).count() == 299
 
 
-def test_a_group_the_app_gave_members_survives_the_revert(seed, local_queue, drain):
-    seed(50)
+def test_a_group_the_app_gave_members_survives_the_revert(local_queue, drain):
+    seed(50, share=0.2, existing_groups=20)
     drain(service.start("admin_groups", "test"))
     organization = Organization.objects.order_by("pk").first()
     group = organization.admin
@@ -60,8 +61,8 @@ def test_a_group_the_app_gave_members_survives_the_revert(seed, local_queue, dra
     assert Group.objects.filter(pk=group.pk, user__username="admin-of-first").exists()
 
 
-def test_revert_cost_follows_the_rows_made_not_the_key_range(seed, local_queue, drain):
-    seed(200)
+def test_revert_cost_follows_the_rows_made_not_the_key_range(local_queue, drain):
+    seed(200, share=0.2, existing_groups=20)
     Organization.objects.bulk_create([Organization(pk=10**12, name="Far Away")])
     drain(service.start("admin_groups", "test", JobOptions.build(batch_size=100, concurrency=1)))
     fill_batches = Sample.objects.count()

@@ -7,16 +7,16 @@ from django.db.backends.utils import CursorWrapper
 
 from backfill.engine import service
 from backfill.models import JobStatus, Slice, SliceStatus
-from backfill.registry import Row, register
+from backfill.registry import Row
 from organizations.backfills import AdminGroups
 from organizations.models import Organization
+from tests.data import seed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 POISON = {"key": -1}
 
 
-@register
 class PoisonedAdminGroups(AdminGroups):
     """admin_groups, except that any batch holding the poisoned key fails."""
 
@@ -29,10 +29,11 @@ class PoisonedAdminGroups(AdminGroups):
 
 
 def test_a_poison_batch_fails_the_job_with_its_error_then_retry_finishes(
-    seed, run_sync, drain, settings
+    register, run_sync, drain, settings
 ):
+    register(PoisonedAdminGroups)
     settings.BACKFILL_MAX_ATTEMPTS = 3
-    seed(1_000)
+    seed(1_000, share=0.2, existing_groups=20)
     POISON["key"] = Organization.objects.order_by("pk").values_list("pk", flat=True)[600]
     job = run_sync("test_poisoned_admin_groups", batch_size=100)
 

@@ -12,30 +12,28 @@ from backfill.engine.progress import job_progress
 from backfill.models import Job, JobStatus, Slice
 from backfill.registry import get_definition
 from organizations.models import Organization
-from tests.data import app_session
+from tests.data import app_session, seed
 from tests.invariants import assert_sound
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def wait_until_named(pid: int, seen: dict[str, Any], timeout: float = 60.0) -> None:
-    """What the dashboard, `status --json` and `backfill check` show while the row is held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        waiting = Slice.objects.exclude(held=[]).first()
-        if waiting is not None and any(row["pid"] == pid for row in waiting.held):
-            seen["held"] = waiting.held
-            seen["status"] = job_progress(Job.objects.get(pk=waiting.job_id)).as_dict()
-            seen["check"] = checker.check(get_definition("admin_groups")).summary()
-            return
-        time.sleep(0.1)
+def named(pid: int, seen: dict[str, Any]) -> bool:
+    """What the dashboard, `status --json` and `backfill check` show once the row's holder
+    is named, kept in `seen`; False while it is not."""
+    waiting = Slice.objects.exclude(held=[]).first()
+    if waiting is None or all(row["pid"] != pid for row in waiting.held):
+        return False
+    seen["held"] = waiting.held
+    seen["status"] = job_progress(Job.objects.get(pk=waiting.job_id)).as_dict()
+    seen["check"] = checker.check(get_definition("admin_groups")).summary()
+    return True
 
 
-def test_a_row_held_for_long_is_retried_alone_named_and_filled_once_released(
-    seed, run_sync, settings
-):
+def test_a_row_held_for_long_is_retried_alone_named_and_filled_once_released(run_sync, settings):
     settings.BACKFILL_HELD_ROW_PASSES = 2
-    seed(2_000, share=0)
+    seed(2_000, share=0, existing_groups=20)
     key = Organization.objects.order_by("pk").values_list("pk", flat=True)[700]
     app = app_session()
     app.execute(
@@ -47,7 +45,7 @@ def test_a_row_held_for_long_is_retried_alone_named_and_filled_once_released(
 
     def release_once_named() -> None:
         try:
-            wait_until_named(pid, seen)
+            wait_for(lambda: named(pid, seen), timeout=60, interval=0.1)
             time.sleep(1.5)  # the slice keeps waiting, with back-off, not rescanning
             app.commit()
         finally:

@@ -10,6 +10,7 @@ from backfill.pacing import health
 from backfill.pacing.controller import Controller, Pace
 from backfill.pacing.pacer import Pacer
 from organizations.models import Organization
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,20 +21,11 @@ def sessions() -> int:
         return int(cursor.fetchone()[0])
 
 
-def eventually(check, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_a_probe_times_commits_from_its_own_process_until_stopped():
     before = sessions()
     probe = health.LatencyProbe(spacing=0.01)
     probe.start()
-    assert eventually(lambda: sessions() == before + 1)
+    wait_for(lambda: sessions() == before + 1, timeout=5, interval=0.05)
     time.sleep(0.3)
     reading = probe.reading()
     assert reading is not None
@@ -42,7 +34,7 @@ def test_a_probe_times_commits_from_its_own_process_until_stopped():
     assert probe.reading() is None
     probe.stop()
     assert not probe.running
-    assert eventually(lambda: sessions() == before)
+    wait_for(lambda: sessions() == before, timeout=5, interval=0.05)
 
 
 def test_the_pacer_slows_for_commits_the_probe_timed_while_the_batches_ran():

@@ -15,9 +15,10 @@ from backfill.engine import service
 from backfill.engine.lifecycle import PEOPLE_ACTIONS, Action, actions_for, transition
 from backfill.engine.options import JobOptions
 from backfill.models import Job, JobStatus, Slice
-from backfill.registry import Row, register
+from backfill.registry import Row
 from organizations.backfills import AdminGroups
 from organizations.models import Organization
+from tests.data import seed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,7 +26,6 @@ NAME = "test_paused_then_failing_admin_groups"
 FAULT = {"armed": False}
 
 
-@register
 class PausedThenFailingAdminGroups(AdminGroups):
     """admin_groups, except that while armed an operator pauses the job mid-batch
     (from another connection, as the dashboard would) and the batch then fails."""
@@ -42,10 +42,11 @@ class PausedThenFailingAdminGroups(AdminGroups):
 
 
 def test_a_slice_failing_while_the_job_is_paused_fails_the_job_and_retry_finishes(
-    seed, local_queue, drain, settings
+    register, local_queue, drain, settings
 ):
+    register(PausedThenFailingAdminGroups)
     settings.BACKFILL_MAX_ATTEMPTS = 1
-    seed(1_000)
+    seed(1_000, share=0.2, existing_groups=20)
     FAULT["armed"] = True
     try:
         job = service.start(NAME, "test", JobOptions.build(batch_size=100, concurrency=1))
@@ -62,8 +63,8 @@ def test_a_slice_failing_while_the_job_is_paused_fails_the_job_and_retry_finishe
     assert not Organization.objects.filter(admin__isnull=True).exists()
 
 
-def test_retry_after_revert_is_refused_on_the_cli_and_has_no_button(seed, local_queue, client):
-    seed(500)
+def test_retry_after_revert_is_refused_on_the_cli_and_has_no_button(local_queue, client):
+    seed(500, share=0.2, existing_groups=20)
     job = service.start("admin_groups", "test", JobOptions.build(batch_size=100, concurrency=1))
     transition(job, Action.FAIL, "worker", "slice 0 failed after 5 attempts: boom")
     job = service.revert_sync("admin_groups", "test")

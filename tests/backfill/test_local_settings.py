@@ -8,9 +8,9 @@ from django.db.backends.utils import CursorWrapper
 
 from backfill.engine import service
 from backfill.engine.options import JobOptions
-from backfill.registry import register
 from backfill.transactions import local_settings
 from organizations.backfills import AdminGroups
+from tests.data import seed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,7 +23,6 @@ def show(cursor: CursorWrapper) -> dict[str, str]:
     return {"statement_timeout": statement_timeout, "lock_timeout": lock_timeout}
 
 
-@register
 class RecordingAdminGroups(AdminGroups):
     """admin_groups, noting the timeouts its `prepare` runs under."""
 
@@ -34,8 +33,9 @@ class RecordingAdminGroups(AdminGroups):
         return super().prepare(cursor)
 
 
-def test_start_prepares_the_job_without_the_exact_counts_timeout(seed, local_queue):
-    seed(300)
+def test_start_prepares_the_job_without_the_exact_counts_timeout(register, local_queue):
+    register(RecordingAdminGroups)
+    seed(300, share=0.2, existing_groups=20)
     with connection.cursor() as cursor:
         defaults = show(cursor)
         # An index plan for the pending rows: start counts them exactly, under a timeout.

@@ -6,14 +6,14 @@ workers and beat pointed at the primary; every step through `manage.py`.
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
 from tests import standby
-from tests.processes import Beat, manage
+from tests.processes import Beat, manage, wait_for
 
 pytestmark = [
     pytest.mark.workers,
@@ -67,14 +67,10 @@ def job_state(conn: psycopg.Connection) -> dict[str, Any]:
     return dict(zip(("status", "limit", "throttled", "rows_done"), row, strict=True))
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(f"condition not met within {timeout}s")
+def ended_state(conn: psycopg.Connection) -> dict[str, Any] | None:
+    """The job's state once it succeeded or failed; None while it runs."""
+    state = job_state(conn)
+    return state if state["status"] in {"succeeded", "failed"} else None
 
 
 def assert_stopped(conn: psycopg.Connection, limit: str) -> int:
@@ -91,9 +87,7 @@ def assert_stopped(conn: psycopg.Connection, limit: str) -> int:
 
 
 def assert_all_filled(conn: psycopg.Connection) -> None:
-    state = wait_for(
-        lambda: (s := job_state(conn))["status"] in {"succeeded", "failed"} and s, timeout=120
-    )
+    state = wait_for(lambda: ended_state(conn), timeout=120)
     assert state["status"] == "succeeded"
     assert state["rows_done"] == ROWS
     assert state["throttled"] > 3  # the seconds it stood still were counted
@@ -156,10 +150,7 @@ def test_pace_off_ignores_the_signals(cluster, primary):
                 **primary,
             )  # fmt: skip
             assert started.returncode == 0, started.stderr
-            state = wait_for(
-                lambda: (s := job_state(conn))["status"] in {"succeeded", "failed"} and s,
-                timeout=120,
-            )
+            state = wait_for(lambda: ended_state(conn), timeout=120)
             assert (state["status"], state["limit"], state["throttled"]) == ("succeeded", "", 0)
         finally:
             replica.execute("SELECT pg_wal_replay_resume()")

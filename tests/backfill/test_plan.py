@@ -9,8 +9,8 @@ from django.core.management import call_command
 
 from backfill.engine import plan as plan_module
 from organizations.models import AdminNameCounter, Organization
-from tests.backfill.test_cli import backfill
 from tests.data import app_session, seed
+from tests.processes import manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +28,7 @@ def test_plan_measures_a_sample_batch_projects_and_changes_nothing():
     with app_session(autocommit=True) as session:
         session.execute("ANALYZE organizations_organization")  # as a live table has statistics
     before = snapshot()
-    result = backfill("plan", "admin_groups", "--json")
+    result = manage("backfill", "plan", "admin_groups", "--json")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert snapshot() == before  # the sample batch was rolled back
@@ -74,6 +74,6 @@ def test_plan_warns_of_a_long_transaction_and_prints_for_people(monkeypatch):
 
 
 def test_plan_of_an_unknown_backfill_is_one_line():
-    result = backfill("plan", "no_such_thing")
+    result = manage("backfill", "plan", "no_such_thing")
     assert result.returncode == 2
     assert "unknown backfill 'no_such_thing'" in result.stderr

@@ -1,8 +1,5 @@
 """Races between people and the engine: starts, pauses and cancels at any moment."""
 
-import subprocess
-import sys
-
 import pytest
 from django.contrib.auth.models import Group
 
@@ -10,34 +7,22 @@ from backfill.engine import local, scheduler, service
 from backfill.engine.options import JobOptions
 from backfill.models import Job, JobStatus
 from organizations.models import Organization
-from tests.processes import ROOT, worker_environment
+from tests.data import seed
+from tests.processes import manage_at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_two_starts_at_once_make_one_job_and_one_clear_refusal(seed):
-    seed(500)
-    command = [sys.executable, "manage.py", "backfill", "start", "admin_groups"]
-    runs = [
-        subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=worker_environment(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    results = sorted(
-        (run.wait(timeout=60), run.stderr.read() if run.stderr else "") for run in runs
-    )
+def test_two_starts_at_once_make_one_job_and_one_clear_refusal():
+    seed(500, share=0.2, existing_groups=20)
+    runs = manage_at_once("backfill", "start", "admin_groups")
+    results = sorted((run.returncode, run.stderr) for run in runs)
     assert [code for code, _ in results] == [0, 2]
     assert "already has an active job" in results[1][1]
     assert Job.objects.count() == 1
 
 
-def test_revert_of_a_cancelled_job_removes_only_what_it_made(seed, local_queue, drain):
+def test_revert_of_a_cancelled_job_removes_only_what_it_made(local_queue, drain):
     seed(3_000, share=0.3, existing_groups=50)
     before = set(Group.objects.values_list("pk", flat=True))
     job = service.start("admin_groups", "test", JobOptions.build(batch_size=200, concurrency=1))
@@ -53,8 +38,8 @@ def test_revert_of_a_cancelled_job_removes_only_what_it_made(seed, local_queue, 
     assert not Organization.objects.filter(admin__isnull=False).exists()
 
 
-def test_pauses_and_resumes_between_batches_never_lose_count(seed, local_queue):
-    seed(4_000)
+def test_pauses_and_resumes_between_batches_never_lose_count(local_queue):
+    seed(4_000, share=0.2, existing_groups=20)
     job = service.start("admin_groups", "test", JobOptions.build(batch_size=100, concurrency=2))
     for round_number in range(200):
         slice_id = local_queue.pop()

@@ -8,7 +8,6 @@ settings module beside it, so that every step runs as a user runs it: in a
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from tests.processes import ROOT, manage, worker_environment
+from tests.processes import ROOT, manage, wait_for, worker_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -116,18 +115,14 @@ def applied() -> list[str]:
     ]
 
 
-def wait_until_succeeded(
-    scratch: ScratchApp, name: str, timeout: float = 120.0
-) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_until_succeeded(scratch: ScratchApp, name: str) -> dict[str, object]:
+    def final_status() -> dict[str, object] | None:
         status = scratch.manage("backfill", "status", name, "--json")
         assert status.returncode == 0, status.stderr
-        progress = json.loads(status.stdout)
-        if progress["status"] in {"succeeded", "failed", "cancelled"}:
-            return dict(progress)
-        time.sleep(0.5)
-    raise TimeoutError(f"{name} did not finish in {timeout}s")
+        progress = dict(json.loads(status.stdout))
+        return progress if progress["status"] in {"succeeded", "failed", "cancelled"} else None
+
+    return wait_for(final_status, timeout=120, interval=0.5)
 
 
 @pytest.mark.workers

@@ -9,7 +9,6 @@ long as it waited; here the statements wait beside the queue instead.
 import io
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -18,17 +17,14 @@ from django.db import connection
 from backfill.schema.statements import Target, target_of
 from tests.data import app_session, seed
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("back_to_expanded_state"),
+]
 
 TABLE = "organizations_organization"
 HOLD_SECONDS = 15.0
 STALL_LIMIT_MS = 150.0
-
-
-@pytest.fixture(autouse=True)
-def back_to_expanded_state() -> Iterator[None]:
-    yield
-    call_command("migrate", "organizations", "0005", verbosity=0)
 
 
 class Reader:

@@ -14,6 +14,7 @@ from backfill.models import Job, JobStatus, Slice
 from backfill.pacing import health, pacer
 from backfill.pacing.controller import CALM_READINGS_TO_ADD_WORKER, LATENCY, Pace
 from backfill.registry import get_definition
+from tests.data import seed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,9 +30,9 @@ def commits_take(monkeypatch) -> Callable[[float], None]:
 
 
 @pytest.fixture
-def paced_job(settings, seed, local_queue) -> Job:
+def paced_job(settings, local_queue) -> Job:
     settings.BACKFILL_PACE_INTERVAL_SECONDS = 0
-    seed(2000)
+    seed(2000, share=0.2, existing_groups=20)
     job = service.start("admin_groups", "test", JobOptions.build(concurrency=2, pace=True))
     Job.objects.filter(pk=job.pk).update(latency_baseline_ms=1.0)
     return job

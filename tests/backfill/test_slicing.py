@@ -3,7 +3,6 @@
 import contextvars
 import itertools
 import threading
-import time
 from collections import defaultdict
 
 import pytest
@@ -18,8 +17,9 @@ from backfill.models import JobStatus, Slice, Write
 from backfill.registry import get_definition
 from organizations import audit, naming
 from organizations.models import Organization
-from tests import data
+from tests.data import app_session, seed
 from tests.invariants import assert_sound
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,8 +34,8 @@ def slices_by_base() -> dict[str, set[int]]:
     return found
 
 
-def test_a_partitioned_definition_gets_one_hash_share_per_worker(seed):
-    seed(3_000, hot_share=0.2)
+def test_a_partitioned_definition_gets_one_hash_share_per_worker():
+    seed(3_000, share=0.2, existing_groups=20, hot_share=0.2)
     definition = get_definition("admin_groups")
     high = str(Organization.objects.order_by("-pk").values_list("pk", flat=True)[0])
     made = shares(definition, None, high, 3)
@@ -47,10 +47,10 @@ def test_a_partitioned_definition_gets_one_hash_share_per_worker(seed):
     assert max(s.rows for s in made) >= 600
 
 
-def test_plain_ranges_are_cut_at_quantiles_of_the_pending_keys(seed):
+def test_plain_ranges_are_cut_at_quantiles_of_the_pending_keys():
     """Pending rows bunched at the start of the keys, and a gap of 10^9 after them:
     equal key ranges would put them all in the first slice."""
-    seed(2_000)
+    seed(2_000, share=0.2, existing_groups=20)
     keys = list(Organization.objects.order_by("pk").values_list("pk", flat=True))
     Organization.objects.filter(pk__in=keys[600:]).update(search_name="done")
     Organization.objects.filter(pk=keys[-1]).update(id=keys[-1] + 10**9)
@@ -71,8 +71,8 @@ def test_plain_ranges_are_cut_at_quantiles_of_the_pending_keys(seed):
     assert [s.rows for s in made] == [75] * 8
 
 
-def test_every_base_is_named_by_one_slice_only(seed, local_queue, drain):
-    seed(3_000, share=0.4, hot_share=0.2)
+def test_every_base_is_named_by_one_slice_only(local_queue, drain):
+    seed(3_000, share=0.4, existing_groups=20, hot_share=0.2)
     job = drain(service.start("admin_groups", "test", JobOptions.build(batch_size=200)))
     assert job.status == JobStatus.SUCCEEDED
     by_base = slices_by_base()
@@ -82,8 +82,8 @@ def test_every_base_is_named_by_one_slice_only(seed, local_queue, drain):
     assert audit.skipped_numbers() == 0
 
 
-def test_the_busiest_share_splits_when_a_worker_would_idle(seed, local_queue, drain):
-    seed(6_000, hot_share=0.3)
+def test_the_busiest_share_splits_when_a_worker_would_idle(local_queue, drain):
+    seed(6_000, share=0.2, existing_groups=20, hot_share=0.3)
     job = service.start("admin_groups", "test", JobOptions.build(batch_size=100, concurrency=2))
     first, second = local_queue.pop(), local_queue.pop()
     local.step(second, "test-owner", 0.001)  # one batch: the share has a cursor and a rate
@@ -110,13 +110,13 @@ WHERE datname = current_database() AND wait_event_type = 'Lock'
 
 
 @pytest.mark.parametrize("pace", [False, True], ids=["unpaced", "paced"])
-def test_a_batch_never_waits_for_the_scheduler_holding_the_job(seed, local_queue, pace):
+def test_a_batch_never_waits_for_the_scheduler_holding_the_job(local_queue, pace):
     """The scheduler locks the job row while it splits a share (and waits for that
     share's batch); meanwhile every other batch inserts a sample, whose foreign
     key check takes a KEY SHARE lock on the same job row. FOR UPDATE would make
     those batches wait, and give up after their lock timeout; and a worker
     showing its pace on the job row must not queue behind the scheduler either."""
-    seed(6_000, hot_share=0.3)
+    seed(6_000, share=0.2, existing_groups=20, hot_share=0.3)
     # No latency budget: on a busy machine the probe could shed the first worker,
     # and no split would follow its share. The pace is still shown on the job row.
     budgets: dict[str, float | None] | None = {"latency_ratio": 0.0} if pace else None
@@ -128,7 +128,7 @@ def test_a_batch_never_waits_for_the_scheduler_holding_the_job(seed, local_queue
     first, third = (pk for pk in popped if pk != second)
     local.step(second, "test-owner", 0.001)
     # pg_stat_activity is read once per transaction: watch from a session of its own.
-    with data.app_session() as session, data.app_session(autocommit=True) as watcher:
+    with app_session() as session, app_session(autocommit=True) as watcher:
         # Another batch of the second share is in flight: its row is locked.
         session.execute("SELECT 1 FROM backfill_slice WHERE id = %s FOR UPDATE", [second])
 
@@ -140,10 +140,8 @@ def test_a_batch_never_waits_for_the_scheduler_holding_the_job(seed, local_queue
         # The thread dispatches to the same local queue (a context variable).
         worker = threading.Thread(target=contextvars.copy_context().run, args=(finish_first,))
         worker.start()
-        deadline = time.monotonic() + 30
-        while watcher.execute(BLOCKED_SPLIT).fetchone() != (1,):
-            assert time.monotonic() < deadline, "the split never waited on the second share"
-            time.sleep(0.05)
+        # The split comes to wait on the second share.
+        wait_for(lambda: watcher.execute(BLOCKED_SPLIT).fetchone() == (1,), 30, interval=0.05)
         # One batch, without the hand-over (which would queue for the job row).
         work_slice(third, "third-owner", 0.001)
         session.rollback()
@@ -154,9 +152,9 @@ def test_a_batch_never_waits_for_the_scheduler_holding_the_job(seed, local_queue
     assert Slice.objects.get(pk=second).modulus == 6
 
 
-def test_a_key_range_splits_at_the_median_of_its_rows_ahead(seed, local_queue, drain, settings):
+def test_a_key_range_splits_at_the_median_of_its_rows_ahead(local_queue, drain, settings):
     settings.BACKFILL_SLICES_PER_WORKER = 1
-    seed(6_000)
+    seed(6_000, share=0.2, existing_groups=20)
     job = service.start("search_names", "test", JobOptions.build(batch_size=100, concurrency=2))
     first, second = local_queue.pop(), local_queue.pop()
     local.step(second, "test-owner", 0.001)
@@ -180,12 +178,12 @@ def test_a_key_range_splits_at_the_median_of_its_rows_ahead(seed, local_queue, d
     assert pending.count() == 0
 
 
-def test_above_the_exact_limit_bounds_come_from_a_block_sample(seed, settings):
+def test_above_the_exact_limit_bounds_come_from_a_block_sample(settings):
     """A large table's quantiles from a sample: bounds still cover every key, in
     order, and the rows each slice was made for are scaled up from the sample."""
     settings.BACKFILL_EXACT_BOUNDS_ROWS = 100
     settings.BACKFILL_BOUNDS_SAMPLE_ROWS = 4_000
-    seed(20_000)
+    seed(20_000, share=0.2, existing_groups=20)
     plain = get_definition("search_names")
     high = str(Organization.objects.order_by("-pk").values_list("pk", flat=True)[0])
     total = PendingCount(20_000, False)

@@ -9,16 +9,16 @@ from django.db.backends.utils import CursorWrapper
 from backfill.engine import checker, service
 from backfill.engine.options import JobOptions
 from backfill.models import Event, JobStatus
-from backfill.registry import Row, get_definition, register
+from backfill.registry import Row, get_definition
 from organizations.backfills import SearchNames
 from organizations.models import Organization
+from tests.data import seed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WRITER: dict[str, Any] = {"victim": None, "emptied": False, "never": None}
 
 
-@register
 class SearchNamesWithAWriter(SearchNames):
     """search_names, while a writer empties a row whose batch has already committed."""
 
@@ -39,8 +39,11 @@ def empty_search_names() -> None:
     Organization.objects.update(search_name=None)
 
 
-def test_a_row_emptied_after_its_batch_is_filled_before_the_job_succeeds(seed, local_queue, drain):
-    seed(1_000)
+def test_a_row_emptied_after_its_batch_is_filled_before_the_job_succeeds(
+    register, local_queue, drain
+):
+    register(SearchNamesWithAWriter)
+    seed(1_000, share=0.2, existing_groups=20)
     empty_search_names()
     keys = list(Organization.objects.order_by("pk").values_list("pk", flat=True))
     WRITER.update(victim=keys[10], emptied=False, never=None)
@@ -53,10 +56,11 @@ def test_a_row_emptied_after_its_batch_is_filled_before_the_job_succeeds(seed, l
 
 
 def test_a_row_fill_never_fills_fails_the_job_after_the_recheck_budget(
-    seed, local_queue, drain, settings
+    register, local_queue, drain, settings
 ):
+    register(SearchNamesWithAWriter)
     settings.BACKFILL_MAX_RECHECKS = 2
-    seed(300)
+    seed(300, share=0.2, existing_groups=20)
     empty_search_names()
     never = Organization.objects.order_by("pk").values_list("pk", flat=True)[5]
     WRITER.update(victim=None, emptied=False, never=never)

@@ -11,14 +11,14 @@ from backfill.errors import ActiveJobExists, InvalidTransition
 from backfill.models import Event, JobStatus, Slice
 from backfill.registry import get_definition
 from organizations.models import Organization
-from tests.data import app_session
+from tests.data import app_session, seed
 from tests.invariants import assert_sound
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_sync_run_fills_every_row_with_its_own_group(seed, run_sync):
-    seed(20_000)
+def test_a_sync_run_fills_every_row_with_its_own_group(run_sync):
+    seed(20_000, share=0.2, existing_groups=20)
     job = run_sync(batch_size=500)
     assert job.status == JobStatus.SUCCEEDED
     report = assert_sound(job)
@@ -28,15 +28,15 @@ def test_a_sync_run_fills_every_row_with_its_own_group(seed, run_sync):
     assert checker.check(get_definition("admin_groups")).passed
 
 
-def test_the_job_records_who_did_what(seed, run_sync):
-    seed(100)
+def test_the_job_records_who_did_what(run_sync):
+    seed(100, share=0.2, existing_groups=20)
     job = run_sync()
     actions = list(Event.objects.filter(job=job).values_list("action", "actor"))
     assert actions[0] == ("start", "test")
     assert ("succeed", "scheduler") in actions
 
 
-def test_pre_existing_groups_are_never_taken_over(seed, run_sync):
+def test_pre_existing_groups_are_never_taken_over(run_sync):
     seed(3_000, share=0.5, existing_groups=200)
     before = dict(Group.objects.values_list("pk", "name"))
     job = run_sync(batch_size=300)
@@ -45,22 +45,22 @@ def test_pre_existing_groups_are_never_taken_over(seed, run_sync):
     assert dict(Group.objects.filter(pk__in=before).values_list("pk", "name")) == before
 
 
-def test_a_second_start_is_refused_while_a_job_is_active(seed, local_queue):
-    seed(100)
+def test_a_second_start_is_refused_while_a_job_is_active(local_queue):
+    seed(100, share=0.2, existing_groups=20)
     service.start("admin_groups", "test")
     with pytest.raises(ActiveJobExists, match="already has an active job"):
         service.start("admin_groups", "test")
 
 
-def test_resume_of_a_finished_job_is_refused(seed, run_sync):
-    seed(100)
+def test_resume_of_a_finished_job_is_refused(run_sync):
+    seed(100, share=0.2, existing_groups=20)
     run_sync()
     with pytest.raises(InvalidTransition, match="succeeded, not paused"):
         service.resume("admin_groups", "test")
 
 
-def test_rows_held_by_the_app_are_filled_once_released(seed, run_sync):
-    seed(2_000, share=0)
+def test_rows_held_by_the_app_are_filled_once_released(run_sync):
+    seed(2_000, share=0, existing_groups=20)
     held = Organization.objects.order_by("pk").values_list("pk", flat=True)[500]
     app = app_session()
     app.execute("SELECT 1 FROM organizations_organization WHERE id = %s FOR UPDATE", [held])
@@ -77,8 +77,8 @@ def test_rows_held_by_the_app_are_filled_once_released(seed, run_sync):
     assert_sound(job)
 
 
-def test_rows_inserted_beyond_the_range_are_filled_before_success(seed, drain):
-    seed(1_000)
+def test_rows_inserted_beyond_the_range_are_filled_before_success(drain):
+    seed(1_000, share=0.2, existing_groups=20)
     job = service.start("admin_groups", "test")
     Organization.objects.bulk_create(Organization(name=f"Late {i}") for i in range(50))
     job = drain(job)
@@ -87,7 +87,7 @@ def test_rows_inserted_beyond_the_range_are_filled_before_success(seed, drain):
     assert_sound(job)
 
 
-def test_revert_deletes_exactly_the_groups_the_job_made(seed, run_sync):
+def test_revert_deletes_exactly_the_groups_the_job_made(run_sync):
     seed(2_000, share=0.3, existing_groups=100)
     app_made = Organization.objects.create(name="Made By The App")
     before = set(Group.objects.values_list("pk", flat=True))
@@ -103,15 +103,15 @@ def test_revert_deletes_exactly_the_groups_the_job_made(seed, run_sync):
     assert_sound(job)
 
 
-def test_revert_is_refused_while_a_job_runs(seed, local_queue):
-    seed(100)
+def test_revert_is_refused_while_a_job_runs(local_queue):
+    seed(100, share=0.2, existing_groups=20)
     service.start("admin_groups", "test")
     with pytest.raises(InvalidTransition, match="cancel it first"):
         service.revert("admin_groups", "test")
 
 
-def test_an_expression_definition_fills_its_column(seed, run_sync):
-    seed(3_000)
+def test_an_expression_definition_fills_its_column(run_sync):
+    seed(3_000, share=0.2, existing_groups=20)
     Organization.objects.update(search_name=None)
     job = run_sync("search_names", batch_size=700)
     assert job.status == JobStatus.SUCCEEDED

@@ -6,15 +6,14 @@ import pytest
 from django.db.backends.utils import CursorWrapper
 
 from backfill.models import JobStatus, Sample, Slice, SliceStatus
-from backfill.registry import Row, register
+from backfill.registry import Row
 from organizations.backfills import AdminGroups
 from organizations.models import Organization
-from tests.data import app_session
+from tests.data import app_session, seed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@register
 class SlowOnBigBatches(AdminGroups):
     """admin_groups, except that a batch of more than 100 rows takes 0.3 s."""
 
@@ -26,10 +25,11 @@ class SlowOnBigBatches(AdminGroups):
         return super().fill(cursor, rows)
 
 
-def test_a_batch_cut_off_by_the_statement_timeout_is_retried_smaller(seed, run_sync, settings):
+def test_a_batch_cut_off_by_the_statement_timeout_is_retried_smaller(register, run_sync, settings):
+    register(SlowOnBigBatches)
     settings.BACKFILL_STATEMENT_TIMEOUT_MS = 150
     settings.BACKFILL_MAX_ATTEMPTS = 6
-    seed(1_000, share=0)
+    seed(1_000, share=0, existing_groups=20)
     job = run_sync("test_slow_on_big_batches", batch_size=800, concurrency=1)
     assert job.status == JobStatus.SUCCEEDED
     first = Slice.objects.filter(job=job).order_by("number").first()
@@ -55,13 +55,11 @@ class WaitsOnTheApp(AdminGroups):
         return super().fill(cursor, rows)
 
 
-@register
 class BigBatchesWaitOnTheApp(WaitsOnTheApp):
     name = "test_big_batches_wait_on_the_app"
     waits_above = 100
 
 
-@register
 class AlwaysWaitsOnTheApp(WaitsOnTheApp):
     name = "test_always_waits_on_the_app"
 
@@ -75,12 +73,13 @@ def app_holds_the_lock():
 
 
 def test_lock_timeouts_shrink_the_batch_without_spending_attempts(
-    seed, run_sync, settings, app_holds_the_lock
+    register, run_sync, settings, app_holds_the_lock
 ):
+    register(BigBatchesWaitOnTheApp)
     settings.BACKFILL_LOCK_TIMEOUT_MS = 50
     settings.BACKFILL_MAX_ATTEMPTS = 2
     settings.BACKFILL_BACKOFF_SECONDS = 0.01
-    seed(1_000, share=0)
+    seed(1_000, share=0, existing_groups=20)
     job = run_sync("test_big_batches_wait_on_the_app", batch_size=800, concurrency=1)
     assert job.status == JobStatus.SUCCEEDED, job.error
     first = Slice.objects.filter(job=job).order_by("number").first()
@@ -95,14 +94,15 @@ def test_lock_timeouts_shrink_the_batch_without_spending_attempts(
 
 
 def test_a_lock_held_for_ever_fails_the_job_after_the_lock_timeout_budget(
-    seed, run_sync, settings, app_holds_the_lock
+    register, run_sync, settings, app_holds_the_lock
 ):
+    register(AlwaysWaitsOnTheApp)
     settings.BACKFILL_LOCK_TIMEOUT_MS = 20
     settings.BACKFILL_MAX_ATTEMPTS = 2
     settings.BACKFILL_MAX_LOCK_TIMEOUTS = 8
     settings.BACKFILL_BACKOFF_SECONDS = 0.001
     settings.BACKFILL_MAX_BACKOFF_SECONDS = 0.01
-    seed(200, share=0)
+    seed(200, share=0, existing_groups=20)
     job = run_sync("test_always_waits_on_the_app", batch_size=100, concurrency=1)
     assert job.status == JobStatus.FAILED
     assert "8 lock timeouts in a row" in job.error, job.error
@@ -113,11 +113,11 @@ def test_a_lock_held_for_ever_fails_the_job_after_the_lock_timeout_budget(
     assert not Organization.objects.filter(admin__isnull=False).exists()
 
 
-def test_samples_are_pruned_to_the_configured_number(seed, run_sync, settings):
+def test_samples_are_pruned_to_the_configured_number(run_sync, settings):
     settings.BACKFILL_SAMPLES_PER_JOB = 30
     settings.BACKFILL_MIN_BATCH_SIZE = 50
     settings.BACKFILL_MAX_BATCH_SIZE = 50
-    seed(10_000, share=0)
+    seed(10_000, share=0, existing_groups=20)
     job = run_sync(batch_size=50, concurrency=1)
     batches = sum(Slice.objects.filter(job=job).values_list("batches", flat=True))
     assert batches >= 200

@@ -17,6 +17,7 @@ from backfill.engine.local import LocalQueue
 from backfill.engine.options import JobOptions
 from backfill.engine.runner import Outcome, SliceWork
 from backfill.models import Job, JobStatus, Slice, SliceStatus
+from tests.data import seed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,10 +39,8 @@ def only_open_slice(job: Job) -> Slice:
     return first
 
 
-def test_the_last_open_slice_handed_back_to_wait_is_dispatched_for_when_the_wait_ends(
-    seed, local_queue
-):
-    seed(500)
+def test_the_last_open_slice_handed_back_to_wait_is_dispatched_for_when_the_wait_ends(local_queue):
+    seed(500, share=0.2, existing_groups=20)
     job = service.start("admin_groups", "test", JobOptions.build(concurrency=1))
     slc = only_open_slice(job)
     while local_queue.pop() is not None:  # what the start dispatched
@@ -63,8 +62,8 @@ def test_the_last_open_slice_handed_back_to_wait_is_dispatched_for_when_the_wait
     assert scheduler.fill_slots(job.pk) == []
 
 
-def test_a_free_slice_takes_the_worker_before_a_waiting_one(seed, local_queue):
-    seed(2000)
+def test_a_free_slice_takes_the_worker_before_a_waiting_one(local_queue):
+    seed(2000, share=0.2, existing_groups=20)
     job = service.start("admin_groups", "test", JobOptions.build(concurrency=2))
     first, second = Slice.objects.filter(job=job).order_by("number")
     while local_queue.pop() is not None:
@@ -80,8 +79,8 @@ def test_a_free_slice_takes_the_worker_before_a_waiting_one(seed, local_queue):
     assert local_queue.later == {}
 
 
-def test_resume_dispatches_again_what_was_sent_before_the_pause(seed, local_queue):
-    seed(500)
+def test_resume_dispatches_again_what_was_sent_before_the_pause(local_queue):
+    seed(500, share=0.2, existing_groups=20)
     job = service.start("admin_groups", "test", JobOptions.build(concurrency=1))
     sent = local_queue.pop()
     assert sent is not None
@@ -96,8 +95,8 @@ def test_resume_dispatches_again_what_was_sent_before_the_pause(seed, local_queu
     assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING
 
 
-def test_retry_dispatches_again_what_was_sent_before_the_job_failed(seed, local_queue):
-    seed(500)
+def test_retry_dispatches_again_what_was_sent_before_the_job_failed(local_queue):
+    seed(500, share=0.2, existing_groups=20)
     job = service.start("admin_groups", "test", JobOptions.build(concurrency=1))
     sent = local_queue.pop()
     assert sent is not None

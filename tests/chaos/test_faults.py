@@ -17,10 +17,10 @@ from backfill.engine.local import LocalQueue
 from backfill.engine.options import JobOptions
 from backfill.models import JobStatus, Slice
 from organizations import naming
-from tests.data import app_session
-from tests.e2e.test_workers import ROWS, finished, rows_done, seed, wait_for
+from tests.data import WORKER_ROWS, app_session, seed
 from tests.invariants import assert_sound
-from tests.processes import ROOT, Beat, PrivateRedis
+from tests.jobs import finished, rows_done
+from tests.processes import ROOT, Beat, PrivateRedis, wait_for
 
 pytestmark = [
     pytest.mark.chaos,
@@ -40,7 +40,7 @@ def test_a_redis_restart_that_loses_every_message_is_recovered_by_the_sweeper(
     env = {"TEST_REDIS_URL": redis.url}
     beat = Beat(log_path=output_dir / "beat.log", extra_env=env)
     try:
-        seed()
+        seed(WORKER_ROWS, existing_groups=100)
         start_worker(extra_env=env)
         start_worker(extra_env=env)
         beat.start()
@@ -59,7 +59,7 @@ def test_a_redis_restart_that_loses_every_message_is_recovered_by_the_sweeper(
         beat.stop()
         redis.stop()
     assert job.status == JobStatus.SUCCEEDED
-    assert assert_sound(job).rows_done == ROWS
+    assert assert_sound(job).rows_done == WORKER_ROWS
 
 
 def terminate_other_backends() -> int:
@@ -72,7 +72,7 @@ def terminate_other_backends() -> int:
 
 
 def test_terminated_worker_connections_make_batches_retry_and_the_job_finish(start_worker, beat):
-    seed()
+    seed(WORKER_ROWS, existing_groups=100)
     start_worker()
     start_worker()
     job = service.start("admin_groups", "test", JobOptions.build(**SLOW))
@@ -84,12 +84,12 @@ def test_terminated_worker_connections_make_batches_retry_and_the_job_finish(sta
     assert terminated >= 2
     wait_for(lambda: finished(job), 180)
     assert job.status == JobStatus.SUCCEEDED
-    assert assert_sound(job).rows_done == ROWS
+    assert assert_sound(job).rows_done == WORKER_ROWS
     assert sum(Slice.objects.filter(job=job).values_list("failed_batches", flat=True)) >= 1
 
 
 def test_a_worker_stopped_gracefully_and_started_again_loses_nothing(start_worker, beat):
-    seed()
+    seed(WORKER_ROWS, existing_groups=100)
     first = start_worker("graceful")
     start_worker("steady")
     job = service.start("admin_groups", "test", JobOptions.build(**SLOW))
@@ -100,11 +100,11 @@ def test_a_worker_stopped_gracefully_and_started_again_loses_nothing(start_worke
     start_worker("graceful-again")
     wait_for(lambda: finished(job), 180)
     assert job.status == JobStatus.SUCCEEDED
-    assert assert_sound(job).rows_done == ROWS
+    assert assert_sound(job).rows_done == WORKER_ROWS
 
 
 def test_app_transactions_holding_rows_wait_at_most_one_batch(start_worker, beat):
-    seed()
+    seed(WORKER_ROWS, existing_groups=100)
     start_worker()
     start_worker()
     waits: list[float] = []
@@ -177,7 +177,7 @@ can_restart_postgresql = pytest.mark.skipif(
 
 @can_restart_postgresql
 def test_a_postgresql_restart_mid_job_is_retried_and_the_job_finishes(start_worker, beat):
-    seed()
+    seed(WORKER_ROWS, existing_groups=100)
     start_worker()
     start_worker()
     job = service.start("admin_groups", "test", JobOptions.build(**SLOW))
@@ -187,7 +187,7 @@ def test_a_postgresql_restart_mid_job_is_retried_and_the_job_finishes(start_work
     connection.close()  # this test's own session was cut too
     wait_for(lambda: finished(job), 180)
     assert job.status == JobStatus.SUCCEEDED, job.error
-    assert assert_sound(job).rows_done == ROWS
+    assert assert_sound(job).rows_done == WORKER_ROWS
 
 
 def test_deadlock_prone_app_transactions_never_fail_and_the_job_finishes(start_worker, beat):
@@ -199,7 +199,7 @@ def test_deadlock_prone_app_transactions_never_fail_and_the_job_finishes(start_w
     after its lock timeout (100 ms), before PostgreSQL's deadlock check (1 s)
     would pick a victim, so the app side never sees an error.
     """
-    seed()
+    seed(WORKER_ROWS, existing_groups=100)
     start_worker()
     start_worker()
     errors: list[str] = []
@@ -244,7 +244,7 @@ def test_deadlock_prone_app_transactions_never_fail_and_the_job_finishes(start_w
             thread.join(30)
     assert job.status == JobStatus.SUCCEEDED, job.error
     report = assert_sound(job)
-    assert report.rows_done == ROWS
+    assert report.rows_done == WORKER_ROWS
     assert errors == []
     assert len(waits) > 20, len(waits)
     assert max(waits) < 2.0, max(waits)

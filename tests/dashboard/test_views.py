@@ -10,7 +10,7 @@ from django.utils import timezone
 from backfill.engine import service
 from backfill.engine.options import JobOptions
 from backfill.models import Event, Job, JobStatus, Slice
-from tests import data
+from tests.data import seed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,10 +20,6 @@ def staff(client):
     user = User.objects.create_user("alice", password="pw-alice-123", is_staff=True)
     client.force_login(user)
     return client
-
-
-def seed(count: int = 200) -> None:
-    data.seed(count)
 
 
 @pytest.mark.parametrize("url", ["/backfill/", "/backfill/fragment/", "/backfill/jobs/1/"])
@@ -61,7 +57,7 @@ def test_the_dashboard_lists_definitions_with_a_start_button(staff):
 
 
 def test_start_creates_a_job_recorded_with_the_user(staff, local_queue):
-    seed()
+    seed(200)
     response = staff.post(
         "/backfill/start/admin_groups/", {"batch_size": 500, "concurrency": 2, "pause_ms": 0}
     )
@@ -99,7 +95,7 @@ def test_bad_form_values_are_rejected_with_a_message_and_change_nothing(staff, f
 
 
 def test_the_start_form_sets_pacing_and_the_job_page_shows_it(staff, local_queue):
-    seed()
+    seed(200)
     form = {"batch_size": 500, "concurrency": 1, "pause_ms": 10, "pace": "auto"}
     form |= {"replica_lag_seconds": 2.5, "latency_ratio": 3, "wal_mb_per_second": 40}
     assert staff.post("/backfill/start/admin_groups/", form).status_code == 302
@@ -120,7 +116,7 @@ def test_the_start_form_sets_pacing_and_the_job_page_shows_it(staff, local_queue
 
 
 def test_workers_shed_for_latency_on_the_page_the_api_and_metrics(staff, local_queue):
-    seed()
+    seed(200)
     job = service.start("admin_groups", "test", JobOptions.build(concurrency=3, pace=True))
     until = timezone.now() + timedelta(minutes=5)
     Job.objects.filter(pk=job.pk).update(
@@ -136,7 +132,7 @@ def test_workers_shed_for_latency_on_the_page_the_api_and_metrics(staff, local_q
 
 
 def test_pacing_off_from_the_form(staff, local_queue):
-    seed()
+    seed(200)
     form = {"batch_size": 500, "concurrency": 1, "pause_ms": 0, "pace": "off"}
     assert staff.post("/backfill/start/admin_groups/", form).status_code == 302
     job = Job.objects.get()
@@ -164,7 +160,7 @@ def test_post_without_csrf_token_is_refused():
 
 
 def test_get_on_an_action_url_is_refused(staff, local_queue):
-    seed()
+    seed(200)
     job = service.start("admin_groups", "test")
     assert staff.get(f"/backfill/jobs/{job.pk}/pause/").status_code == 405
     assert staff.get("/backfill/start/admin_groups/").status_code == 405
@@ -175,13 +171,13 @@ def test_get_on_an_action_url_is_refused(staff, local_queue):
 def test_unknown_job_is_404_and_unknown_action_400(staff, local_queue):
     assert staff.get("/backfill/jobs/999999/").status_code == 404
     assert staff.post("/backfill/jobs/999999/pause/").status_code == 404
-    seed()
+    seed(200)
     job = service.start("admin_groups", "test")
     assert staff.post(f"/backfill/jobs/{job.pk}/explode/").status_code == 400
 
 
 def test_pause_resume_cancel_from_the_page_are_audited(staff, local_queue):
-    seed()
+    seed(200)
     job = service.start("admin_groups", "test")
     for action, status in [("pause", "paused"), ("resume", "running"), ("cancel", "cancelled")]:
         assert staff.post(f"/backfill/jobs/{job.pk}/{action}/").status_code == 302
@@ -191,7 +187,7 @@ def test_pause_resume_cancel_from_the_page_are_audited(staff, local_queue):
 
 
 def test_acting_on_an_older_job_is_refused(staff, local_queue):
-    seed()
+    seed(200)
     old = service.start("admin_groups", "test")
     service.cancel("admin_groups", "test")
     service.start("admin_groups", "test")
@@ -200,7 +196,7 @@ def test_acting_on_an_older_job_is_refused(staff, local_queue):
 
 def test_json_api_needs_staff_or_the_token(client, settings, local_queue):
     settings.BACKFILL_API_TOKEN = "s3cret-token"
-    seed()
+    seed(200)
     job = service.start("admin_groups", "test")
     assert client.get("/backfill/api/jobs/").status_code == 403
     assert client.get("/backfill/api/jobs/", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
@@ -225,7 +221,7 @@ def test_json_api_needs_staff_or_the_token(client, settings, local_queue):
 
 
 def test_metrics_expose_rows_and_status(staff, local_queue):
-    seed()
+    seed(200)
     service.start("admin_groups", "test")
     body = staff.get("/metrics").content.decode()
     assert 'backfill_job_rows_done_total{definition="admin_groups"' in body
@@ -234,7 +230,7 @@ def test_metrics_expose_rows_and_status(staff, local_queue):
 
 
 def test_the_job_page_names_the_session_holding_rows_the_job_waits_on(staff, local_queue):
-    seed()
+    seed(200)
     job = service.start("admin_groups", "test")
     held = [
         {
@@ -256,7 +252,7 @@ def test_the_job_page_names_the_session_holding_rows_the_job_waits_on(staff, loc
 def test_lock_timeouts_per_job_on_the_page_the_api_and_metrics(staff, local_queue):
     """A batch that gave up waiting for a lock is counted on its slice, never reset,
     and the job's sum is shown wherever its progress is."""
-    seed()
+    seed(200)
     job = service.start("admin_groups", "test")
     first, second = job.slices.order_by("number")[:2]
     Slice.objects.filter(pk=first.pk).update(lock_timeouts_total=2)

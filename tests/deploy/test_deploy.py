@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,22 +19,18 @@ from typing import Any
 import pytest
 import yaml
 from django.contrib.auth.models import User
-from django.core.management import call_command
 from django.test import Client
 from django.urls import path
 
 from backfill.models import Job
 from organizations.models import Organization
 from tests.data import seed
-from tests.processes import ROOT, PrivateRedis, manage, worker_environment
+from tests.processes import ROOT, PrivateRedis, manage, wait_for, worker_environment
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def back_to_expanded_state() -> Iterator[None]:
-    yield
-    call_command("migrate", "organizations", "0005", verbosity=0)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("back_to_expanded_state"),
+]
 
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
@@ -199,15 +194,12 @@ def get(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def wait_for(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.2)
-    raise TimeoutError(url)
+def answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2)
+    except (urllib.error.URLError, ConnectionError):
+        return False
+    return True
 
 
 def test_gunicorn_serves_static_files_and_readyz_follows_postgresql(tmp_path):
@@ -234,7 +226,7 @@ def test_gunicorn_serves_static_files_and_readyz_follows_postgresql(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{base}/healthz")
+        wait_for(lambda: answers(f"{base}/healthz"), timeout=30)
         css = next((tmp_path).rglob("*.css"))
         status, _ = get(f"{base}/static/{css.relative_to(tmp_path).as_posix()}")
         assert status == 200

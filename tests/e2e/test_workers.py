@@ -11,47 +11,19 @@ from django.db import connection
 from backfill.engine import service
 from backfill.engine.options import JobOptions
 from backfill.models import Job, JobStatus, Slice
-from backfill.statuses import FINISHED_STATUSES
 from organizations import audit
 from organizations.models import Organization
-from tests import data
+from tests.data import WORKER_ROWS, app_session, seed
 from tests.invariants import assert_sound
+from tests.jobs import finished, rows_done, status_of
+from tests.processes import wait_for
 from workers.dispatch import CeleryDispatcher
 
 pytestmark = [pytest.mark.workers, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-ROWS = 50_000
-
-
-def seed(count: int = ROWS) -> None:
-    data.seed(count, existing_groups=100)
-
-
-def wait_for(predicate, timeout: float = 120.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"condition not met within {timeout}s")
-
-
-def status_of(job: Job) -> str:
-    job.refresh_from_db()
-    return job.status
-
-
-def rows_done(job: Job) -> int:
-    return Slice.objects.filter(job=job).rows_done()
-
-
-def finished(job: Job) -> bool:
-    return status_of(job) in FINISHED_STATUSES
-
 
 def test_two_workers_fill_every_row_over_several_slices(start_worker):
-    seed()
+    seed(WORKER_ROWS, existing_groups=100)
     start_worker()
     start_worker()
     job = service.start("admin_groups", "test", JobOptions.build(concurrency=2))
@@ -60,7 +32,7 @@ def test_two_workers_fill_every_row_over_several_slices(start_worker):
     wait_for(lambda: finished(job))
     assert job.status == JobStatus.SUCCEEDED
     report = assert_sound(job)
-    assert report.rows_done == ROWS
+    assert report.rows_done == WORKER_ROWS
     assert {s.status for s in job.slices.all()} == {"done"}
 
 
@@ -75,13 +47,13 @@ WHERE datname = current_database() AND wait_event_type = 'Lock'
 
 def test_two_workers_on_a_skewed_table_never_wait_on_each_other(start_worker):
     """A fifth of the rows share one name: the slices still never queue behind each other."""
-    data.seed(30_000, share=0.3, existing_groups=100, hot_share=0.2)
+    seed(30_000, share=0.3, existing_groups=100, hot_share=0.2)
     start_worker()
     start_worker()
     waits, stop = [], threading.Event()
 
     def sample() -> None:
-        with data.app_session(autocommit=True) as session:
+        with app_session(autocommit=True) as session:
             while not stop.is_set():
                 row = session.execute(NAMING_LOCK_WAITS).fetchone()
                 waits.append(row[0] if row else 0)
@@ -102,7 +74,7 @@ def test_two_workers_on_a_skewed_table_never_wait_on_each_other(start_worker):
 
 
 def test_the_workers_revert_a_job_and_a_new_job_fills_again(start_worker):
-    seed(20_000)
+    seed(20_000, existing_groups=100)
     before = set(Group.objects.values_list("pk", flat=True))
     start_worker()
     start_worker()
@@ -122,7 +94,7 @@ def test_the_workers_revert_a_job_and_a_new_job_fills_again(start_worker):
 
 
 def test_pause_stops_progress_resume_continues_and_cancel_ends_the_job(start_worker):
-    seed()
+    seed(WORKER_ROWS, existing_groups=100)
     start_worker()
     start_worker()
     options = JobOptions.build(batch_size=200, concurrency=2, pause_ms=100)
@@ -141,7 +113,7 @@ def test_pause_stops_progress_resume_continues_and_cancel_ends_the_job(start_wor
 
     service.cancel("admin_groups", "test")
     wait_for(lambda: status_of(job) == JobStatus.CANCELLED, 30)
-    assert rows_done(job) == Organization.objects.filter(admin__isnull=False).count() < ROWS
+    assert rows_done(job) == Organization.objects.filter(admin__isnull=False).count() < WORKER_ROWS
 
     job = service.start("admin_groups", "test", JobOptions.build(concurrency=2))
     wait_for(lambda: finished(job))
@@ -157,7 +129,7 @@ def both_workers_busy(job: Job) -> bool:
 
 @pytest.mark.chaos
 def test_killed_worker_loses_at_most_one_batch_and_the_job_finishes(start_worker, beat):
-    seed()
+    seed(WORKER_ROWS, existing_groups=100)
     victim = start_worker("victim")
     start_worker("survivor")
     options = JobOptions.build(batch_size=200, concurrency=2, pause_ms=300)
@@ -175,11 +147,11 @@ def test_killed_worker_loses_at_most_one_batch_and_the_job_finishes(start_worker
     wait_for(lambda: finished(job), 180)
     assert job.status == JobStatus.SUCCEEDED
     report = assert_sound(job)
-    assert report.rows_done == ROWS
+    assert report.rows_done == WORKER_ROWS
 
 
 def test_a_slice_delivered_twice_is_worked_once(start_worker):
-    seed(20_000)
+    seed(20_000, existing_groups=100)
     job = service.start("admin_groups", "test", JobOptions.build(concurrency=2))
     for slice_id in Slice.objects.filter(job=job).values_list("pk", flat=True):
         CeleryDispatcher().dispatch(slice_id)
@@ -192,7 +164,7 @@ def test_a_slice_delivered_twice_is_worked_once(start_worker):
 
 
 def test_the_app_inserts_renames_and_deletes_during_the_job(start_worker):
-    seed()
+    seed(WORKER_ROWS, existing_groups=100)
     start_worker()
     start_worker()
     stop = threading.Event()
@@ -237,9 +209,9 @@ def test_the_app_inserts_renames_and_deletes_during_the_job(start_worker):
 
 def test_a_slice_waiting_on_a_held_row_goes_on_once_released_without_the_sweeper(start_worker):
     """No beat runs here: the waiting slice's own delayed dispatch brings it back."""
-    seed(2_000)
+    seed(2_000, existing_groups=100)
     last = Organization.objects.order_by("-pk").values_list("pk", flat=True)[0]
-    app = data.app_session()
+    app = app_session()
     try:
         app.execute("SELECT 1 FROM organizations_organization WHERE id = %s FOR UPDATE", [last])
         start_worker()

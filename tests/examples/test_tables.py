@@ -19,9 +19,9 @@ from backfill.errors import UnsupportedKey
 from backfill.models import Job, JobStatus, Slice, Write
 from backfill.registry import get_definition
 from backfill.schema.gaps import waiting
-from backfill.statuses import FINISHED_STATUSES
 from examples.models import Reading, Ticket
-from tests.backfill.test_cli import backfill
+from tests.jobs import finished
+from tests.processes import manage, wait_for
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -32,12 +32,8 @@ def execute(statement: str, params: list[Any] | None = None) -> list[tuple[Any, 
         return list(cursor.fetchall()) if cursor.description else []
 
 
-def finish(job: Job, timeout: float = 180.0) -> Job:
-    deadline = time.monotonic() + timeout
-    while job.status not in FINISHED_STATUSES:
-        assert time.monotonic() < deadline, f"job still {job.status} after {timeout} s"
-        time.sleep(0.2)
-        job.refresh_from_db()
+def finish(job: Job) -> Job:
+    wait_for(lambda: finished(job), timeout=180)
     return job
 
 
@@ -185,7 +181,7 @@ def test_a_composite_key_is_refused_with_one_line_and_nothing_changes():
     execute("INSERT INTO examples_membership (team, person) VALUES (1, 1), (1, 2)")
     with pytest.raises(UnsupportedKey, match=r"composite primary key \(team, person\)"):
         service.start("membership_roles", "test")
-    result = backfill("start", "membership_roles")
+    result = manage("backfill", "start", "membership_roles")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "composite primary key (team, person)" in result.stderr

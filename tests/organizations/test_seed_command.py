@@ -1,11 +1,9 @@
-import subprocess
-import sys
-
 import pytest
 from django.core.management import call_command
 from django.db.models import Count
 
 from organizations.models import Organization
+from tests.processes import manage
 
 pytestmark = pytest.mark.django_db
 
@@ -39,11 +37,6 @@ def test_the_same_seed_gives_the_same_names():
     ],
 )
 def test_bad_values_exit_2_with_a_one_line_error(args):
-    result = subprocess.run(
-        [sys.executable, "manage.py", "seed_organizations", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = manage("seed_organizations", *args)
     assert result.returncode == 2
     assert "error:" in result.stderr.splitlines()[-1]

@@ -6,7 +6,7 @@ from django.db import connection
 
 from backfill.models import JobStatus
 from organizations.models import Organization
-from tests.data import app_session
+from tests.data import app_session, seed
 from tests.invariants import assert_sound
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,8 +26,8 @@ def guard_objects() -> dict[str, bool]:
     return {"trigger": trigger, "index": index}
 
 
-def test_a_stale_instance_saved_after_its_batch_keeps_its_group(seed, run_sync):
-    seed(300)
+def test_a_stale_instance_saved_after_its_batch_keeps_its_group(run_sync):
+    seed(300, share=0.2, existing_groups=20)
     stale = Organization.objects.order_by("pk")[10]  # loaded before the backfill: admin None
     assert stale.admin_id is None
     job = run_sync(batch_size=100)
@@ -39,8 +39,8 @@ def test_a_stale_instance_saved_after_its_batch_keeps_its_group(seed, run_sync):
     assert_sound(job, renamed=frozenset({stale.pk}))
 
 
-def test_update_bulk_update_and_raw_sql_cannot_empty_a_filled_row(seed, run_sync):
-    seed(100)
+def test_update_bulk_update_and_raw_sql_cannot_empty_a_filled_row(run_sync):
+    seed(100, share=0.2, existing_groups=20)
     run_sync()
     first, second, third = Organization.objects.order_by("pk")[:3]
     Organization.objects.filter(pk=first.pk).update(admin=None)
@@ -64,9 +64,9 @@ def test_an_old_app_server_still_inserts_rows_without_a_group_and_the_backfill_f
     assert_sound(job)
 
 
-def test_the_contract_drops_the_guard_and_reversing_it_puts_the_guard_back(seed, run_sync):
+def test_the_contract_drops_the_guard_and_reversing_it_puts_the_guard_back(run_sync):
     assert guard_objects() == {"trigger": True, "index": True}
-    seed(50)
+    seed(50, share=0.2, existing_groups=20)
     run_sync()
     try:
         call_command("migrate", "organizations", "0006", verbosity=0)
