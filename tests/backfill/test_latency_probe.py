@@ -7,7 +7,7 @@ from django.db import connection
 
 from backfill.conf import Budgets
 from backfill.pacing import health
-from backfill.pacing.controller import Controller, Pace
+from backfill.pacing.controller import Controller, SpeedLimit
 from backfill.pacing.pacer import Pacer
 from organizations.models import Organization
 from tests.processes import wait_for
@@ -51,7 +51,7 @@ def test_the_pacer_slows_for_commits_the_probe_timed_while_the_batches_ran():
             latency_ratio=2, replica_lag_seconds=5, transaction_age_seconds=300, wal_mb_per_second=0
         ),
         baseline_ms=1.0,
-        pace=Pace(),
+        pace=SpeedLimit(),
         interval=0,
         probe=probe,
     )

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from backfill.conf import Budgets
 from backfill.pacing import controller as pacing
-from backfill.pacing.controller import Controller, Pace, Signals
+from backfill.pacing.controller import Controller, Signals, SpeedLimit
 from backfill.pacing.health import WalHistory, replica_lag
 
 BUDGETS = Budgets(
@@ -19,8 +19,8 @@ CONTROLLER = Controller(floor_ms=0, ceiling_ms=5000, min_batch=50, max_batch=200
 CALM = Signals(latency_ms=0.8, baseline_ms=1.0, replica_lag_seconds=0.0)
 
 
-def steps(signals: Signals, count: int, pace: Pace | None = None) -> list[Pace]:
-    pace = pace or Pace()
+def steps(signals: Signals, count: int, pace: SpeedLimit | None = None) -> list[SpeedLimit]:
+    pace = pace or SpeedLimit()
     paces = []
     for _ in range(count):
         pace = CONTROLLER.next(pace, signals, BUDGETS)
@@ -29,7 +29,7 @@ def steps(signals: Signals, count: int, pace: Pace | None = None) -> list[Pace]:
 
 
 def test_with_room_the_pace_stays_at_the_floor_and_names_nothing():
-    assert steps(CALM, 5) == [Pace(0, None, "")] * 5
+    assert steps(CALM, 5) == [SpeedLimit(0, None, "")] * 5
 
 
 def test_a_slow_commit_doubles_the_pause_and_halves_the_batch():
@@ -42,29 +42,31 @@ def test_a_slow_commit_doubles_the_pause_and_halves_the_batch():
 
 def test_replica_lag_close_to_its_budget_stops_the_job_at_once():
     lagging = replace(CALM, replica_lag_seconds=4.1)
-    assert steps(lagging, 1) == [Pace(5000, 50, "replica_lag")]
+    assert steps(lagging, 1) == [SpeedLimit(5000, 50, "replica_lag")]
 
 
 def test_a_transaction_past_half_its_budget_slows_and_close_to_it_stops():
     old = replace(CALM, transaction_age_seconds=200)
-    assert steps(old, 1)[0] == Pace(20, None, "transaction_age")
+    assert steps(old, 1)[0] == SpeedLimit(20, None, "transaction_age")
     older = replace(CALM, transaction_age_seconds=250)
     assert steps(older, 1)[0].pause_ms == 5000
 
 
 def test_close_to_a_budget_the_pace_holds():
     near = replace(CALM, latency_ms=1.8)
-    assert steps(near, 3, Pace(300, None, "latency")) == [Pace(300, None, "latency")] * 3
+    assert (
+        steps(near, 3, SpeedLimit(300, None, "latency")) == [SpeedLimit(300, None, "latency")] * 3
+    )
 
 
 def test_replica_lag_past_half_its_budget_already_slows_the_job():
     """Held steady, a lag that grows would only cross its budget later."""
     near = replace(CALM, replica_lag_seconds=3.0)
-    assert [p.pause_ms for p in steps(near, 3, Pace(300))] == [600, 1200, 2400]
+    assert [p.pause_ms for p in steps(near, 3, SpeedLimit(300))] == [600, 1200, 2400]
 
 
 def test_once_the_signal_clears_the_pause_shrinks_back_to_the_floor_and_the_batch_grows():
-    paces = steps(CALM, 30, Pace(5000, 50, "replica_lag"))
+    paces = steps(CALM, 30, SpeedLimit(5000, 50, "replica_lag"))
     assert [p.pause_ms for p in paces[:4]] == [1245, 306, 71, 12]  # plenty of room: fast
     assert all(a.pause_ms >= b.pause_ms for a, b in itertools.pairwise(paces))
     assert paces[-1].pause_ms == 0
@@ -74,25 +76,25 @@ def test_once_the_signal_clears_the_pause_shrinks_back_to_the_floor_and_the_batc
 
 def test_with_some_room_the_pause_shrinks_by_steps():
     some = replace(CALM, latency_ms=1.2)  # 0.6 of the budget
-    assert [p.pause_ms for p in steps(some, 3, Pace(1000))] == [745, 553, 409]
+    assert [p.pause_ms for p in steps(some, 3, SpeedLimit(1000))] == [745, 553, 409]
 
 
 def test_the_job_pause_is_a_floor_the_controller_never_goes_under():
     floored = Controller(floor_ms=100, ceiling_ms=5000, min_batch=50, max_batch=20000)
-    assert floored.next(Pace(100), CALM, BUDGETS).pause_ms == 100
-    assert floored.next(Pace(100), replace(CALM, latency_ms=5), BUDGETS).pause_ms == 200
+    assert floored.next(SpeedLimit(100), CALM, BUDGETS).pause_ms == 100
+    assert floored.next(SpeedLimit(100), replace(CALM, latency_ms=5), BUDGETS).pause_ms == 200
 
 
 def test_autovacuum_on_the_table_holds_the_pace_without_slowing():
     vacuuming = replace(CALM, autovacuum=True)
-    assert steps(vacuuming, 2, Pace(40)) == [Pace(40, None, "autovacuum")] * 2
+    assert steps(vacuuming, 2, SpeedLimit(40)) == [SpeedLimit(40, None, "autovacuum")] * 2
 
 
 def test_the_wal_rate_counts_only_under_a_cap():
     busy = replace(CALM, wal_mb_per_second=80.0)
     assert steps(busy, 1)[0].limit == ""  # no cap by default
     capped = replace(BUDGETS, wal_mb_per_second=50.0)
-    assert CONTROLLER.next(Pace(), busy, capped).limit == "wal_rate"
+    assert CONTROLLER.next(SpeedLimit(), busy, capped).limit == "wal_rate"
 
 
 def test_a_sub_millisecond_baseline_is_not_held_to_its_noise():
@@ -109,7 +111,7 @@ def test_unknown_signals_and_zero_budgets_weigh_nothing():
 
 def test_the_worst_signal_is_the_one_named():
     both = replace(CALM, latency_ms=2.4, replica_lag_seconds=7.0)  # 1.2 and 1.4 of budget
-    assert CONTROLLER.next(Pace(), both, BUDGETS).limit == "replica_lag"
+    assert CONTROLLER.next(SpeedLimit(), both, BUDGETS).limit == "replica_lag"
 
 
 @given(
@@ -125,7 +127,7 @@ def test_any_reading_keeps_the_pace_within_its_bounds(pause, cap, latency, lag, 
     floored = Controller(floor_ms=25, ceiling_ms=5000, min_batch=50, max_batch=20000)
     signals = Signals(latency, 1.0, lag, age, wal, vacuum)
     budgets = replace(BUDGETS, wal_mb_per_second=10)
-    pace = floored.next(Pace(pause, cap), signals, budgets)
+    pace = floored.next(SpeedLimit(pause, cap), signals, budgets)
     assert 25 <= pace.pause_ms <= 5000
     assert pace.batch_cap is None or 50 <= pace.batch_cap < 20000 or pace.batch_cap == cap
     over = {n for n, v in pacing.pressures(signals, budgets).items() if v > 1.0}
@@ -179,7 +181,7 @@ def test_the_tail_ignores_one_outlier_in_ten_but_not_two():
 
 def test_over_the_latency_budget_a_worker_is_shed_while_others_write():
     slow = replace(CALM, latency_ms=3.0)
-    before = Pace()
+    before = SpeedLimit()
     after = CONTROLLER.next(before, slow, BUDGETS)
     assert pacing.sheds_worker(before, after, writing=2)
     assert not pacing.sheds_worker(before, after, writing=1)  # the last one is paced instead
@@ -187,9 +189,11 @@ def test_over_the_latency_budget_a_worker_is_shed_while_others_write():
 
 def test_no_worker_is_shed_for_any_other_signal_or_while_the_pace_holds():
     lagging = replace(CALM, replica_lag_seconds=3.0)
-    assert not pacing.sheds_worker(Pace(), CONTROLLER.next(Pace(), lagging, BUDGETS), writing=4)
+    assert not pacing.sheds_worker(
+        SpeedLimit(), CONTROLLER.next(SpeedLimit(), lagging, BUDGETS), writing=4
+    )
     near = replace(CALM, latency_ms=1.8)
-    held = Pace(300, None, "latency")
+    held = SpeedLimit(300, None, "latency")
     assert not pacing.sheds_worker(held, CONTROLLER.next(held, near, BUDGETS), writing=4)
 
 
@@ -209,9 +213,9 @@ def test_room_is_plenty_only_with_every_signal_under_half_its_budget_and_no_vacu
 
 
 FLOOR = 0
-AT_FLOOR = Pace(FLOOR, None, "")
-PAUSED = Pace(80, 2500, "latency")
-SLOWER = Pace(160, 1250, "latency")
+AT_FLOOR = SpeedLimit(FLOOR, None, "")
+PAUSED = SpeedLimit(80, 2500, "latency")
+SLOWER = SpeedLimit(160, 1250, "latency")
 
 
 def latency_pressure(pressure: float) -> Signals:
@@ -229,10 +233,10 @@ def evidence_of(paused: float, unpaced: float, readings: int = 5) -> pacing.Paus
 
 def test_a_pause_that_reads_no_lower_is_given_up_then_tried_again():
     evidence = evidence_of(paused=1.25, unpaced=1.3)
-    assert evidence.last_worker_pace(SLOWER, FLOOR) == Pace(FLOOR, None, "latency")
+    assert evidence.last_worker_pace(SLOWER, FLOOR) == SpeedLimit(FLOOR, None, "latency")
     # At the floor for a while, whatever latency proposes, still named.
     for _ in range(pacing.PAUSE_RETRY_READINGS):
-        assert evidence.last_worker_pace(SLOWER, FLOOR) == Pace(FLOOR, None, "latency")
+        assert evidence.last_worker_pace(SLOWER, FLOOR) == SpeedLimit(FLOOR, None, "latency")
     assert len(evidence.paused) == 0  # forgotten: the pause is judged afresh
     assert evidence.last_worker_pace(SLOWER, FLOOR) == SLOWER
 
@@ -252,13 +256,13 @@ def test_held_over_budget_the_pause_is_weighed_against_a_reading_at_the_floor():
     evidence = pacing.PauseEvidence()
     for _ in range(pacing.PAUSE_EVIDENCE_READINGS):
         evidence.observe(PAUSED, FLOOR, latency_pressure(1.5), BUDGETS)
-    assert evidence.last_worker_pace(SLOWER, FLOOR) == Pace(FLOOR, None, "latency")
+    assert evidence.last_worker_pace(SLOWER, FLOOR) == SpeedLimit(FLOOR, None, "latency")
 
 
 def test_other_signals_pace_the_last_worker_as_before_even_while_resting():
     evidence = evidence_of(paused=1.3, unpaced=1.3)
     evidence.last_worker_pace(SLOWER, FLOOR)
-    stopped = Pace(5000, 50, "replica_lag")
+    stopped = SpeedLimit(5000, 50, "replica_lag")
     assert evidence.last_worker_pace(stopped, FLOOR) == stopped
     # Readings paced by another signal say nothing about what a latency pause buys.
     fresh = pacing.PauseEvidence()
@@ -276,9 +280,11 @@ def test_the_last_worker_pace_never_pauses_below_its_floor_nor_past_the_proposal
     evidence = pacing.PauseEvidence()
     floor = 20
     for pressure, paused, pause_ms, for_latency in readings:
-        during = Pace(floor + pause_ms if paused else floor, None, "latency" if paused else "")
+        during = SpeedLimit(
+            floor + pause_ms if paused else floor, None, "latency" if paused else ""
+        )
         evidence.observe(during, floor, latency_pressure(pressure), BUDGETS)
-        proposed = Pace(floor + pause_ms, None, "latency" if for_latency else "wal_rate")
+        proposed = SpeedLimit(floor + pause_ms, None, "latency" if for_latency else "wal_rate")
         pace = evidence.last_worker_pace(proposed, floor)
         assert floor <= pace.pause_ms <= proposed.pause_ms
-        assert pace == proposed or pace == Pace(floor, None, "latency")
+        assert pace == proposed or pace == SpeedLimit(floor, None, "latency")

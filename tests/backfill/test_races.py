@@ -44,7 +44,7 @@ def test_pauses_and_resumes_between_batches_never_lose_count(local_queue):
     for round_number in range(200):
         slice_id = local_queue.pop()
         if slice_id is None:
-            scheduler.fill_slots(job.pk)
+            scheduler.advance(job.pk)
             slice_id = local_queue.pop()
         job.refresh_from_db()
         if job.status == JobStatus.SUCCEEDED:

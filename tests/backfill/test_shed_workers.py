@@ -12,7 +12,7 @@ from backfill.engine.options import JobOptions
 from backfill.engine.runner import Outcome, SliceWork
 from backfill.models import Job, JobStatus, Slice
 from backfill.pacing import health, pacer
-from backfill.pacing.controller import CALM_READINGS_TO_ADD_WORKER, LATENCY, Pace
+from backfill.pacing.controller import CALM_READINGS_TO_ADD_WORKER, LATENCY, SpeedLimit
 from backfill.registry import get_definition
 from tests.data import seed
 
@@ -40,7 +40,7 @@ def paced_job(settings, local_queue) -> Job:
 
 def work(slc: Slice, owner: str, seconds: float = 0.5) -> Outcome:
     run = SliceWork(slc.pk, owner, budget_seconds=seconds).run()
-    if run.held_lease:
+    if run.owns_lease:
         scheduler.hand_over(slc.pk, owner, slc.job_id, run.retry_in)
     return run.outcome
 
@@ -67,8 +67,8 @@ def test_one_worker_steps_back_and_the_last_one_is_paced_instead(paced_job, comm
 def test_the_scheduler_keeps_no_more_slices_in_flight_than_workers_writing(paced_job):
     Slice.objects.filter(job=paced_job).update(lease_owner="", lease_expires_at=None)
     Job.objects.filter(pk=paced_job.pk).update(pace_workers=1)
-    assert len(scheduler.fill_slots(paced_job.pk)) == 1
-    assert scheduler.fill_slots(paced_job.pk) == []
+    assert len(scheduler.advance(paced_job.pk)) == 1
+    assert scheduler.advance(paced_job.pk) == []
     assert in_flight(paced_job) == 1
 
 
@@ -119,8 +119,8 @@ def test_a_verdict_reached_before_resuming_does_not_outlive_it(paced_job):
     before.throttled = 2.0
     service.pause("admin_groups", "test")
     service.resume("admin_groups", "test")
-    before.pace = Pace(before.pace.pause_ms + 100, None, LATENCY)
-    assert not before.shed_worker(Pace(before.pace.pause_ms - 100))
+    before.pace = SpeedLimit(before.pace.pause_ms + 100, None, LATENCY)
+    assert not before.shed_worker(SpeedLimit(before.pace.pause_ms - 100))
     before.save()
     resumed = Job.objects.get(pk=paced_job.pk)
     assert resumed.latency_baseline_ms != before.baseline_ms  # a new baseline

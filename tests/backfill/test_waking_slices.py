@@ -59,7 +59,7 @@ def test_the_last_open_slice_handed_back_to_wait_is_dispatched_for_when_the_wait
     assert slc.lease_expires_at == slc.retry_at + lease
     assert local_queue.pop() is None
     assert local_queue.later[slc.pk] - time.monotonic() == pytest.approx(20, abs=1)
-    assert scheduler.fill_slots(job.pk) == []
+    assert scheduler.advance(job.pk) == []
 
 
 def test_a_free_slice_takes_the_worker_before_a_waiting_one(local_queue):
