@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any, cast
 
 from django.conf import settings as django_settings
+from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 PREFIX = "BACKFILL_"
@@ -97,7 +98,7 @@ class Settings:
     ddl_wait_for_gaps: bool = True
     ddl_lock_timeout_ms: int = 100
     ddl_backoff_seconds: float = 0.1
-    ddl_wait_seconds: float = 300
+    ddl_wait_seconds: float = 300.0
     ddl_terminate_blockers: bool = False
     # Bearer token accepted by the JSON API and /metrics besides a session.
     api_token: str | None = None
@@ -128,6 +129,47 @@ def current() -> Settings:
             raise ImproperlyConfigured(f"{name} must be {kind}, got {value!r}")
         values[spec.name] = float(cast(float, value)) if spec.type is float else value
     return Settings(**values)  # type: ignore[arg-type]
+
+
+# BACKFILL_* names that are not engine settings: read by the workers' beat
+# schedule (workers/) and by the latency probe's environment.
+ELSEWHERE = frozenset({"BACKFILL_SWEEP_SECONDS", "BACKFILL_PROBE_CONNINFO"})
+
+
+@register()
+def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+    """Refuse wrong settings at startup (`check`, `migrate`, the worker), not inside a batch."""
+    try:
+        now = current()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="backfill.E001")]
+    known = {PREFIX + spec.name.upper() for spec in fields(Settings)} | ELSEWHERE
+    found: list[CheckMessage] = [
+        Warning(
+            f"{name} is not a setting of the engine",
+            hint="see backfill/conf.py",
+            id="backfill.W002",
+        )
+        for name in dir(django_settings)
+        if name.startswith(PREFIX) and name not in known
+    ]
+    negative = [
+        spec.name
+        for spec in fields(Settings)
+        if spec.type in (int, float) and getattr(now, spec.name) < 0
+    ]
+    found += [
+        Error(f"{PREFIX}{name.upper()} must not be negative", id="backfill.E001")
+        for name in negative
+    ]
+    if not 1 <= now.min_batch_size <= now.max_batch_size:
+        found.append(
+            Error(
+                "BACKFILL_MIN_BATCH_SIZE must be at least 1 and at most BACKFILL_MAX_BATCH_SIZE",
+                id="backfill.E001",
+            )
+        )
+    return found
 
 
 @dataclass(frozen=True)

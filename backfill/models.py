@@ -239,7 +239,7 @@ class Event(models.Model):
 class Write(models.Model):
     """One committed batch's writes: the keys it filled and the values it wrote.
 
-    What revert may undo, and only that (see writes.py). Written in the
+    What revert may undo, and only that (see engine/write_log.py). Written in the
     batch's transaction; kept with the job for as long as the job is, so a
     revert can come any time later.
     """

@@ -94,7 +94,7 @@ def run_batch(
             batch = select_batch(cursor, definition, slc, size)
             selected = len(batch.rows)
             filled = fill(cursor, definition, slc, batch.rows)
-            new_pass, done = advance(cursor, definition, slc, batch, size, filled)
+            new_pass, done = advance_cursor(cursor, definition, slc, batch, size, filled)
         seconds = time.monotonic() - started
         slc.save()
         record_sample(slc, filled, size, seconds, pace or SpeedLimit())
@@ -126,7 +126,7 @@ def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size
     )
 
 
-def advance(
+def advance_cursor(
     cursor: CursorWrapper,
     definition: Definition,
     slc: Slice,

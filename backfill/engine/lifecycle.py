@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from backfill.errors import ActiveJobExists, BackfillError, InvalidTransition
@@ -35,16 +36,17 @@ class Action(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Change:
-    """Who asks, and what the caller measured before the job row was locked."""
+    """Who asks, and what the caller measured before the job row was locked (the
+    app's commit latency alone, while the job wrote nothing)."""
 
     actor: str
     detail: str = ""
-    # The app's commit latency alone, measured while the job wrote nothing.
     latency_baseline_ms: float | None = None
     at: datetime = field(default_factory=timezone.now)
 
 
-# Guards: a reason to refuse, or None. Their docstrings complete "Refused when".
+# Guards return a reason to refuse, or None; effects apply with the move, in its
+# transaction. Their docstrings are the docs' "refused when" and "changes".
 
 
 def is_latest(job: Job) -> str | None:
@@ -71,9 +73,6 @@ def no_other_active(job: Job) -> str | None:
     return already_active_message(job)
 
 
-# Effects: applied with the move, in its transaction. Docstrings go to the docs.
-
-
 def stamp_started(job: Job, change: Change) -> None:
     """`started_at` set"""
     job.started_at = job.started_at or change.at
@@ -87,8 +86,7 @@ def stamp_finished(job: Job, change: Change) -> None:
 
 def reopen_finished(job: Job, change: Change) -> None:
     """`finished_at` and the error cleared"""
-    job.finished_at = None
-    job.error = ""
+    job.finished_at, job.error = None, ""
 
 
 def keep_error(job: Job, change: Change) -> None:
@@ -115,9 +113,16 @@ def reopen_failed_slices(job: Job, change: Change) -> None:
     Slice.objects.filter(job=job).failed().reopen()
 
 
-def stamp_revert_started(job: Job, change: Change) -> None:
-    """`revert_started_at` set the first time"""
-    job.revert_started_at = job.revert_started_at or change.at
+def open_slices_for_revert(job: Job, change: Change) -> None:
+    """the first revert walks every slice from its start; asking again reopens the failed
+    slices from their cursors; `revert_started_at` set the first time"""
+    slices = Slice.objects.filter(job=job)
+    if job.revert_started_at is None:
+        job.revert_started_at = change.at
+        fresh = {"passes": 1, "rows_skipped": 0, "held_keys": [], "held": [], "held_tries": 0}
+        slices.reopen(cursor=F("after"), **fresh)
+    else:
+        slices.failed().reopen()
 
 
 def stamp_reverted(job: Job, change: Change) -> None:
@@ -187,7 +192,7 @@ TRANSITIONS: dict[Action, Edge] = {
         "workers undo what the job filled, slice by slice; after a failed revert, "
         "asking again carries on where it stopped",
         guards=(is_latest,),
-        effects=(reopen_finished, stamp_revert_started),
+        effects=(reopen_finished, open_slices_for_revert),
         hint="cancel it first, or let it end",
     ),
     Action.FAIL: Edge(
@@ -223,12 +228,12 @@ TRANSITIONS: dict[Action, Edge] = {
 PEOPLE_ACTIONS = tuple(action for action, edge in TRANSITIONS.items() if edge.by_people)
 
 
-# What a refusal by this guard raises; any other refusal is an InvalidTransition.
 REFUSALS: dict[Guard, type[BackfillError]] = {no_other_active: ActiveJobExists}
 
 
 def refused(job: Job, action: Action) -> BackfillError | None:
-    """The error `action` on `job` would raise now, or None when it is allowed."""
+    """The error `action` on `job` would raise now (InvalidTransition unless REFUSALS
+    says otherwise), or None when it is allowed."""
     edge = TRANSITIONS[action]
     if job.status not in edge.moves:
         allowed = " or ".join(sorted(edge.moves))
@@ -243,8 +248,7 @@ def refused(job: Job, action: Action) -> BackfillError | None:
 
 def refusal(job: Job, action: Action) -> str | None:
     """Why `action` is not allowed on `job` now, or None when it is."""
-    error = refused(job, action)
-    return None if error is None else str(error)
+    return None if (error := refused(job, action)) is None else str(error)
 
 
 def actions_for(job: Job) -> list[Action]:
@@ -288,8 +292,7 @@ def already_active_message(job: Job) -> str:
     other = Job.objects.of(job.definition).active().exclude(pk=job.pk).first()
     which = f"job #{other.pk} is {other.status}" if other else "another job is active"
     return (
-        f"backfill {job.definition!r} already has an active job ({which}); "
-        "pause, resume or cancel it"
+        f"backfill {job.definition!r} already has an active job ({which}); cancel it or let it end"
     )
 
 

@@ -11,9 +11,6 @@ revert that failed carries on where it stopped when asked again.
 import time
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
-
 from backfill.conf import BatchLimits
 from backfill.engine import write_log
 from backfill.engine.batch import BatchResult, count_success, record_sample
@@ -25,22 +22,8 @@ from backfill.transactions import REVERTING_SETTING, batch_transaction
 
 
 def begin(job: Job, actor: str) -> Job:
-    """Move the job to reverting and open its slices for the revert pass.
-
-    The first revert walks every slice from its start; asking again after a
-    failed revert reopens only the slices that failed, from their cursors.
-    """
-    with transaction.atomic():
-        first = job.revert_started_at is None
-        job = transition(job, Action.REVERT, actor)
-        slices = Slice.objects.filter(job=job)
-        if first:
-            slices.reopen(
-                cursor=F("after"), passes=1, rows_skipped=0, held_keys=[], held=[], held_tries=0
-            )
-        else:
-            slices.failed().reopen()
-    return job
+    """Move the job to reverting; the REVERT edge opens its slices (lifecycle.py)."""
+    return transition(job, Action.REVERT, actor)
 
 
 def run_revert_batch(

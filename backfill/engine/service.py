@@ -100,13 +100,13 @@ def latest_job(name: str) -> Job:
     return job
 
 
-def pause(name: str, actor: str) -> Job:
-    return transition(latest_job(name), Action.PAUSE, actor)
+def pause(name: str, actor: str, job: Job | None = None) -> Job:
+    return transition(job or latest_job(name), Action.PAUSE, actor)
 
 
-def resume(name: str, actor: str) -> Job:
+def resume(name: str, actor: str, job: Job | None = None) -> Job:
     dispatch.ready()
-    paused = latest_job(name)
+    paused = job or latest_job(name)
     # The job is paused: what the app alone gets now.
     baseline = latency_baseline() if paused.pace else None
     job = transition(paused, Action.RESUME, actor, latency_baseline_ms=baseline)
@@ -119,33 +119,34 @@ def latency_baseline() -> float:
     return health.baseline_ms()
 
 
-def cancel(name: str, actor: str) -> Job:
-    job = transition(latest_job(name), Action.CANCEL, actor)
+def cancel(name: str, actor: str, job: Job | None = None) -> Job:
+    job = transition(job or latest_job(name), Action.CANCEL, actor)
     scheduler.advance(job.pk)
     job.refresh_from_db()
     return job
 
 
-def retry(name: str, actor: str) -> Job:
+def retry(name: str, actor: str, job: Job | None = None) -> Job:
     """Resume a failed job from its slices' cursors, budgets reset."""
     dispatch.ready()
-    failed = latest_job(name)
+    failed = job or latest_job(name)
     baseline = latency_baseline() if failed.pace else None
     job = transition(failed, Action.RETRY, actor, latency_baseline_ms=baseline)
     scheduler.advance(job.pk)
     return job
 
 
-def revert(name: str, actor: str) -> Job:
+def revert(name: str, actor: str, job: Job | None = None) -> Job:
     """Ask the workers to undo the latest job's fill; returns at once."""
     dispatch.ready()
-    job = reverting.begin(latest_job(name), actor)
+    job = reverting.begin(job or latest_job(name), actor)
     scheduler.advance(job.pk)
     return job
 
 
-# The people's actions that take a definition name and an actor, by action.
-ACTIONS: dict[Action, Callable[[str, str], Job]] = {
+# The people's actions by name: on the job given (the dashboard's, checked
+# under its row lock to be the latest), or else on the latest job.
+ACTIONS: dict[Action, Callable[[str, str, Job | None], Job]] = {
     Action.PAUSE: pause,
     Action.RESUME: resume,
     Action.CANCEL: cancel,

@@ -59,6 +59,9 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
     inline (BACKFILL_FINALIZE_INLINE_ROWS).
     """
 
+    # Migrations name it by the public path, which survives moves inside the package.
+    __module__ = "backfill"
+
     reversible = True
     reduces_to_sql = True
 

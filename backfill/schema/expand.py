@@ -35,6 +35,9 @@ class AddNullableField(NotInTransactionMixin, AddField):
     `SaferAddFieldForeignKey` / `SaferAddFieldOneToOne` (`makebackfill` does).
     """
 
+    # Migrations name it by the public path, which survives moves inside the package.
+    __module__ = "backfill"
+
     def database_forwards(
         self,
         app_label: str,
@@ -126,6 +129,9 @@ def constraint_exists(schema_editor: BaseDatabaseSchemaEditor, table: str, name:
 
 class GuardFilledColumn(NotInTransactionMixin, Operation):
     """Expand: keep filled values of `model_name.name` and index its pending rows."""
+
+    # Migrations name it by the public path, which survives moves inside the package.
+    __module__ = "backfill"
 
     reversible = True
     reduces_to_sql = True

@@ -234,7 +234,7 @@ def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     if reason is not None:
         return HttpResponse(f"cannot {action} job #{job.pk}: {reason}", status=409)
     try:
-        service.ACTIONS[Action(action)](job.definition, actor(request))
+        service.ACTIONS[Action(action)](job.definition, actor(request), job)
     except BackfillError as exc:
         messages.error(request, str(exc))
     else:

@@ -6,6 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django.db import migrations, models
+from django.db.migrations.writer import MigrationWriter
+
+import backfill.guard
+import backfill.operations
+from backfill import AddNullableField, EnforceNotNull, GuardFilledColumn
+
 ROOT = Path(__file__).parents[2]
 
 # The runtime a migration must not pull in: each starts threads, processes or
@@ -24,6 +32,8 @@ LOAD_AS_MIGRATE_DOES = """
 import importlib, json, sys
 import django
 django.setup()
+import backfill.guard
+import backfill.operations
 from backfill import AddNullableField, EnforceNotNull, GuardFilledColumn
 import backfill.operations, backfill.guard
 for name in (
@@ -58,9 +68,30 @@ def test_importing_the_migration_operations_after_setup_loads_no_runtime_module(
 
 
 def test_the_operations_first_paths_still_import_for_existing_migrations():
-    from backfill import EnforceNotNull, GuardFilledColumn
-    from backfill.guard import GuardFilledColumn as OldGuard
-    from backfill.operations import EnforceNotNull as OldEnforce
+    assert backfill.guard.GuardFilledColumn is GuardFilledColumn
+    assert backfill.operations.EnforceNotNull is EnforceNotNull
+    assert backfill.operations.AddNullableField is AddNullableField
 
-    assert OldGuard is GuardFilledColumn
-    assert OldEnforce is EnforceNotNull
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        EnforceNotNull("organization", "admin", backfill="admin_groups"),
+        GuardFilledColumn("organization", "admin"),
+        AddNullableField("organization", "code", models.CharField(max_length=12, null=True)),
+    ],
+)
+def test_migrations_name_the_operations_by_their_public_path(operation):
+    migration = type("Migration", (migrations.Migration,), {"operations": [operation]})
+    written = MigrationWriter(migration("0009_x", "organizations")).as_string()
+    assert "import backfill\n" in written
+    assert f"backfill.{type(operation).__name__}(" in written
+    assert "backfill.schema" not in written
+
+
+def test_the_latency_probe_process_loads_no_django():
+    code = "import json, sys, backfill.pacing.probe; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert not [m for m in json.loads(done.stdout) if m == "django" or m.startswith("django.")]

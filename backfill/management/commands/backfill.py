@@ -247,7 +247,7 @@ class Command(BaseCommand):
         return self.act(Action.RETRY, options.name)
 
     def act(self, action: Action, name: str) -> int:
-        job = service.ACTIONS[action](name, actor())
+        job = service.ACTIONS[action](name, actor(), None)
         self.stdout.write(f"{action.capitalize()}: {job.definition} job #{job.pk} is {job.status}.")
         return 0
 

@@ -1,0 +1,41 @@
+"""A wrong BACKFILL_* setting is refused at startup with its name, not inside a batch."""
+
+import dataclasses
+
+import pytest
+from django.core.checks import Error, Warning
+
+from backfill import conf
+
+
+def test_the_defaults_pass_and_are_typed():
+    assert conf.check_settings() == []
+    assert isinstance(conf.current().lease_seconds, int)
+    for spec in dataclasses.fields(conf.Settings):
+        if spec.type in (int, float, bool):
+            assert type(getattr(conf.current(), spec.name)) is spec.type, spec.name
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("BACKFILL_LEASE_SECONDS", "45", "BACKFILL_LEASE_SECONDS must be an integer, got '45'"),
+        ("BACKFILL_LEASE_SECONDS", True, "BACKFILL_LEASE_SECONDS must be an integer, got True"),
+        ("BACKFILL_PACE", 1, "BACKFILL_PACE must be True or False, got 1"),
+        ("BACKFILL_TASK_SECONDS", "15", "BACKFILL_TASK_SECONDS must be a number"),
+        ("BACKFILL_MAX_ATTEMPTS", -1, "BACKFILL_MAX_ATTEMPTS must not be negative"),
+        ("BACKFILL_MIN_BATCH_SIZE", 50_000, "at most BACKFILL_MAX_BATCH_SIZE"),
+    ],
+)
+def test_a_wrong_setting_is_an_error_naming_it(settings, name, value, says):
+    setattr(settings, name, value)
+    found = conf.check_settings()
+    assert [type(message) for message in found] == [Error]
+    assert says in found[0].msg
+
+
+def test_a_misspelt_setting_is_a_warning(settings):
+    settings.BACKFILL_LEASE_SECONDSS = 45
+    found = conf.check_settings()
+    assert [(type(message), message.id) for message in found] == [(Warning, "backfill.W002")]
+    assert "BACKFILL_LEASE_SECONDSS" in found[0].msg
