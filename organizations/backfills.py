@@ -30,6 +30,7 @@ class AdminGroups(Definition):
     # Every organization whose name starts alike draws its number from one
     # counter row and competes for the same group names: one slice has them all.
     partition_key = f"left(name, {naming.BASE_LENGTH})"
+    partition_label = "names"
 
     def prepare(self, cursor: CursorWrapper) -> dict[str, Any]:
         """Groups with a higher id than today's highest were made after the job began.

@@ -16,6 +16,9 @@ from backfill.models import Job, Sample
 from backfill.statuses import WORKING_STATUSES, JobStatus
 
 RATE_WINDOW = timedelta(seconds=60)
+# The window's slots whose rates bound the ETA's range: a pace that varies
+# (pacing slows down and speeds up, workers are shed) gives a range, not one figure.
+RATE_SLOTS = 6
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class SliceProgress:
     lock_timeouts: int = 0
     # "r mod m": the slice's share of the partition hashes, or "" for a key range.
     share: str = ""
+    modulus: int = 1
+    residue: int = 0
     # Rows another transaction holds, with who holds them (see held.py).
     held: tuple[dict[str, Any], ...] = ()
 
@@ -67,6 +72,9 @@ class Progress:
     actions: tuple[str, ...] = ()
     # Health-aware pacing: on or off, the budgets, and what the workers found last.
     pace: dict[str, Any] = field(default_factory=dict)
+    # The ETA at the fastest and the slowest rate of the last minute's slots
+    # (None when not running); equal when the pace was steady.
+    eta_range_seconds: tuple[float, float] | None = None
 
     @property
     def rows_reverted(self) -> int:
@@ -128,6 +136,29 @@ def rate(job: Job) -> float:
     return float(recent["rows"]) / float(span)
 
 
+def rate_spread(job: Job) -> tuple[float, float]:
+    """The slowest and fastest rows per second over the slots of the last minute.
+
+    Only slots since the job's first sample there count (a job that just began
+    has no slow start to blame), and the slowest is never below half the
+    minute's average: one stopped slot must not make the ETA endless.
+    """
+    now = timezone.now()
+    since = now - RATE_WINDOW
+    samples = list(Sample.objects.filter(job=job, at__gte=since).values_list("at", "rows"))
+    if not samples:
+        return 0.0, 0.0
+    width = RATE_WINDOW.total_seconds() / RATE_SLOTS
+    first = min(at for at, _ in samples)
+    totals = [0] * RATE_SLOTS
+    for at, rows in samples:
+        totals[min(RATE_SLOTS - 1, int((at - since).total_seconds() / width))] += rows
+    begun = int((first - since).total_seconds() / width)
+    rates = [total / width for total in totals[begun:]]
+    average = sum(totals) / max((now - first).total_seconds(), 1.0)
+    return max(min(rates), average / 2), max(max(rates), average)
+
+
 def average_rate(job: Job, rows_done: int) -> float:
     """A finished job's rows per second from start to end: what an operator asks of it.
 
@@ -155,6 +186,8 @@ def job_progress(job: Job) -> Progress:
             last_error=s.last_error,
             lock_timeouts=s.lock_timeouts_total,
             share=f"{s.residue} mod {s.modulus}" if s.modulus > 1 else "",
+            modulus=s.modulus,
+            residue=s.residue,
             held=tuple(s.held) if s.held_keys else (),
         )
         # job.slices.all() uses prefetch_related("slices") when the caller did it.
@@ -173,6 +206,14 @@ def job_progress(job: Job) -> Progress:
             remaining = int(done * (1 - visited) / visited)
             total = done + remaining
     eta = remaining / per_second if per_second > 0 and job.status == JobStatus.RUNNING else None
+    eta_range = None
+    if eta is not None:
+        slowest, fastest = rate_spread(job)
+        if slowest > 0:
+            eta_range = (
+                round(min(eta, remaining / fastest), 1),
+                round(max(eta, remaining / slowest), 1),
+            )
     return Progress(
         job_id=job.pk,
         name=job.definition,
@@ -185,6 +226,7 @@ def job_progress(job: Job) -> Progress:
         slices=slices,
         actions=tuple(actions_for(job)),
         pace=pace_of(job),
+        eta_range_seconds=eta_range,
     )
 
 

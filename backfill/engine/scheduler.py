@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from backfill import conf
 from backfill.conf import BatchLimits
-from backfill.engine import dispatch, slicing
+from backfill.engine import dispatch, display, slicing
 from backfill.engine.lifecycle import Action, record, transition
 from backfill.faults import describe
 from backfill.models import Event, Job, JobStatus, Slice
@@ -122,7 +122,9 @@ def end(job: Job) -> None:
         )
     elif job.status == JobStatus.REVERTING:
         reverted = Slice.objects.filter(job=job).aggregate(total=Sum("rows_reverted"))["total"]
-        transition(job, Action.FINISH_REVERT, "scheduler", f"{reverted or 0} rows reverted")
+        transition(
+            job, Action.FINISH_REVERT, "scheduler", f"{display.count(reverted or 0)} rows reverted"
+        )
     else:
         complete_or_extend(job)
 
@@ -156,7 +158,7 @@ def complete_or_extend(job: Job) -> None:
     job.rows_total_is_estimate = False
     job.save(update_fields=["rows_total", "rows_total_is_estimate", "updated_at"])
     label = get_definition(job.definition).label
-    transition(job, Action.SUCCEED, "scheduler", f"{done} rows filled in {label}")
+    transition(job, Action.SUCCEED, "scheduler", f"{display.count(done)} rows filled in {label}")
 
 
 def reopen_slices_with_pending_rows(job: Job) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
 
-from backfill.engine import dispatch, local, scheduler, slicing
+from backfill.engine import dispatch, display, local, scheduler, slicing
 from backfill.engine import revert as reverting
 from backfill.engine.checker import estimate_pending
 from backfill.engine.lifecycle import Action, already_active_message, refused, transition
@@ -86,7 +86,7 @@ def create_job(
         if slicing.sample_percent(total) is None:
             job.rows_total, job.rows_total_is_estimate = counted, False
             job.save(update_fields=["rows_total", "rows_total_is_estimate"])
-    detail = f"batch size {options.batch_size}, concurrency {options.concurrency}"
+    detail = f"batch size {display.count(options.batch_size)}, concurrency {options.concurrency}"
     return transition(job, Action.START, actor, detail)
 
 

@@ -26,9 +26,9 @@ from backfill.engine.lifecycle import PEOPLE_ACTIONS, Action, actions_for, refus
 from backfill.engine.options import JobOptions, bounds, budget_bounds
 from backfill.engine.progress import job_progress
 from backfill.errors import BackfillError
-from backfill.models import Event, Job, JobStatus, Sample
-from backfill.registry import all_definitions, get_definition
-from backfill.web import charts
+from backfill.models import Event, Job, Sample
+from backfill.registry import Definition, all_definitions, get_definition
+from backfill.web import charts, present
 
 View = Callable[..., HttpResponse]
 
@@ -75,7 +75,36 @@ def actor(request: HttpRequest) -> str:
 
 
 class StartForm(forms.Form):
-    """The job options; `JobOptions.build` enforces the bounds the inputs show as min/max."""
+    """The job options; `JobOptions.build` enforces the bounds the inputs show as min/max.
+
+    Every field has a default that suits nearly every job, so the page folds
+    them away and states the defaults in words (`present.defaults_in_words`).
+    """
+
+    # The fieldsets of the folded options, in order.
+    GROUPS = (
+        ("Workers and batches", ("concurrency", "batch_size", "pause_ms")),
+        (
+            "Pacing by the database's health",
+            (
+                "pace",
+                "latency_ratio",
+                "replica_lag_seconds",
+                "transaction_age_seconds",
+                "wal_mb_per_second",
+            ),
+        ),
+    )
+    HELP = {
+        "concurrency": "workers writing at once",
+        "batch_size": "rows per batch at first; it adapts to the batch time",
+        "pause_ms": "the shortest pause between a worker's batches",
+        "pace": "auto: slow down when the database is under strain",
+        "latency_ratio": "the app's commit latency over its baseline",
+        "replica_lag_seconds": "how far a standby may fall behind",
+        "transaction_age_seconds": "the oldest transaction open on the database",
+        "wal_mb_per_second": "write-ahead log written per second; 0: no budget",
+    }
 
     batch_size = forms.IntegerField()
     concurrency = forms.IntegerField()
@@ -104,6 +133,11 @@ class StartForm(forms.Form):
             low = 0 if budget.zero_is_none else budget.low
             field.widget.attrs.update({"min": low, "max": budget.high, "step": "any"})
             field.initial = budget.default
+        for name, text in self.HELP.items():
+            self.fields[name].help_text = text
+
+    def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
+        return [(legend, [self[name] for name in names]) for legend, names in self.GROUPS]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -137,12 +171,6 @@ BUTTONS: dict[Action, Button] = {
     Action.REVERT: Button("Revert", "Undo everything this job filled?"),
 }
 
-NOTES: dict[str, str] = {
-    JobStatus.CANCELLING: "Cancelling: waiting for the batches in flight to end.",
-    JobStatus.REVERTING: "Reverting: the workers are undoing what this job filled.",
-    JobStatus.REVERTED: "Reverted: what this job filled was undone.",
-}
-
 
 def dashboard_context() -> dict[str, Any]:
     jobs = list(Job.objects.order_by("-id").prefetch_related("slices")[:100])
@@ -150,6 +178,7 @@ def dashboard_context() -> dict[str, Any]:
         "definitions": [(d, Job.objects.latest_for(d.name)) for d in all_definitions()],
         "rows": [(job, job_progress(job)) for job in jobs],
         "form": StartForm(auto_id=False),
+        "defaults": present.defaults_in_words(),
         "live": any(job.is_active for job in jobs),
     }
 
@@ -177,19 +206,27 @@ def job_context(job: Job) -> dict[str, Any]:
     sizes = [charts.Point(at, size) for at, _, size, *_ in recent]
     pauses = [charts.Point(at, pause) for at, _, _, pause, _ in recent]
     spans = charts.limit_spans([(at, limit) for at, *_, limit in recent])
+    progress = job_progress(job)
     return {
         "job": job,
-        "progress": job_progress(job),
-        "throughput_svg": charts.line_chart(rate, "rows/s"),
-        "batch_size_svg": charts.line_chart(sizes, "rows per batch"),
-        "pace_svg": charts.line_chart(pauses, "ms pause"),
-        "limit_svg": charts.limit_band(spans, "signal limiting the pace"),
+        "progress": progress,
+        **present.job_words(job, progress),
+        "slice_rows": present.slice_rows(progress, definition_of(job)),
+        "throughput_svg": charts.line_chart(rate, "Throughput", "rows/s"),
+        "batch_size_svg": charts.line_chart(sizes, "Batch size", "rows per batch"),
+        "pace_svg": charts.pace_chart(pauses, spans, job.pace),
         "errors": [s for s in job.slices.order_by("number") if s.last_error],
         "events": Event.objects.filter(job=job).order_by("-id")[:50],
         "live": job.is_active,
         "buttons": [(action, BUTTONS[action]) for action in actions_for(job)],
-        "note": NOTES.get(job.status, ""),
     }
+
+
+def definition_of(job: Job) -> Definition | None:
+    try:
+        return get_definition(job.definition)
+    except BackfillError:
+        return None  # a job of a definition since removed from the code
 
 
 @require_GET

@@ -104,7 +104,7 @@ def cli_exit_code(action: Action) -> int:
 
 def buttons_on_page(client, job: Job) -> set[str]:
     page = client.get(f"/backfill/jobs/{job.pk}/").content.decode()
-    actions = page.split('<div class="actions">', 1)[1].split("</div>", 1)[0]
+    actions = page.split('<div class="actions"', 1)[1].split("</div>", 1)[0]
     return set(re.findall(r'<button type="submit" class="([a-z-]+)"', actions))
 
 

@@ -1,5 +1,6 @@
 """The dashboard through Django's test client: access, CSRF, bad input, audit."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -7,10 +8,12 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from backfill import conf
 from backfill.engine import service
 from backfill.engine.options import JobOptions
-from backfill.models import Event, Job, JobStatus, Slice
+from backfill.models import Event, Job, JobStatus, Sample, Slice
 from tests.data import seed
+from tests.e2e.readable import raw_figures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,8 +109,7 @@ def test_the_start_form_sets_pacing_and_the_job_page_shows_it(staff, local_queue
     assert job.latency_baseline_ms > 0
     Job.objects.filter(pk=job.pk).update(pace_pause_ms=640, pace_limit="replica_lag")
     page = staff.get(f"/backfill/jobs/{job.pk}/").content.decode()
-    assert "640 ms pause, limited by replica lag" in page
-    assert 'aria-label="ms pause"' in page
+    assert "Slowed to a 640 ms pause between batches by replica lag (budget 2.5 s)" in page
     status = staff.get(f"/backfill/api/jobs/{job.pk}/").json()
     assert status["pace"]["limit"] == "replica_lag"
     assert status["pace"]["budgets"]["replica_lag_seconds"] == 2.5
@@ -267,3 +269,82 @@ def test_lock_timeouts_per_job_on_the_page_the_api_and_metrics(staff, local_queu
         f'backfill_job_lock_timeouts_total{{definition="admin_groups",job="{job.pk}"}} 3.0'
         in metrics
     )
+
+
+def test_the_start_form_states_its_defaults_and_folds_its_options(staff):
+    body = staff.get("/backfill/").content.decode()
+    form = body.split('action="/backfill/start/admin_groups/"')[1].split("</form>")[0]
+    shown, folded = form.split("<details>")
+    assert "2 workers" in shown
+    assert 'aria-label="Start admin_groups"' in shown
+    inputs = re.findall(r"<(?:input|select|textarea)\b[^>]*>", shown)
+    assert len([tag for tag in inputs if 'type="hidden"' not in tag]) <= 4
+    # Every folded control is inside its label, so it has a name.
+    assert folded.count("<label>") == len(re.findall(r"<(?:input|select)\b", folded)) == 8
+
+
+def test_large_figures_have_thousands_separators_on_every_page(staff, local_queue):
+    seed(200)
+    job = service.start("admin_groups", "test")
+    Job.objects.filter(pk=job.pk).update(rows_total=1_000_000, rows_total_is_estimate=True)
+    first = job.slices.order_by("number").first()
+    Slice.objects.filter(pk=first.pk).update(
+        rows_done=498_957, rows_expected=506_559, after="250000", high="1000000"
+    )
+    for url in ["/backfill/", "/backfill/fragment/", f"/backfill/jobs/{job.pk}/"]:
+        page = staff.get(url).content.decode()
+        assert raw_figures(page) == [], url
+        assert "498,957" in page
+    page = staff.get(f"/backfill/jobs/{job.pk}/fragment/").content.decode()
+    assert raw_figures(page) == []
+    assert "498,957 of about 506,559" in page
+    assert "keys 250,001 to 1,000,000" in page or "of the names, by hash" in page
+
+
+def test_the_job_page_says_what_a_paced_stop_waits_for(staff, local_queue):
+    seed(200)
+    job = service.start("admin_groups", "test", JobOptions.build(pace=True))
+    ceiling = conf.current().max_pace_pause_ms
+    Job.objects.filter(pk=job.pk).update(pace_pause_ms=ceiling, pace_limit="replica_lag")
+    page = staff.get(f"/backfill/jobs/{job.pk}/").content.decode()
+    assert "Stopped by replica lag (budget 5 s)" in page
+    assert "replica lag to come down" in page
+    assert "go on once it is under its budget (5 s)" in page
+
+
+def test_the_live_part_stops_asking_once_nothing_runs(staff, local_queue):
+    seed(200)
+    job = service.start("admin_groups", "test")
+    assert 'data-live="true"' in staff.get(f"/backfill/jobs/{job.pk}/fragment/").content.decode()
+    assert 'data-live="true"' in staff.get("/backfill/fragment/").content.decode()
+    service.pause("admin_groups", "test")
+    service.cancel("admin_groups", "test")
+    assert 'data-live="false"' in staff.get(f"/backfill/jobs/{job.pk}/fragment/").content.decode()
+    assert 'data-live="false"' in staff.get("/backfill/fragment/").content.decode()
+
+
+def test_every_chart_has_axes_ticks_and_units(staff, local_queue):
+    seed(200)
+    job = service.start("admin_groups", "test", JobOptions.build(pace=True))
+    start = timezone.now()
+    for i in range(30):
+        sample = Sample.objects.create(
+            job=job,
+            slice_number=0,
+            rows=500 + i * 10,
+            duration_ms=40,
+            batch_size=500,
+            pause_ms=20 * (i % 5),
+            limit="replica_lag" if i > 20 else "",
+        )
+        # `at` is set on insert: move each batch to its place in the minute.
+        Sample.objects.filter(pk=sample.pk).update(at=start + timedelta(seconds=i * 2))
+    page = staff.get(f"/backfill/jobs/{job.pk}/").content.decode()
+    charts = re.findall(r'<svg class="chart".*?</svg>', page, re.S)
+    assert len(charts) == 3
+    for chart in charts:
+        assert len(re.findall(r"<text\b", chart)) >= 4
+        assert "time (min:s)" in chart
+    assert "rows/s" in charts[0]
+    assert "limited by: nothing" in charts[2]
+    assert "replica lag" in charts[2]

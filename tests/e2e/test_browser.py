@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from tests import data
+from tests.e2e.readable import raw_figures
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -22,6 +23,26 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+ROWS = 30_000
+# Roles a person acts on or reads a value from: each must have a name.
+CONTROL_ROLES = {
+    "button",
+    "link",
+    "textbox",
+    "spinbutton",
+    "combobox",
+    "checkbox",
+    "radio",
+    "slider",
+    "switch",
+    "searchbox",
+    "listbox",
+    "progressbar",
+    "DisclosureTriangle",
+}
+# Every figure a person reads: the page's visible text and the charts' labels.
+VISIBLE_TEXT = """() => document.body.innerText + "\\n" +
+    [...document.querySelectorAll("svg text")].map(t => t.textContent).join("\\n")"""
 
 
 @pytest.fixture
@@ -38,10 +59,40 @@ def browser(monkeypatch):
         chromium.close()
 
 
+def unnamed_controls(page) -> list[str]:
+    """Controls shown on the page with no accessible name, as Chromium computes it."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    finally:
+        cdp.detach()
+    return [
+        f"{node['role']['value']} (node {node.get('backendDOMNodeId')})"
+        for node in nodes
+        if not node.get("ignored")
+        and node.get("role", {}).get("value") in CONTROL_ROLES
+        and not str(node.get("name", {}).get("value") or "").strip()
+    ]
+
+
+def assert_readable(page) -> None:
+    """The page's figures have separators, its controls names, its charts labels."""
+    assert raw_figures(page.evaluate(VISIBLE_TEXT)) == []
+    assert unnamed_controls(page) == []
+    labels = page.eval_on_selector_all(
+        "svg.chart", "charts => charts.map(c => c.querySelectorAll('text').length)"
+    )
+    assert all(count >= 4 for count in labels), labels
+
+
+def progress_of(page, selector: str) -> int:
+    return int(page.locator(selector).first.get_attribute("aria-valuenow") or 0)
+
+
 def test_staff_user_starts_watches_pauses_resumes_and_sees_success(
     browser, live_server, start_worker, output_dir, request
 ):
-    data.seed(40_000)
+    data.seed(ROWS)
     User.objects.create_user("admin", password="admin-pass-123", is_staff=True)
     start_worker()
     start_worker()
@@ -54,20 +105,52 @@ def test_staff_user_starts_watches_pauses_resumes_and_sees_success(
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/backfill/")
 
+    # Folded: the defaults in words, at most 4 inputs until the options open.
     start = page.locator("form[action='/backfill/start/admin_groups/']")
-    start.locator("input[name=batch_size]").fill("200")
-    start.locator("input[name=concurrency]").fill("2")
-    start.locator("input[name=pause_ms]").fill("150")
-    start.locator("button").click()
+    assert "2 workers" in start.inner_text()
+    assert start.locator("input:visible, select:visible, textarea:visible").count() <= 4
+    assert_readable(page)
+    start.locator("summary").click()
+    start.get_by_label("Batch size").fill("200")
+    start.get_by_label("Concurrency").fill("2")
+    start.get_by_label("Pause (ms)").fill("300")
+    assert_readable(page)
+    start.get_by_role("button", name="Start admin_groups").click()
     page.wait_for_url("**/backfill/jobs/*/")
 
-    bar = page.locator(".summary [role=progressbar]")
     page.wait_for_function(
-        "() => Number(document.querySelector('.summary [role=progressbar]').getAttribute('aria-valuenow')) >= 5",
+        "() => Number(document.querySelector('.answers [role=progressbar]').getAttribute('aria-valuenow')) >= 5",
         timeout=60_000,
     )
-    first = int(bar.get_attribute("aria-valuenow") or 0)
+    first = progress_of(page, ".answers [role=progressbar]")
+    assert f"of about {ROWS:,} rows" in page.inner_text(".answers") or f"of {ROWS:,} rows" in (
+        page.inner_text(".answers")
+    )
+    assert_readable(page)
     page.screenshot(path=str(output_dir / "running.png"), full_page=True)
+
+    # While the job runs, the list refreshes: a value typed into another
+    # definition's start form, focus gone elsewhere, survives the refreshes.
+    listing = browser.new_page(viewport={"width": 1200, "height": 1400})
+    listing.context.add_cookies(page.context.cookies())
+    listing.goto(f"{live_server.url}/backfill/")
+    other = listing.locator("form[action='/backfill/start/search_names/']")
+    other.locator("summary").click()
+    other.get_by_label("Batch size").fill("321")
+    listing.locator("h2").first.click()
+    assert "Updated every second" in listing.inner_text("#live-note")
+    before = listing.inner_html("table.jobs")
+    listing.wait_for_function(
+        "before => document.querySelector('table.jobs').innerHTML !== before",
+        arg=before,
+        timeout=30_000,
+    )
+    listing.wait_for_timeout(1500)
+    assert other.get_by_label("Batch size").input_value() == "321"
+    assert other.locator("details").get_attribute("open") is not None
+    assert_readable(listing)
+    listing.screenshot(path=str(output_dir / "list.png"), full_page=True)
+    listing.close()
 
     page.locator("button.pause").click()
     page.wait_for_selector("#job-status:text('paused')", timeout=30_000)
@@ -76,8 +159,12 @@ def test_staff_user_starts_watches_pauses_resumes_and_sees_success(
     page.wait_for_selector("#job-status:text('running')", timeout=30_000)
 
     page.wait_for_selector("#job-status:text('succeeded')", timeout=180_000)
-    assert int(bar.get_attribute("aria-valuenow") or 0) == 100 > first
-    assert page.locator("svg.chart polyline").count() >= 1
+    assert progress_of(page, ".answers [role=progressbar]") == 100 > first
+    assert page.locator("svg.chart polyline").count() >= 3
+    # Nothing runs any more: the page says so and stops asking.
+    page.wait_for_selector("#live-note:text('Nothing is running')", timeout=10_000)
+    assert f"{ROWS:,} of {ROWS:,} rows" in page.inner_text(".answers")
+    assert_readable(page)
     page.screenshot(path=str(output_dir / "succeeded.png"), full_page=True)
     if request.config.getoption("--update-docs-screenshot", default=False):
         page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)

@@ -1,7 +1,11 @@
-// Refresh the live section from its fragment URL while a job is active,
-// replacing the HTML only when it changed, so nothing flickers.
+// Refresh the live section from its fragment URL while a job runs, one part at
+// a time: a part (data-part) is replaced only when it changed and nobody is
+// using it (focus inside, a value typed, a disclosure opened), so a form being
+// filled is never lost. Polling stops once the fragment says nothing runs.
 (function () {
   "use strict";
+  var PERIOD_MS = 1000;
+
   function confirmForms(root) {
     root.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (event) {
@@ -9,26 +13,85 @@
       });
     });
   }
+
+  function inUse(part) {
+    if (document.activeElement && part.contains(document.activeElement) &&
+        document.activeElement !== document.body) { return true; }
+    if (part.querySelector("details[open]")) { return true; }
+    var fields = part.querySelectorAll("input, select, textarea");
+    for (var i = 0; i < fields.length; i++) {
+      var field = fields[i];
+      if (field.type === "hidden") { continue; }
+      if (field.tagName === "SELECT") {
+        for (var j = 0; j < field.options.length; j++) {
+          if (field.options[j].selected !== field.options[j].defaultSelected) { return true; }
+        }
+      } else if (field.value !== field.defaultValue) { return true; }
+    }
+    return false;
+  }
+
+  function isLive(root) {
+    var marker = root.querySelector("[data-live]");
+    return marker !== null && marker.dataset.live === "true";
+  }
+
+  function note(live) {
+    var line = document.getElementById("live-note");
+    if (line) {
+      line.textContent = live ? "Updated every second while a job runs."
+        : "Nothing is running: this page no longer updates by itself. Reload to see changes.";
+    }
+  }
+
+  // Replace the parts that changed; a part is added or dropped only by a
+  // whole-section swap, done only when no part of the section is in use.
+  function apply(section, html) {
+    var next = document.createElement("div");
+    next.innerHTML = html;
+    var current = section.querySelectorAll("[data-part]");
+    var incoming = next.querySelectorAll("[data-part]");
+    var sameShape = current.length === incoming.length;
+    for (var i = 0; sameShape && i < current.length; i++) {
+      sameShape = current[i].dataset.part === incoming[i].dataset.part;
+    }
+    if (!sameShape) {
+      for (var k = 0; k < current.length; k++) { if (inUse(current[k])) { return; } }
+      section.innerHTML = html;
+      confirmForms(section);
+      return;
+    }
+    for (var n = 0; n < current.length; n++) {
+      if (current[n].outerHTML === incoming[n].outerHTML || inUse(current[n])) { continue; }
+      var fresh = document.importNode(incoming[n], true);
+      current[n].replaceWith(fresh);
+      confirmForms(fresh);
+    }
+  }
+
   function poll(section) {
-    var last = section.innerHTML;
+    var last = null;
     var timer = window.setInterval(function () {
-      if (document.activeElement && section.contains(document.activeElement) &&
-          document.activeElement.tagName === "INPUT") { return; }
       fetch(section.dataset.refresh, { credentials: "same-origin" })
         .then(function (response) { return response.ok ? response.text() : null; })
         .then(function (html) {
           if (html === null || html === last) { return; }
           last = html;
-          section.innerHTML = html;
-          confirmForms(section);
+          apply(section, html);
+          var next = document.createElement("div");
+          next.innerHTML = html;
+          if (!isLive(next)) { window.clearInterval(timer); note(false); }
         })
         .catch(function () { /* keep the last view; try again next tick */ });
-    }, 1000);
-    return timer;
+    }, PERIOD_MS);
   }
+
   document.addEventListener("DOMContentLoaded", function () {
     confirmForms(document);
     var section = document.getElementById("live");
-    if (section) { poll(section); }
+    if (!section) { return; }
+    var live = isLive(section);
+    note(live);
+    if (live) { poll(section); }
   });
 })();
