@@ -6,6 +6,7 @@ rows/s"), a time left is a rough range in words ("about 3 to 5 min"), a slice is
 described rather than coded ("a quarter of the names, by hash").
 """
 
+import re
 from datetime import datetime, timedelta
 
 from django.utils import timezone
@@ -133,16 +134,22 @@ def key(text: str | None) -> str:
     """A key bound as people read it: integers with separators, anything else as it is."""
     if text is None:
         return ""
-    if text.lstrip("-").isdigit():
+    if is_integer(text):
         return f"{int(text):,}"
     return text if len(text) <= 13 else text[:12] + "…"
+
+
+def is_integer(text: str) -> bool:
+    """Written as an integer is written, so formatting it shows the same key
+    ("00012", "²" or "١٢٣" are other keys, shown as they are)."""
+    return re.fullmatch(r"-?[0-9]+", text) is not None and str(int(text)) == text
 
 
 def key_range(after: str | None, high: str) -> str:
     """The keys (after, high]: "keys 1 to 7,500", "keys 7,501 to 15,000", "keys after … up to …"."""
     if after is None:
         return f"keys up to {key(high)}"
-    if after.lstrip("-").isdigit() and high.lstrip("-").isdigit():
+    if is_integer(after) and is_integer(high):
         return f"keys {key(str(int(after) + 1))} to {key(high)}"
     return f"keys after {key(after)} up to {key(high)}"
 

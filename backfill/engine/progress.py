@@ -145,7 +145,10 @@ def rate_spread(job: Job) -> tuple[float, float]:
     """
     now = timezone.now()
     since = now - RATE_WINDOW
-    samples = list(Sample.objects.filter(job=job, at__gte=since).values_list("at", "rows"))
+    # A worker's clock a little ahead of this one must not put a sample past the window.
+    samples = list(
+        Sample.objects.filter(job=job, at__gte=since, at__lte=now).values_list("at", "rows")
+    )
     if not samples:
         return 0.0, 0.0
     width = RATE_WINDOW.total_seconds() / RATE_SLOTS
@@ -153,7 +156,7 @@ def rate_spread(job: Job) -> tuple[float, float]:
     totals = [0] * RATE_SLOTS
     for at, rows in samples:
         totals[min(RATE_SLOTS - 1, int((at - since).total_seconds() / width))] += rows
-    begun = int((first - since).total_seconds() / width)
+    begun = min(RATE_SLOTS - 1, int((first - since).total_seconds() / width))
     rates = [total / width for total in totals[begun:]]
     average = sum(totals) / max((now - first).total_seconds(), 1.0)
     return max(min(rates), average / 2), max(max(rates), average)

@@ -26,7 +26,7 @@ from backfill.engine.lifecycle import PEOPLE_ACTIONS, Action, actions_for, refus
 from backfill.engine.options import JobOptions, bounds, budget_bounds
 from backfill.engine.progress import job_progress
 from backfill.errors import BackfillError
-from backfill.models import Event, Job, Sample
+from backfill.models import Event, Job, JobStatus, Sample
 from backfill.registry import Definition, all_definitions, get_definition
 from backfill.web import charts, present
 
@@ -179,7 +179,7 @@ def dashboard_context() -> dict[str, Any]:
         "rows": [(job, job_progress(job)) for job in jobs],
         "form": StartForm(auto_id=False),
         "defaults": present.defaults_in_words(),
-        "live": any(job.is_active for job in jobs),
+        "live": any(is_moving(job) for job in jobs),
     }
 
 
@@ -193,6 +193,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @staff_required
 def dashboard_fragment(request: HttpRequest) -> HttpResponse:
     return render(request, "backfill/_jobs.html", dashboard_context())
+
+
+def is_moving(job: Job) -> bool:
+    """Worth refreshing every second: work is under way or expected shortly.
+
+    A paused job waits for a person; its page is fresh until they act, and
+    acting reloads it.
+    """
+    return job.is_active and job.status != JobStatus.PAUSED
 
 
 def job_context(job: Job) -> dict[str, Any]:
@@ -217,7 +226,7 @@ def job_context(job: Job) -> dict[str, Any]:
         "pace_svg": charts.pace_chart(pauses, spans, job.pace),
         "errors": [s for s in job.slices.order_by("number") if s.last_error],
         "events": Event.objects.filter(job=job).order_by("-id")[:50],
-        "live": job.is_active,
+        "live": is_moving(job),
         "buttons": [(action, BUTTONS[action]) for action in actions_for(job)],
     }
 

@@ -64,3 +64,18 @@ def test_slices_are_described_in_words_with_formatted_bounds():
     assert display.share(4, "names") == "a quarter of the names, by hash"
     assert display.share(2, "names") == "half of the names, by hash"
     assert display.share(12, "names") == "1/12 of the names, by hash"
+
+
+@pytest.mark.parametrize(
+    ("bound", "shown"),
+    [
+        ("12345", "12,345"),
+        ("-5", "-5"),
+        ("00012", "00012"),
+        ("²", "²"),
+        ("--5", "--5"),
+        ("١٢٣", "١٢٣"),
+    ],
+)
+def test_a_key_is_formatted_only_when_formatting_shows_the_same_key(bound, shown):
+    assert display.key(bound) == shown

@@ -318,9 +318,25 @@ def test_the_live_part_stops_asking_once_nothing_runs(staff, local_queue):
     assert 'data-live="true"' in staff.get(f"/backfill/jobs/{job.pk}/fragment/").content.decode()
     assert 'data-live="true"' in staff.get("/backfill/fragment/").content.decode()
     service.pause("admin_groups", "test")
+    # Paused, it waits for a person: nothing to refresh every second.
+    assert 'data-live="false"' in staff.get(f"/backfill/jobs/{job.pk}/fragment/").content.decode()
+    assert 'data-live="false"' in staff.get("/backfill/fragment/").content.decode()
     service.cancel("admin_groups", "test")
     assert 'data-live="false"' in staff.get(f"/backfill/jobs/{job.pk}/fragment/").content.decode()
     assert 'data-live="false"' in staff.get("/backfill/fragment/").content.decode()
+
+
+def test_a_sample_stamped_by_a_clock_ahead_of_ours_does_not_break_the_pages(staff, local_queue):
+    seed(200)
+    job = service.start("admin_groups", "test")
+    Sample.objects.filter(job=job).delete()
+    ahead = timezone.now() + timedelta(seconds=5)
+    sample = Sample.objects.create(
+        job=job, slice_number=0, rows=100, duration_ms=40, batch_size=100
+    )
+    Sample.objects.filter(pk=sample.pk).update(at=ahead)
+    assert staff.get(f"/backfill/jobs/{job.pk}/").status_code == 200
+    assert staff.get("/backfill/").status_code == 200
 
 
 def test_every_chart_has_axes_ticks_and_units(staff, local_queue):

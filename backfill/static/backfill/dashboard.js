@@ -69,21 +69,44 @@
     }
   }
 
+  // One request at a time, the next asked for only once this one is answered,
+  // so an older answer can never land after a newer one. A refused or
+  // redirected answer (signed out, job gone, server error) is not applied; after
+  // a few in a row the page stops asking and says so.
+  var MAX_FAILURES = 5;
+
   function poll(section) {
     var last = null;
-    var timer = window.setInterval(function () {
+    var failures = 0;
+    function ask() {
       fetch(section.dataset.refresh, { credentials: "same-origin" })
-        .then(function (response) { return response.ok ? response.text() : null; })
-        .then(function (html) {
-          if (html === null || html === last) { return; }
-          last = html;
-          apply(section, html);
-          var next = document.createElement("div");
-          next.innerHTML = html;
-          if (!isLive(next)) { window.clearInterval(timer); note(false); }
+        .then(function (response) {
+          return response.ok && !response.redirected ? response.text() : null;
         })
-        .catch(function () { /* keep the last view; try again next tick */ });
-    }, PERIOD_MS);
+        .catch(function () { return null; })
+        .then(function (html) {
+          if (html === null) {
+            failures += 1;
+            if (failures >= MAX_FAILURES) {
+              var line = document.getElementById("live-note");
+              if (line) { line.textContent = "The server stopped answering: this page no longer updates by itself. Reload to try again."; }
+              return;
+            }
+            window.setTimeout(ask, PERIOD_MS * Math.pow(2, failures));
+            return;
+          }
+          failures = 0;
+          if (html !== last) {
+            last = html;
+            apply(section, html);
+            var next = document.createElement("div");
+            next.innerHTML = html;
+            if (!isLive(next)) { note(false); return; }
+          }
+          window.setTimeout(ask, document.hidden ? PERIOD_MS * 5 : PERIOD_MS);
+        });
+    }
+    window.setTimeout(ask, PERIOD_MS);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
