@@ -20,7 +20,7 @@ from backfill.engine.lifecycle import Action
 from backfill.engine.options import JobOptions
 from backfill.engine.progress import Progress, job_progress
 from backfill.errors import BackfillError
-from backfill.management import display
+from backfill.management import terminal
 from backfill.management.arguments import (
     non_negative_int,
     non_negative_number,
@@ -194,7 +194,7 @@ class Command(BaseCommand):
             self.stdout.write("No backfill has run yet.")
         for job in jobs:
             progress = job_progress(job)
-            self.stdout.write(display.progress_line(progress))
+            self.stdout.write(terminal.progress_line(progress))
             if job.error:
                 self.stdout.write(f"  error: {job.error}")
             if progress.held:
@@ -220,7 +220,7 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(json.dumps(progress.as_dict()))
             return
-        line = display.progress_line(progress)
+        line = terminal.progress_line(progress)
         if self.stdout.isatty():
             self.stdout.write("\r" + line, ending="\n" if final else "")
             self.stdout.flush()
