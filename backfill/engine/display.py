@@ -6,6 +6,7 @@ rows/s"), a time left is a rough range in words ("about 3 to 5 min"), a slice is
 described rather than coded ("a quarter of the names, by hash").
 """
 
+import math
 import re
 from datetime import datetime, timedelta
 
@@ -36,7 +37,7 @@ FRACTIONS = {
 
 def count(value: float | None) -> str:
     """A count of things, with thousands separators: 1,000,000."""
-    if value is None:
+    if value is None or not math.isfinite(value):
         return NONE
     return f"{round(value):,}"
 
@@ -48,23 +49,36 @@ def rate(per_second: float | None, unit: str = "rows/s") -> str:
     return f"{compact(per_second)} {unit}".strip()
 
 
+# Larger numbers are shown in these units: "2.3k", "15k", "1.2M", "3B".
+UNITS = ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "k"))
+# Past this, a time left is only "more than a week": no estimate is that good.
+LONGEST_ESTIMATE = 7 * 86400
+
+
 def compact(value: float) -> str:
-    """A number as an axis tick or a rate shows it: 850, 2.3k, 15k, 1.2M."""
-    size = abs(value)
-    if size >= 1_000_000:
-        return f"{value / 1_000_000:.1f}".removesuffix(".0") + "M"
-    if size >= 10 * COMPACT_FROM:
-        return f"{value / 1_000:.0f}k"
-    if size >= COMPACT_FROM:
-        return f"{value / 1_000:.1f}".removesuffix(".0") + "k"
-    if size >= 10 or value == int(value):
-        return f"{value:.0f}"
-    return f"{value:.1f}"
+    """A number as an axis tick or a rate shows it: 850, 2.3k, 15k, 1.2M.
+
+    Rounded before the unit is chosen, so 999,999.6 reads "1M", not "1000k".
+    """
+    if not math.isfinite(value):
+        return NONE
+    for size, suffix in UNITS:
+        scaled = value / size
+        if abs(round(scaled, 1)) >= 1:
+            return f"{scaled:,.0f}" + suffix if abs(scaled) >= 10 else one_decimal(scaled) + suffix
+    if abs(round(value)) >= 10 or value == int(value):
+        return f"{round(value):.0f}"
+    return one_decimal(value)
+
+
+def one_decimal(value: float) -> str:
+    text = f"{value:.1f}".removesuffix(".0")
+    return "0" if text == "-0" else text
 
 
 def duration(seconds: float | None) -> str:
     """A length of time in the largest units that matter: "45 s", "3 min", "1 h 20 min"."""
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return NONE
     seconds = max(0, round(seconds))
     if seconds < 60:
@@ -72,9 +86,13 @@ def duration(seconds: float | None) -> str:
     minutes, rest = divmod(seconds, 60)
     if minutes < 10 and rest:
         return f"{minutes} min {rest} s"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    hours, minutes = divmod(round(seconds / 60), 60)
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours >= 24:
+        days, hours = divmod(hours, 24)
+        return f"{count(days)} d {hours} h" if hours else f"{count(days)} d"
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
@@ -82,8 +100,10 @@ def rough(seconds: float) -> str:
     """A time left, rounded as people estimate: "under a minute", "3 min", "2 h 10 min"."""
     if seconds < 60:
         return "under a minute"
+    if seconds >= LONGEST_ESTIMATE:
+        return "more than a week"
     if seconds < 3600:
-        return f"{round(seconds / 60)} min"
+        return duration(round(seconds / 60) * 60)
     return duration(round(seconds / 600) * 600)
 
 
@@ -93,6 +113,10 @@ def time_left(low: float | None, high: float | None = None) -> str:
         return ""
     high = low if high is None else max(low, high)
     shorter, longer = rough(low), rough(high)
+    if low >= LONGEST_ESTIMATE:
+        return "more than a week left"
+    if high >= LONGEST_ESTIMATE:
+        return f"{shorter} to more than a week left"
     if high < low * RANGE_FROM or shorter == longer:
         return "under a minute left" if low < 60 else f"about {shorter} left"
     if all(t.endswith(" min") and " h " not in t for t in (shorter, longer)):

@@ -33,7 +33,14 @@ def duration(seconds: float | None) -> str:
 @register.filter
 def percent(fraction: float) -> str:
     """41%, never 100% before the end (the bar's own fraction decides that)."""
-    return f"{int(fraction * 100)}%"
+    return f"{whole_percent(fraction)}%"
+
+
+@register.filter
+def whole_percent(fraction: float) -> int:
+    """The one whole percent the bar's width, its value and its text all show:
+    rounded down, so 99.9% is 99 everywhere, as `Progress.fraction` means it."""
+    return int(fraction * 100)
 
 
 @register.filter
@@ -55,3 +62,9 @@ def time_left(progress: Progress) -> str:
     if progress.eta_range_seconds:
         return display.time_left(*progress.eta_range_seconds)
     return display.time_left(progress.eta_seconds)
+
+
+@register.filter
+def key(value: object) -> str:
+    """A row's key as people read it (integers with separators)."""
+    return display.key(None if value is None else str(value))

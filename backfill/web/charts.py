@@ -111,7 +111,8 @@ def axes(frame: Frame, unit: str) -> str:
             f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 4}" class="axis"/>'
         )
         parts.append(text(x, bottom + 16, minutes_seconds(second), "tick", "middle"))
-    title = f"time (min:s) from {display.clock(frame.start)}"
+    clock = "h:mm:ss" if frame.seconds >= 3600 else "min:s"
+    title = f"time ({clock}) from {display.clock(frame.start)}"
     parts.append(text((LEFT + WIDTH - RIGHT) / 2, HEIGHT - 6, title, "unit", "middle"))
     return "".join(parts)
 

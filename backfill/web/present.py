@@ -69,7 +69,7 @@ def pace_in_words(job: Job, progress: Progress) -> str:
         shed = f"; {job.workers_writing} of {job.concurrency} workers writing"
     if not limit:
         return f"Paced by the database's health: nothing is limiting it ({pause} pause){shed}."
-    signal = SIGNALS.get(limit, display.key(limit).replace("_", " "))
+    signal = SIGNALS.get(limit, limit.replace("_", " "))
     if limit == AUTOVACUUM:
         return f"Holding its pace ({pause} pause) while {signal} clears the job's dead rows{shed}."
     within = f" (budget {budget(limit, job)})" if budget(limit, job) else ""

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from backfill.engine import display
+from backfill.templatetags.backfill_display import percent, whole_percent
 from tests.e2e.readable import raw_figures
 
 
@@ -79,3 +80,28 @@ def test_slices_are_described_in_words_with_formatted_bounds():
 )
 def test_a_key_is_formatted_only_when_formatting_shows_the_same_key(bound, shown):
     assert display.key(bound) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(999_999.6, "1M"), (999.96, "1k"), (1e12, "1,000B"), (-0.04, "0"), (float("nan"), "\u2013")],
+)
+def test_a_compact_figure_is_rounded_before_its_unit_is_chosen(value, shown):
+    assert display.compact(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(3599, "1 h"), (90_000, "1 d 1 h"), (6e10, "694,444 d 10 h")],
+)
+def test_long_durations_have_days_and_separators(seconds, words):
+    assert display.duration(seconds) == words
+
+
+def test_an_endless_time_left_says_so_in_words():
+    assert display.time_left(6e10) == "more than a week left"
+    assert display.time_left(3600, 6e10) == "1 h to more than a week left"
+
+
+def test_the_bar_never_shows_100_before_the_end():
+    assert (whole_percent(0.999), percent(0.999)) == (99, "99%")

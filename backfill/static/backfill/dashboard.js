@@ -56,17 +56,20 @@
       sameShape = current[i].dataset.part === incoming[i].dataset.part;
     }
     if (!sameShape) {
-      for (var k = 0; k < current.length; k++) { if (inUse(current[k])) { return; } }
+      for (var k = 0; k < current.length; k++) { if (inUse(current[k])) { return false; } }
       section.innerHTML = html;
       confirmForms(section);
-      return;
+      return true;
     }
+    var complete = true;
     for (var n = 0; n < current.length; n++) {
-      if (current[n].outerHTML === incoming[n].outerHTML || inUse(current[n])) { continue; }
+      if (current[n].outerHTML === incoming[n].outerHTML) { continue; }
+      if (inUse(current[n])) { complete = false; continue; }
       var fresh = document.importNode(incoming[n], true);
       current[n].replaceWith(fresh);
       confirmForms(fresh);
     }
+    return complete;
   }
 
   // One request at a time, the next asked for only once this one is answered,
@@ -77,6 +80,7 @@
 
   function poll(section) {
     var last = null;
+    var pending = false;  // parts of the last answer left alone while in use
     var failures = 0;
     function ask() {
       fetch(section.dataset.refresh, { credentials: "same-origin" })
@@ -96,12 +100,13 @@
             return;
           }
           failures = 0;
-          if (html !== last) {
+          if (html !== last || pending) {
             last = html;
-            apply(section, html);
+            pending = !apply(section, html);
             var next = document.createElement("div");
             next.innerHTML = html;
-            if (!isLive(next)) { note(false); return; }
+            // The last answer is kept asking for until every part of it is shown.
+            if (!isLive(next) && !pending) { note(false); return; }
           }
           window.setTimeout(ask, document.hidden ? PERIOD_MS * 5 : PERIOD_MS);
         });
