@@ -152,6 +152,12 @@ def test_staff_user_starts_watches_pauses_resumes_and_sees_success(
     listing.screenshot(path=str(output_dir / "list.png"), full_page=True)
     listing.close()
 
+    # A reader can stop the page moving under them, and start it again.
+    page.get_by_role("button", name="Pause updates").click()
+    assert page.inner_text("#live-note") == "Updates paused."
+    page.get_by_role("button", name="Resume updates").click()
+    assert "Updated every second" in page.inner_text("#live-note")
+
     page.locator("button.pause").click()
     page.wait_for_selector("#job-status:text('paused')", timeout=30_000)
     page.screenshot(path=str(output_dir / "paused.png"), full_page=True)

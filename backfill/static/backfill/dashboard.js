@@ -77,12 +77,32 @@
   // redirected answer (signed out, job gone, server error) is not applied; after
   // a few in a row the page stops asking and says so.
   var MAX_FAILURES = 5;
+  // Updates a reader has paused (WCAG 2.2.2): nothing moves under them until resumed.
+  var readerPaused = false;
+
+  function offerPause() {
+    var toggle = document.getElementById("live-toggle");
+    if (!toggle) { return; }
+    toggle.hidden = false;
+    toggle.addEventListener("click", function () {
+      readerPaused = !readerPaused;
+      toggle.textContent = readerPaused ? "Resume updates" : "Pause updates";
+      var line = document.getElementById("live-note");
+      if (line) { line.textContent = readerPaused ? "Updates paused." : "Updated every second while a job runs."; }
+    });
+  }
+
+  function stopOffering() {
+    var toggle = document.getElementById("live-toggle");
+    if (toggle) { toggle.hidden = true; }
+  }
 
   function poll(section) {
     var last = null;
     var pending = false;  // parts of the last answer left alone while in use
     var failures = 0;
     function ask() {
+      if (readerPaused) { window.setTimeout(ask, PERIOD_MS); return; }
       fetch(section.dataset.refresh, { credentials: "same-origin" })
         .then(function (response) {
           return response.ok && !response.redirected ? response.text() : null;
@@ -94,6 +114,7 @@
             if (failures >= MAX_FAILURES) {
               var line = document.getElementById("live-note");
               if (line) { line.textContent = "The server stopped answering: this page no longer updates by itself. Reload to try again."; }
+              stopOffering();
               return;
             }
             window.setTimeout(ask, PERIOD_MS * Math.pow(2, failures));
@@ -106,7 +127,7 @@
             var next = document.createElement("div");
             next.innerHTML = html;
             // The last answer is kept asking for until every part of it is shown.
-            if (!isLive(next) && !pending) { note(false); return; }
+            if (!isLive(next) && !pending) { note(false); stopOffering(); return; }
           }
           window.setTimeout(ask, document.hidden ? PERIOD_MS * 5 : PERIOD_MS);
         });
@@ -120,6 +141,6 @@
     if (!section) { return; }
     var live = isLive(section);
     note(live);
-    if (live) { poll(section); }
+    if (live) { offerPause(); poll(section); }
   });
 })();
