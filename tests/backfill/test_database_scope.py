@@ -10,11 +10,14 @@ the signals it cannot read instead of taking their silence for room.
 
 import io
 import logging
+import os
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -293,3 +296,39 @@ def test_a_prepared_transaction_is_named_by_its_gid():
     assert holder.in_the_way(100)
     assert "prepared transaction 'deploy-7'" in holder.describe()
     assert "ROLLBACK PREPARED" in holder.describe()
+
+
+def test_the_compose_init_script_grants_what_the_runbook_names(tmp_path):
+    """The script as the postgres image runs it, under names of its own on this server."""
+    script = (Path(__file__).resolve().parents[2] / "scripts" / "compose-db-init.sh").read_text()
+    assert "backfill" in script
+    renamed = tmp_path / "init.sh"
+    renamed.write_text(script.replace("backfill", COMPOSE_ROLE))
+    db = connection.settings_dict
+    env = {**os.environ, "PGHOST": db["HOST"], "PGPORT": str(db["PORT"]), "APP_DB_PASSWORD": "x"}
+    with server("postgres") as admin:
+        drop_compose_role(admin)
+        try:
+            subprocess.run(["sh", str(renamed)], env=env, check=True, capture_output=True)
+            granted = admin.execute(
+                "SELECT array_agg(g.rolname::text ORDER BY g.rolname) FROM pg_auth_members m "
+                "JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member "
+                "WHERE r.rolname = %s",
+                [COMPOSE_ROLE],
+            ).fetchone()[0]
+            superuser = admin.execute(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = %s", [COMPOSE_ROLE]
+            ).fetchone()[0]
+        finally:
+            drop_compose_role(admin)
+    assert granted == ["pg_read_all_stats", "pg_signal_backend"]
+    assert superuser is False
+
+
+COMPOSE_ROLE = "h_secdb_compose"
+
+
+def drop_compose_role(admin: psycopg.Connection) -> None:
+    name = sql.Identifier(COMPOSE_ROLE)
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(name))
