@@ -14,6 +14,9 @@ tries again after a jittered back-off. After BACKFILL_DDL_WAIT_SECONDS it
 gives up with one message naming the blocker, or, only when the operator
 asked for it, ends the blockers and goes on.
 
+Who holds the table is read in this database only, and only its client
+sessions are ever ended (holders.py).
+
 Statements whose lock lets reads and writes through (CONCURRENTLY, VALIDATE
 CONSTRAINT, functions) are run as they are.
 """
