@@ -87,6 +87,9 @@ class Signals:
     transaction_age_seconds: float | None = None
     wal_mb_per_second: float | None = None
     autovacuum: bool = False
+    # Signals this role cannot read whole (pg_read_all_stats): what it reads of
+    # them is only its own sessions', so their quiet does not mean room.
+    unreadable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,13 @@ busy). What the controller reads is the slow end of those timings (their
 Replica lag is measured from this process' own record of where the WAL was
 and when: the standby's replay position is compared with it, so a standby
 that stops replaying shows a lag that grows by the second (PostgreSQL's own
-`replay_lag` keeps its last value while nothing is replayed). Reading
-`pg_stat_replication`'s positions needs superuser or the `pg_monitor` role;
-without it the signal is unknown and the controller goes by the others.
+`replay_lag` keeps its last value while nothing is replayed).
+
+Other roles' sessions (their transactions' start) and the standbys'
+positions are hidden from a role without `pg_read_all_stats` (or
+`pg_monitor`, or superuser): the reading then names those signals as
+unreadable rather than let an empty answer pass for room, and the
+controller goes by the others (docs/runbook.md has the grant).
 """
 
 import os
@@ -35,7 +39,7 @@ from django.db import connection, transaction
 from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 
-from backfill.pacing.controller import Signals, tail
+from backfill.pacing.controller import REPLICA_LAG, TRANSACTION_AGE, Signals, tail
 from backfill.pacing.probe import CONNINFO_ENV
 
 # How much WAL position history a process keeps: lag beyond it reads as this long.
@@ -59,8 +63,11 @@ SELECT pg_current_wal_lsn() - '0/0'::pg_lsn,
            AND backend_type = 'client backend'
            AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)),
        EXISTS (SELECT 1 FROM pg_stat_progress_vacuum
-                WHERE relid IN (SELECT relid FROM pg_partition_tree(%s::regclass)))
+                WHERE relid IN (SELECT relid FROM pg_partition_tree(%s::regclass))),
+       pg_has_role('pg_read_all_stats', 'USAGE'),
+       EXISTS (SELECT 1 FROM pg_stat_replication)
 """
+NEEDS_STATS = "needs pg_read_all_stats"
 
 
 @dataclass
@@ -107,7 +114,9 @@ def read(table: str, latency_ms: float | None = None, history: WalHistory = _his
     latency = latency_ms if latency_ms is not None else commit_latency_ms(3)
     with connection.cursor() as cursor:
         cursor.execute(SIGNALS_SQL, [sql.Identifier(table).as_string()])
-        lsn, replayed, replay_lag, transaction_age, autovacuum = cursor.fetchone()
+        lsn, replayed, replay_lag, transaction_age, autovacuum, reads_all, standbys = (
+            cursor.fetchone()
+        )
     now = time.monotonic()
     history.add(now, int(lsn))
     return Signals(
@@ -116,7 +125,16 @@ def read(table: str, latency_ms: float | None = None, history: WalHistory = _his
         transaction_age_seconds=float(transaction_age) if transaction_age is not None else None,
         wal_mb_per_second=history.rate_mb_per_second(now),
         autovacuum=bool(autovacuum),
+        unreadable=unreadable(reads_all, standbys),
     )
+
+
+def unreadable(reads_all_stats: bool, standbys: bool) -> tuple[str, ...]:
+    """The signals this role sees only its own share of: another role's old
+    transaction, or a standby's position, would be missing from the reading."""
+    if reads_all_stats:
+        return ()
+    return (TRANSACTION_AGE, REPLICA_LAG) if standbys else (TRANSACTION_AGE,)
 
 
 def replica_lag(

@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 # Job id -> the latency baseline its readings were weighed against, and what
 # pausing its last worker has bought, as this process read it.
 _pause_evidence: dict[int, tuple[float | None, PauseEvidence]] = {}
+# The signals this process has said it cannot read (said once, not at every reading).
+_unreadable_reported: set[str] = set()
 
 
 def pause_evidence(job: Job) -> PauseEvidence:
@@ -118,6 +120,7 @@ class Pacer:
             self.probe.start()
         latency = self.probe.reading()
         signals = replace(health.read(self.table, latency), baseline_ms=self.baseline_ms)
+        report_unreadable(self.job_id, signals)
         previous = self.pace
         floor = self.controller.floor_ms
         self.evidence.observe(previous, floor, signals, self.budgets)
@@ -246,6 +249,20 @@ class Pacer:
         if self.update_free_row(shown):
             self.throttled = 0.0
             self.given_up_until = None
+
+
+def report_unreadable(job_id: int, signals: Signals) -> None:
+    """Say once per process which signals this role cannot read, and why: a
+    signal read as quiet only because it is hidden would otherwise pass unseen."""
+    for name in signals.unreadable:
+        if name not in _unreadable_reported:
+            _unreadable_reported.add(name)
+            logger.warning(
+                "job %s: cannot read %s: %s (docs/runbook.md); pacing goes by the signals it can read",
+                job_id,
+                name,
+                health.NEEDS_STATS,
+            )
 
 
 def readings_until(moment: datetime | None, interval: float) -> int:

@@ -14,6 +14,9 @@ tries again after a jittered back-off. After BACKFILL_DDL_WAIT_SECONDS it
 gives up with one message naming the blocker, or, only when the operator
 asked for it, ends the blockers and goes on.
 
+Who holds the table is read in this database only, and only its client
+sessions are ever ended (holders.py).
+
 Statements whose lock lets reads and writes through (CONCURRENTLY, VALIDATE
 CONSTRAINT, functions) are run as they are.
 """
@@ -23,12 +26,13 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from django.db import OperationalError, connections
 
 from backfill import conf
+from backfill.schema import holders as holding
+from backfill.schema.holders import Holder, Sightings
 from backfill.schema.statements import CONFLICTS, WAITS_HARMLESSLY, Target, target_of
 
 logger = logging.getLogger(__name__)
@@ -42,58 +46,6 @@ MAX_BACKOFF_SECONDS = 2.0
 class LockNotAcquired(RuntimeError):
     """A schema change found no gap within its budget; the message names who is in the way."""
 
-
-@dataclass(frozen=True)
-class Holder:
-    pid: int
-    state: str
-    age_seconds: float
-    query: str
-    mode: str
-    backend_type: str
-
-    @property
-    def is_autovacuum(self) -> bool:
-        """An autovacuum that PostgreSQL cancels for a waiting lock (not one against wraparound)."""
-        return self.backend_type == "autovacuum worker" and "wraparound" not in self.query
-
-    def in_the_way(self, attempt_ms: int) -> bool:
-        """Worth waiting for rather than queueing behind: a transaction older than an
-        attempt may wait, or one idle between statements (its client decides when it
-        ends). A running statement younger than that is queued behind, briefly."""
-        if self.is_autovacuum:
-            return False
-        return self.age_seconds * 1000 >= attempt_ms or self.state.startswith("idle in transaction")
-
-    def describe(self) -> str:
-        holding = f"holding {self.mode}: " if self.mode else ""
-        return (
-            f"pid {self.pid} ({self.state or self.backend_type} for {self.age_seconds} s, "
-            f"{holding}{self.query!r})"
-        )
-
-
-HOLDERS_SQL = """
-SELECT DISTINCT ON (l.pid) l.pid, coalesce(a.state, ''),
-       round(extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, a.backend_start))::numeric, 1)::float,
-       left(coalesce(a.query, ''), 200), l.mode, coalesce(a.backend_type, '')
-FROM pg_locks l
-LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'relation' AND l.granted AND l.pid IS DISTINCT FROM pg_backend_pid()
-  AND l.mode = ANY(%(modes)s)
-  AND (l.relation = %(table)s::oid
-       OR l.relation IN (SELECT relid FROM pg_partition_tree(%(table)s::oid::regclass)))
-ORDER BY l.pid, l.mode DESC
-"""
-
-OLDEST_SQL = """
-SELECT pid, coalesce(state, ''),
-       round(extract(epoch FROM clock_timestamp() - xact_start)::numeric, 1)::float,
-       left(coalesce(query, ''), 200), '', backend_type
-FROM pg_stat_activity
-WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database()
-ORDER BY xact_start LIMIT 3
-"""
 
 TABLE_SQL = """
 SELECT CASE WHEN %(index)s::text IS NULL THEN to_regclass(%(table)s)
@@ -109,6 +61,7 @@ class GapWaiter:
         self.alias = alias
         self.wait_seconds = wait_seconds
         self.terminate_blockers = terminate_blockers
+        self.sightings = Sightings()
 
     def __call__(
         self,
@@ -142,8 +95,7 @@ class GapWaiter:
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                 raise
-        raw.execute(OLDEST_SQL)
-        oldest = "; ".join(Holder(*row).describe() for row in raw.fetchall())
+        oldest = "; ".join(h.describe() for h in holding.oldest(raw)) or "none this role can read"
         raise LockNotAcquired(
             f"{' '.join(sql.split())[:80]!r} waited {self.wait_seconds:.0f} s for older "
             f"transactions to end (it blocks no one meanwhile); the oldest: {oldest}. "
@@ -158,7 +110,7 @@ class GapWaiter:
         deadline = time.monotonic() + self.wait_seconds
         tries = 0
         while True:
-            timeout_ms = self.wait_for_gap(raw, target, deadline, short_ms, sql)
+            timeout_ms = self.wait_for_gap(raw, target, deadline, short_ms, sql, in_transaction)
             try:
                 return self.attempt(raw, attempt, timeout_ms, in_transaction)
             except OperationalError as exc:
@@ -166,7 +118,7 @@ class GapWaiter:
                     raise
             if time.monotonic() >= deadline:
                 # Young transactions in a row, each one in the way only briefly.
-                holders = self.holders(raw, target)
+                _, holders = self.holders(raw, target)
                 raise LockNotAcquired(gave_up(target, sql, holders, self.wait_seconds))
             tries += 1
             pause = min(MAX_BACKOFF_SECONDS, backoff * 2 ** min(tries - 1, 10))
@@ -194,14 +146,21 @@ class GapWaiter:
         return result
 
     def wait_for_gap(
-        self, raw: Any, target: Target, deadline: float, short_ms: int, sql: str
+        self,
+        raw: Any,
+        target: Target,
+        deadline: float,
+        short_ms: int,
+        sql: str,
+        in_transaction: bool,
     ) -> int:
         """Return once no session holding a conflicting lock is in the way (see
         Holder.in_the_way), with the lock timeout the attempt may use; at the
         deadline, raise, or end the sessions in the way when asked to."""
         reported = 0.0
+        ended: set[int | None] = set()
         while True:
-            holders = self.holders(raw, target)
+            table, holders = self.holders(raw, target)
             in_the_way = [h for h in holders if h.in_the_way(short_ms)]
             if not in_the_way:
                 # An autovacuum gives way once a lock request has waited deadlock_timeout.
@@ -214,7 +173,7 @@ class GapWaiter:
             if now >= deadline:
                 if not self.terminate_blockers:
                     raise LockNotAcquired(gave_up(target, sql, in_the_way, self.wait_seconds))
-                terminate(raw, in_the_way)
+                self.end(raw, target, table, in_the_way, ended, in_transaction)
                 continue
             if now - reported >= REPORT_EVERY_SECONDS:
                 logger.warning(
@@ -225,16 +184,39 @@ class GapWaiter:
                 reported = now
             time.sleep(POLL_SECONDS)
 
-    def holders(self, raw: Any, target: Target) -> list[Holder]:
+    def end(
+        self,
+        raw: Any,
+        target: Target,
+        table: int,
+        in_the_way: list[Holder],
+        ended: set[int | None],
+        in_transaction: bool,
+    ) -> None:
+        """End the sessions in the way, once each; raise if one cannot be ended."""
+        still = [h for h in in_the_way if h.pid in ended]
+        if still:
+            why = f"{still[0].describe()} was ended and still holds the table"
+            raise LockNotAcquired(f"{target.table or target.index}: {why}.")
+        try:
+            holding.terminate(raw, in_the_way, table, CONFLICTS[target.mode], in_transaction)
+        except holding.NotEnded as exc:
+            raise LockNotAcquired(
+                f"{target.table or target.index}: no gap in {self.wait_seconds:.0f} s, and "
+                f"--terminate-blockers ended nothing: {exc}. See docs/runbook.md."
+            ) from None
+        ended.update(h.pid for h in in_the_way)
+
+    def holders(self, raw: Any, target: Target) -> tuple[int, list[Holder]]:
+        """The table's OID and the transactions of this database holding it against the
+        statement, each timed from when this waiter first saw it."""
         raw.execute(TABLE_SQL, {"table": target.table, "index": target.index})
         row = raw.fetchone()
         table = row[0] if row else None
         if table is None:  # not there (yet, or any more): nothing to wait for
-            return []
-        # Inside a transaction pg_stat_activity is read once: read it afresh each time.
-        raw.execute("SELECT pg_stat_clear_snapshot()")
-        raw.execute(HOLDERS_SQL, {"modes": list(CONFLICTS[target.mode]), "table": table})
-        return [Holder(*row) for row in raw.fetchall()]
+            return 0, []
+        found = holding.read(raw, table, CONFLICTS[target.mode])
+        return table, self.sightings.timed(found)
 
 
 def deadlock_timeout_ms(raw: Any) -> int:
@@ -243,21 +225,15 @@ def deadlock_timeout_ms(raw: Any) -> int:
     return int(row[0]) if row else 1000
 
 
-def terminate(raw: Any, holders: list[Holder]) -> None:
-    for holder in holders:
-        logger.warning("ending %s, as asked (--terminate-blockers)", holder.describe())
-        raw.execute("SELECT pg_terminate_backend(%s)", [holder.pid])
-
-
 def gave_up(target: Target, sql: str, holders: list[Holder], waited: float) -> str:
     what = target.table or target.index
     blockers = "; ".join(h.describe() for h in holders)
-    pids = ", ".join(str(h.pid) for h in holders)
+    pids = ", ".join(str(h.pid) for h in holders if not h.prepared)
+    end_it = f", or end it (SELECT pg_terminate_backend(pid) for pid {pids})" if pids else ""
     return (
         f"{what}: no gap in {waited:.0f} s to run {' '.join(sql.split())[:80]!r}; in the way: "
-        f"{blockers}. Let it end, or end it (SELECT pg_terminate_backend(pid) for pid {pids}), "
-        "or run migrate_with_timeouts with --terminate-blockers; then migrate again, "
-        "which carries on where this stopped."
+        f"{blockers}. Let it end{end_it}, or run migrate_with_timeouts with "
+        "--terminate-blockers; then migrate again, which carries on where this stopped."
     )
 
 

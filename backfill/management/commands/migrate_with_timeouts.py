@@ -46,7 +46,8 @@ class Command(library.Command):
         parser.add_argument(
             "--terminate-blockers",
             action="store_true",
-            help="after that wait, end the sessions in the way (pg_terminate_backend) and go on",
+            help="after that wait, end the sessions in the way (pg_terminate_backend; client "
+            "sessions of this database only) and go on",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
