@@ -16,6 +16,7 @@ from collections.abc import Callable
 from ipaddress import ip_address
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -61,10 +62,12 @@ def is_loopback(address: str) -> bool:
 
 
 class LoopbackHealthMiddleware:
-    """Answers the health paths asked from this machine before the Host header is
-    checked (and before the HTTPS redirect): a check inside the container needs
-    no public host name. Only the status comes back: a proxy on the same
-    machine forwards strangers from a loopback address too.
+    """Answers the health paths asked from this machine under a host name that is
+    not allowed (and before the HTTPS redirect): a check inside the container
+    needs no public host name. Such a request gets no session and so only the
+    status (or the detail, with the token): a proxy on the same machine
+    forwards strangers from a loopback address too. Any other request takes
+    the usual way.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -73,7 +76,10 @@ class LoopbackHealthMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         view = HEALTH_VIEWS.get(request.path_info)
         if view is not None and is_loopback(request.META.get("REMOTE_ADDR", "")):
-            return view(request)
+            try:
+                request.get_host()
+            except DisallowedHost:
+                return view(request)
         return self.get_response(request)
 
 
