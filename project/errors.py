@@ -1,6 +1,7 @@
 """What error pages may show of the settings and of the traceback's variables."""
 
 import re
+from collections.abc import ItemsView
 from typing import Any
 
 from django.http import HttpRequest
@@ -28,11 +29,9 @@ class CredentialsFilter(SafeExceptionReporterFilter):
 
     def get_traceback_frame_variables(
         self, request: HttpRequest | None, tb_frame: Any
-    ) -> list[tuple[str, Any]]:
-        return [
-            (name, self.cleanse_variable(name, value))
-            for name, value in super().get_traceback_frame_variables(request, tb_frame)
-        ]
+    ) -> ItemsView[str, Any]:
+        variables = super().get_traceback_frame_variables(request, tb_frame)
+        return {name: self.cleanse_variable(name, value) for name, value in variables}.items()
 
     def cleanse_variable(self, name: str, value: Any) -> Any:
         cleansed = self.cleanse_setting(name, value)

@@ -41,6 +41,7 @@ PRODUCTION = {
     "ALLOWED_HOSTS": "backfill.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://backfill.example.com",
     "HTTPS": "true",
+    "TRUST_X_FORWARDED_PROTO": "true",
 }
 
 
