@@ -211,6 +211,9 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Failed logins and lockouts (warnings), not every start and success: a
+    # command's error stays one line.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # --- Celery -----------------------------------------------------------------

@@ -154,7 +154,7 @@ def test_an_unknown_definition_is_rejected(staff):
 def test_post_without_csrf_token_is_refused():
     User.objects.create_superuser("carol", password="pw-carol-123")
     client = Client(enforce_csrf_checks=True)
-    client.login(username="carol", password="pw-carol-123")
+    client.force_login(User.objects.get(username="carol"))
     response = client.post(
         "/backfill/start/admin_groups/", {"batch_size": 100, "concurrency": 1, "pause_ms": 0}
     )

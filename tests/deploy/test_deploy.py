@@ -125,7 +125,8 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 def test_readyz_follows_the_broker(settings, private_redis):
     settings.CELERY_BROKER_URL = private_redis.url
-    client = Client()
+    settings.BACKFILL_API_TOKEN = "monitor-token"
+    client = Client(HTTP_AUTHORIZATION="Bearer monitor-token")
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     private_redis.stop()
@@ -187,9 +188,12 @@ class Proxy:
         self.open.set()
 
 
-def get(url: str) -> tuple[int, str]:
+def get(url: str, token: str | None = None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=30
+        ) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -197,8 +201,8 @@ def get(url: str) -> tuple[int, str]:
 
 def answers(url: str) -> bool:
     try:
-        urllib.request.urlopen(url, timeout=2)
-    except (urllib.error.URLError, ConnectionError):
+        urllib.request.urlopen(url, timeout=10)
+    except OSError:  # refused, reset, or slow while the worker loads the app
         return False
     return True
 
@@ -208,6 +212,7 @@ def test_gunicorn_serves_static_files_and_readyz_follows_postgresql(tmp_path):
     proxy = Proxy(int(worker_environment()["DATABASE_URL"].rsplit(":", 1)[1].split("/")[0]))
     env = production_env()
     env.update(HTTPS="false", ALLOWED_HOSTS="127.0.0.1", STATIC_ROOT=str(tmp_path))
+    env["BACKFILL_API_TOKEN"] = "monitor-token"
     db_url = env["DATABASE_URL"]
     host_port, name = db_url.rsplit("@", 1)[1].split("/", 1)
     env["DATABASE_URL"] = db_url.replace(f"{host_port}/{name}", f"127.0.0.1:{proxy.port}/{name}")
@@ -233,7 +238,7 @@ def test_gunicorn_serves_static_files_and_readyz_follows_postgresql(tmp_path):
         assert status == 200
         assert get(f"{base}/readyz")[0] == 200
         proxy.cut()
-        status, body = get(f"{base}/readyz")
+        status, body = get(f"{base}/readyz", token="monitor-token")
         assert status == 503
         assert "PostgreSQL cannot be reached" in json.loads(body)["problems"][0]
         assert get(f"{base}/healthz")[0] == 200

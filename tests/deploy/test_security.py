@@ -23,7 +23,7 @@ from backfill.engine import service
 from backfill.models import Event, Job, JobStatus
 from project.settings import url_with_quoted_password
 from tests.data import seed
-from tests.deploy.test_deploy import get, production_env
+from tests.deploy.test_deploy import answers, get, production_env
 from tests.processes import ROOT, PrivateRedis, manage, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -49,14 +49,6 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     redis.start()
     yield redis
     redis.stop()
-
-
-def answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=10)
-    except OSError:  # refused, reset or slow while the worker loads the app
-        return False
-    return True
 
 
 def free_port() -> int:
