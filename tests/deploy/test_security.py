@@ -21,7 +21,6 @@ from django.urls import path
 
 from backfill.engine import service
 from backfill.models import Event, Job, JobStatus
-from project.settings import url_with_quoted_password
 from tests.data import seed
 from tests.deploy.test_deploy import answers, get, production_env
 from tests.processes import ROOT, PrivateRedis, manage, wait_for
@@ -223,6 +222,8 @@ def test_a_lowercase_bearer_is_accepted_and_the_token_sees_figures_not_sql(setti
 )
 def test_passwords_in_urls_are_encoded(raw, password):
     from kombu.utils.url import url_to_parts
+
+    from project.settings import url_with_quoted_password
 
     encoded = url_with_quoted_password(raw)
     assert url_with_quoted_password(encoded) == encoded
