@@ -7,7 +7,18 @@ ROWS ?= 1000000
 WORKERS ?= 2
 # These targets are for a development machine: DEBUG on (and with it a
 # development SECRET_KEY) unless the caller says otherwise. Production sets
-# DEBUG=false and SECRET_KEY (README, "Deploying").
+# DEBUG=false and SECRET_KEY (README, "Deploying"). `make web` serves the
+# dashboard, so it runs as in production unless asked: `make web DEBUG=true`.
+ifeq ($(filter web,$(MAKECMDGOALS)),web)
+ifeq ($(origin DEBUG),undefined)
+DEBUG := false
+endif
+ifneq ($(DEBUG),true)
+ifeq ($(strip $(SECRET_KEY)),)
+$(error SECRET_KEY is not set: export SECRET_KEY="$$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')" then make web, or make web DEBUG=true on a development machine)
+endif
+endif
+endif
 export DEBUG ?= true
 
 .PHONY: help setup services browser promtool database migrate demo test lint worker beat web clean

@@ -59,7 +59,8 @@ class Job(models.Model):
     rows_total_is_estimate = models.BooleanField(default=True)
     context = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
-    created_by = models.CharField(max_length=150)
+    # "web:" or "cli:" and a username (Django allows 150 characters).
+    created_by = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
@@ -72,6 +73,8 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # Reverting deletes what the job wrote: a grant apart from changing jobs.
+        permissions = [("revert_job", "Can revert a job (undo what it filled)")]
         constraints = [
             models.UniqueConstraint(
                 fields=["definition"],
@@ -225,7 +228,7 @@ class Event(models.Model):
     action = models.CharField(max_length=40)
     from_status = models.CharField(max_length=20, blank=True)
     to_status = models.CharField(max_length=20, blank=True)
-    actor = models.CharField(max_length=150)
+    actor = models.CharField(max_length=200)
     detail = models.TextField(blank=True)
     at = models.DateTimeField(auto_now_add=True)
 

@@ -1,13 +1,22 @@
-"""Health endpoints for load balancers and compose: no login, no session, no detail beyond
-what an operator needs to act.
+"""Health endpoints for load balancers and compose: no login, no session.
 
 `/healthz`: the process answers. `/readyz`: it can serve, PostgreSQL and the
 broker answer and every migration is applied, but a contract migration
 waiting for its backfill (between expand and contract the service is meant
-to run: its job is to finish that backfill).
+to run: its job is to finish that backfill). Its status code is for everyone;
+what is wrong (hosts, ports, roles, migration names) only for staff and the
+API token.
+
+Compose's health check asks `http://127.0.0.1:8000/readyz` from inside the
+container, whatever host names production allows: a request for a health
+path from a loopback address is answered before anything checks its Host.
 """
 
+from collections.abc import Callable
+from ipaddress import ip_address
+
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -15,6 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from backfill import EnforceNotNull
+from backfill.web.permissions import has_token
 from workers.checks import broker_errors
 
 
@@ -30,9 +40,47 @@ def readyz(request: HttpRequest) -> JsonResponse:
     problems = database_problems() + [
         str(error.msg) for error in broker_errors(settings.CELERY_BROKER_URL)
     ]
-    return JsonResponse(
-        {"ready": not problems, "problems": problems}, status=503 if problems else 200
-    )
+    status = 503 if problems else 200
+    if not sees_detail(request):
+        return JsonResponse({"ready": not problems}, status=status)
+    return JsonResponse({"ready": not problems, "problems": problems}, status=status)
+
+
+def sees_detail(request: HttpRequest) -> bool:
+    user = getattr(request, "user", None)
+    return has_token(request) or bool(user is not None and user.is_active and user.is_staff)
+
+
+HEALTH_VIEWS = {"/healthz": healthz, "/readyz": readyz}
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        return ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+class LoopbackHealthMiddleware:
+    """Answers the health paths asked from this machine under a host name that is
+    not allowed (and before the HTTPS redirect): a check inside the container
+    needs no public host name. Such a request gets no session and so only the
+    status (or the detail, with the token): a proxy on the same machine
+    forwards strangers from a loopback address too. Any other request takes
+    the usual way.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        view = HEALTH_VIEWS.get(request.path_info)
+        if view is not None and is_loopback(request.META.get("REMOTE_ADDR", "")):
+            try:
+                request.get_host()
+            except DisallowedHost:
+                return view(request)
+        return self.get_response(request)
 
 
 def database_problems() -> list[str]:

@@ -10,7 +10,9 @@ local ports. The production environment is documented in README.md
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import dj_database_url
 
@@ -23,6 +25,25 @@ def env_bool(name: str, default: bool) -> bool:
     if raw is None:
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def url_with_quoted_password(url: str) -> str:
+    """The URL with its user and password percent-encoded.
+
+    Passwords are pasted into URLs as they are (compose builds `REDIS_URL`
+    from `REDIS_PASSWORD`); an unencoded `#`, `/` or `@` in one would be read
+    as the URL's fragment, path or host, and the clients then fail with part
+    of the password in their message. Everything up to the last `@` is the
+    credentials; encoding is idempotent, so an encoded password stays as it is
+    (a literal `%` must be written `%25`).
+    """
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user, colon, password = credentials.partition(":")
+    quoted = quote(unquote(user), safe="") + colon + quote(unquote(password), safe="")
+    return f"{scheme}://{quoted}@{location}"
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -44,14 +65,18 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
-# Served over TLS (here or at a proxy that sets X-Forwarded-Proto): cookies only
-# over HTTPS, HTTP redirected (but the health checks, which load balancers and
-# compose call over plain HTTP inside the network), and HSTS.
+# Served over TLS (here or at a proxy): cookies only over HTTPS, HTTP
+# redirected (but the health checks and /metrics, which load balancers,
+# compose and Prometheus call over plain HTTP inside the network), and HSTS.
 HTTPS = env_bool("HTTPS", False)
-if HTTPS:
+# `X-Forwarded-Proto: https` is believed only when the operator says a proxy
+# sets it and nothing else can reach gunicorn: any client could send it.
+TRUST_X_FORWARDED_PROTO = env_bool("TRUST_X_FORWARDED_PROTO", False)
+if TRUST_X_FORWARDED_PROTO:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if HTTPS:
     SECURE_SSL_REDIRECT = True
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
@@ -77,11 +102,15 @@ INSTALLED_APPS = [
     # by backfill's, which waits for a concurrent run instead of crashing.
     "backfill",
     "django_pg_migration_tools",
+    "axes",
     "workers",
     "organizations",
 ]
 
 MIDDLEWARE = [
+    # Before anything reads the Host header: compose's health check asks
+    # http://127.0.0.1:8000/readyz from inside the container.
+    "project.health.LoopbackHealthMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -90,6 +119,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into a 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -110,7 +141,9 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/backfill")
+DATABASE_URL = url_with_quoted_password(
+    os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/backfill")
+)
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
@@ -127,8 +160,27 @@ DATABASES["default"]["TEST"].setdefault("NAME", os.environ.get("TEST_DATABASE_NA
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for
+# one username from one address, that pair is refused (429) for the cool-off,
+# even with the right password; `manage.py axes_reset_username NAME` lifts it.
+# The address is REMOTE_ADDR: behind a proxy every login comes from the proxy,
+# so the limit then holds per username.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("AXES_COOLOFF_MINUTES", "30")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/backfill/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -159,10 +211,13 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Failed logins and lockouts (warnings), not every start and success: a
+    # command's error stays one line.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # --- Celery -----------------------------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = url_with_quoted_password(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 # One visibility timeout for every place Celery reads it. A message that is
 # not acknowledged within this time is delivered again; tasks are bounded far

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from backfill.engine.progress import job_progress
 from backfill.models import Job, JobStatus, Sample, Slice
 from backfill.pacing.controller import SIGNALS
-from backfill.web.views import token_or_staff
+from backfill.web.permissions import token_or_viewer
 
 # Batch durations, in seconds as Prometheus wants its base units.
 BUCKETS_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
@@ -121,6 +121,6 @@ registry.register(BackfillCollector())
 
 
 @require_GET
-@token_or_staff
+@token_or_viewer
 def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

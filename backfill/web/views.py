@@ -1,21 +1,17 @@
-"""The dashboard, its JSON API and its actions: staff only, every action audited.
+"""The dashboard, its JSON API and its actions: by permission, every action audited.
 
 Views call the service functions, like the CLI does; they never change jobs
-themselves. Anonymous visitors are sent to the login page, signed-in users who
-are not staff get 403.
+themselves. Anonymous visitors are sent to the login page, signed-in users
+without the permission an action needs get 403 (`permissions.py` says which);
+buttons they may not use are not shown.
 """
 
-import functools
-import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -29,49 +25,25 @@ from backfill.errors import BackfillError
 from backfill.models import Event, Job, JobStatus, Sample
 from backfill.registry import Definition, all_definitions, get_definition
 from backfill.web import charts, present
-
-View = Callable[..., HttpResponse]
-
-
-def staff_required(view: View) -> View:
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not request.user.is_staff:
-            raise PermissionDenied("staff only")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-def bearer_matches(header: str) -> bool:
-    """`Bearer <BACKFILL_API_TOKEN>`, compared in constant time; any other header,
-    malformed or in any script, is simply not a match."""
-    token = str(conf.current().api_token or "")
-    scheme, _, given = header.partition(" ")
-    given = given.strip()
-    if not token or scheme != "Bearer" or not given:
-        return False
-    return hmac.compare_digest(token.encode(), given.encode())
-
-
-def token_or_staff(view: View) -> View:
-    """For monitoring systems: `Authorization: Bearer <BACKFILL_API_TOKEN>`, or a staff session."""
-
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if bearer_matches(request.headers.get("Authorization", "")):
-            return view(request, *args, **kwargs)
-        if request.user.is_authenticated and request.user.is_staff:
-            return view(request, *args, **kwargs)
-        return JsonResponse({"error": "staff session or API token required"}, status=403)
-
-    return wrapped
+from backfill.web.permissions import (
+    CHANGE,
+    VIEW,
+    allowed_actions,
+    for_caller,
+    may,
+    may_act,
+    permission_required,
+    token_or_viewer,
+)
 
 
 def actor(request: HttpRequest) -> str:
     return f"web:{request.user.get_username()}"
+
+
+def plain(text: str, status: int) -> HttpResponse:
+    """A refusal in plain text: it may echo what the caller sent, never as HTML."""
+    return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
 
 
 class StartForm(forms.Form):
@@ -172,11 +144,12 @@ BUTTONS: dict[Action, Button] = {
 }
 
 
-def dashboard_context() -> dict[str, Any]:
+def dashboard_context(request: HttpRequest) -> dict[str, Any]:
     jobs = list(Job.objects.order_by("-id").prefetch_related("slices")[:100])
     return {
         "definitions": [(d, Job.objects.latest_for(d.name)) for d in all_definitions()],
         "rows": [(job, job_progress(job)) for job in jobs],
+        "may_start": may(request.user, CHANGE),
         "form": StartForm(auto_id=False),
         "defaults": present.defaults_in_words(),
         "live": any(is_moving(job) for job in jobs),
@@ -184,15 +157,15 @@ def dashboard_context() -> dict[str, Any]:
 
 
 @require_GET
-@staff_required
+@permission_required(VIEW)
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "backfill/dashboard.html", dashboard_context())
+    return render(request, "backfill/dashboard.html", dashboard_context(request))
 
 
 @require_GET
-@staff_required
+@permission_required(VIEW)
 def dashboard_fragment(request: HttpRequest) -> HttpResponse:
-    return render(request, "backfill/_jobs.html", dashboard_context())
+    return render(request, "backfill/_jobs.html", dashboard_context(request))
 
 
 def is_moving(job: Job) -> bool:
@@ -204,7 +177,7 @@ def is_moving(job: Job) -> bool:
     return job.is_active and job.status != JobStatus.PAUSED
 
 
-def job_context(job: Job) -> dict[str, Any]:
+def job_context(request: HttpRequest, job: Job) -> dict[str, Any]:
     samples = list(
         Sample.objects.filter(job=job)
         .order_by("id")
@@ -227,7 +200,9 @@ def job_context(job: Job) -> dict[str, Any]:
         "errors": [s for s in job.slices.order_by("number") if s.last_error],
         "events": Event.objects.filter(job=job).order_by("-id")[:50],
         "live": is_moving(job),
-        "buttons": [(action, BUTTONS[action]) for action in actions_for(job)],
+        "buttons": [
+            (action, BUTTONS[action]) for action in allowed_actions(request.user, actions_for(job))
+        ],
     }
 
 
@@ -239,28 +214,30 @@ def definition_of(job: Job) -> Definition | None:
 
 
 @require_GET
-@staff_required
+@permission_required(VIEW)
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "backfill/job.html", job_context(get_object_or_404(Job, pk=pk)))
+    job = get_object_or_404(Job, pk=pk)
+    return render(request, "backfill/job.html", job_context(request, job))
 
 
 @require_GET
-@staff_required
+@permission_required(VIEW)
 def job_fragment(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "backfill/_job.html", job_context(get_object_or_404(Job, pk=pk)))
+    job = get_object_or_404(Job, pk=pk)
+    return render(request, "backfill/_job.html", job_context(request, job))
 
 
 @require_POST
-@staff_required
+@permission_required(CHANGE)
 def start(request: HttpRequest, name: str) -> HttpResponse:
     try:
         get_definition(name)
     except BackfillError as exc:
-        return HttpResponseBadRequest(str(exc))
+        return plain(str(exc), 400)
     form = StartForm(request.POST)
     if not form.is_valid():
         errors = "; ".join(str(e) for field in form.errors.values() for e in field)
-        return HttpResponseBadRequest(f"not started: {errors}")
+        return plain(f"not started: {errors}", 400)
     try:
         job = service.start(name, actor(request), form.options)
     except BackfillError as exc:
@@ -271,14 +248,16 @@ def start(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required(VIEW)
 def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
     if action not in PEOPLE_ACTIONS:
-        return HttpResponseBadRequest(f"unknown action {action!r}")
+        return plain(f"unknown action {action!r}", 400)
+    if not may_act(request.user, Action(action)):
+        return plain(f"you may not {action} jobs", 403)
     reason = refusal(job, Action(action))
     if reason is not None:
-        return HttpResponse(f"cannot {action} job #{job.pk}: {reason}", status=409)
+        return plain(f"cannot {action} job #{job.pk}: {reason}", 409)
     try:
         service.ACTIONS[Action(action)](job.definition, actor(request), job)
     except BackfillError as exc:
@@ -289,16 +268,18 @@ def act(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 
 @require_GET
-@token_or_staff
+@token_or_viewer
 def api_jobs(request: HttpRequest) -> JsonResponse:
     jobs = Job.objects.order_by("-id").prefetch_related("slices")[:100]
-    return JsonResponse({"jobs": [job_progress(job).as_dict() for job in jobs]})
+    return JsonResponse(
+        {"jobs": [for_caller(request, job_progress(job).as_dict()) for job in jobs]}
+    )
 
 
 @require_GET
-@token_or_staff
+@token_or_viewer
 def api_job(request: HttpRequest, pk: int) -> JsonResponse:
     job = Job.objects.filter(pk=pk).first()
     if job is None:
         return JsonResponse({"error": f"no job {pk}"}, status=404)
-    return JsonResponse(job_progress(job).as_dict())
+    return JsonResponse(for_caller(request, job_progress(job).as_dict()))

@@ -75,7 +75,9 @@ def test_retry_after_revert_is_refused_on_the_cli_and_has_no_button(local_queue,
     assert refused.value.returncode == 2
     assert "reverted" in str(refused.value)
     assert "\n" not in str(refused.value)
-    client.force_login(User.objects.create_user("ann", password="x", is_staff=True))
+    client.force_login(
+        User.objects.create_user("ann", password="x", is_staff=True, is_superuser=True)
+    )
     assert buttons_on_page(client, job) == set()
     assert Organization.objects.filter(admin__isnull=True).count() == 500
 
@@ -110,7 +112,9 @@ def buttons_on_page(client, job: Job) -> set[str]:
 
 @pytest.mark.parametrize("status", [s for s in JobStatus if s != JobStatus.PENDING])
 def test_buttons_api_and_cli_offer_exactly_what_the_table_allows(status, local_queue, client):
-    client.force_login(User.objects.create_user("bo", password="x", is_staff=True))
+    client.force_login(
+        User.objects.create_user("bo", password="x", is_staff=True, is_superuser=True)
+    )
     job = make_job(status)
     allowed = {str(action) for action in actions_for(job)}
     assert buttons_on_page(client, job) == allowed
@@ -131,7 +135,9 @@ def test_buttons_api_and_cli_offer_exactly_what_the_table_allows(status, local_q
 def test_an_older_job_offers_no_action_and_the_server_refuses_each_one(older, local_queue, client):
     """Only the latest job of a backfill is acted on: the table says so, so the
     page, the API and a forged POST agree, and the older job stays as it was."""
-    client.force_login(User.objects.create_user("cy", password="x", is_staff=True))
+    client.force_login(
+        User.objects.create_user("cy", password="x", is_staff=True, is_superuser=True)
+    )
     Job.objects.all().delete()
     old = Job.objects.create(
         definition="admin_groups", status=older, batch_size=100, concurrency=1, created_by="test"

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def staff(client):
-    user = User.objects.create_user("alice", password="pw-alice-123", is_staff=True)
+    """An operator with every permission on jobs."""
+    user = User.objects.create_superuser("alice", password="pw-alice-123")
     client.force_login(user)
     return client
 
@@ -33,14 +34,14 @@ def test_anonymous_users_go_to_the_login_page(client, url):
 
 
 def test_the_login_page_works_out_of_the_box(client):
-    User.objects.create_user("bob", password="pw-bob-12345", is_staff=True)
+    User.objects.create_superuser("bob", password="pw-bob-12345")
     assert client.get("/accounts/login/").status_code == 200
     response = client.post("/accounts/login/", {"username": "bob", "password": "pw-bob-12345"})
     assert response.status_code == 302
     assert client.get("/backfill/").status_code == 200
 
 
-def test_signed_in_users_who_are_not_staff_get_403(client):
+def test_signed_in_users_without_permissions_get_403(client):
     client.force_login(User.objects.create_user("eve", password="x"))
     assert client.get("/backfill/").status_code == 403
     assert (
@@ -151,9 +152,9 @@ def test_an_unknown_definition_is_rejected(staff):
 
 
 def test_post_without_csrf_token_is_refused():
-    User.objects.create_user("carol", password="pw-carol-123", is_staff=True)
+    User.objects.create_superuser("carol", password="pw-carol-123")
     client = Client(enforce_csrf_checks=True)
-    client.login(username="carol", password="pw-carol-123")
+    client.force_login(User.objects.get(username="carol"))
     response = client.post(
         "/backfill/start/admin_groups/", {"batch_size": 100, "concurrency": 1, "pause_ms": 0}
     )
@@ -196,7 +197,7 @@ def test_acting_on_an_older_job_is_refused(staff, local_queue):
     assert staff.post(f"/backfill/jobs/{old.pk}/revert/").status_code == 409
 
 
-def test_json_api_needs_staff_or_the_token(client, settings, local_queue):
+def test_json_api_needs_the_view_permission_or_the_token(client, settings, local_queue):
     settings.BACKFILL_API_TOKEN = "s3cret-token"
     seed(200)
     job = service.start("admin_groups", "test")

@@ -41,6 +41,7 @@ PRODUCTION = {
     "ALLOWED_HOSTS": "backfill.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://backfill.example.com",
     "HTTPS": "true",
+    "TRUST_X_FORWARDED_PROTO": "true",
 }
 
 
@@ -74,7 +75,7 @@ def test_without_secret_key_and_debug_off_it_refuses_with_one_line(command):
         "Basic dXNlcjpwYXNz",
         "Bearer",
         "Bearer   ",
-        "bearer right-token",
+        "Bearer right-token-and-more",
         "é",
     ],
 )
@@ -124,7 +125,8 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 def test_readyz_follows_the_broker(settings, private_redis):
     settings.CELERY_BROKER_URL = private_redis.url
-    client = Client()
+    settings.BACKFILL_API_TOKEN = "monitor-token"
+    client = Client(HTTP_AUTHORIZATION="Bearer monitor-token")
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     private_redis.stop()
@@ -186,9 +188,12 @@ class Proxy:
         self.open.set()
 
 
-def get(url: str) -> tuple[int, str]:
+def get(url: str, token: str | None = None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=30
+        ) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -196,8 +201,8 @@ def get(url: str) -> tuple[int, str]:
 
 def answers(url: str) -> bool:
     try:
-        urllib.request.urlopen(url, timeout=2)
-    except (urllib.error.URLError, ConnectionError):
+        urllib.request.urlopen(url, timeout=10)
+    except OSError:  # refused, reset, or slow while the worker loads the app
         return False
     return True
 
@@ -207,6 +212,7 @@ def test_gunicorn_serves_static_files_and_readyz_follows_postgresql(tmp_path):
     proxy = Proxy(int(worker_environment()["DATABASE_URL"].rsplit(":", 1)[1].split("/")[0]))
     env = production_env()
     env.update(HTTPS="false", ALLOWED_HOSTS="127.0.0.1", STATIC_ROOT=str(tmp_path))
+    env["BACKFILL_API_TOKEN"] = "monitor-token"
     db_url = env["DATABASE_URL"]
     host_port, name = db_url.rsplit("@", 1)[1].split("/", 1)
     env["DATABASE_URL"] = db_url.replace(f"{host_port}/{name}", f"127.0.0.1:{proxy.port}/{name}")
@@ -232,7 +238,7 @@ def test_gunicorn_serves_static_files_and_readyz_follows_postgresql(tmp_path):
         assert status == 200
         assert get(f"{base}/readyz")[0] == 200
         proxy.cut()
-        status, body = get(f"{base}/readyz")
+        status, body = get(f"{base}/readyz", token="monitor-token")
         assert status == 503
         assert "PostgreSQL cannot be reached" in json.loads(body)["problems"][0]
         assert get(f"{base}/healthz")[0] == 200
@@ -277,7 +283,7 @@ def test_start_without_a_broker_refuses_with_one_line_and_creates_nothing(settin
 
 
 def staff_user() -> User:
-    return User.objects.create_user("ops", password="x" * 12, is_staff=True)
+    return User.objects.create_superuser("ops", password="x" * 12)
 
 
 def test_metrics_pass_promtool(settings):
@@ -315,7 +321,9 @@ def test_compose_keeps_the_services_private_and_the_secrets_out_of_the_file():
         assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")
         assert env["DATABASE_URL"].startswith("postgres://backfill:${APP_DB_PASSWORD:?")
         assert env["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?")
-        assert service["env_file"] == ".env"
+        assert "env_file" not in service
+        assert "POSTGRES_PASSWORD" not in str(service)
+        assert service["restart"] == "unless-stopped"
         assert "runserver" not in str(service["command"])
     assert "gunicorn project.wsgi" in services["web"]["command"]
     assert "/readyz" in " ".join(services["web"]["healthcheck"]["test"])

@@ -93,7 +93,7 @@ def test_staff_user_starts_watches_pauses_resumes_and_sees_success(
     browser, live_server, start_worker, output_dir, request
 ):
     data.seed(ROWS)
-    User.objects.create_user("admin", password="admin-pass-123", is_staff=True)
+    User.objects.create_superuser("admin", password="admin-pass-123")
     start_worker()
     start_worker()
     page = browser.new_page(viewport={"width": 1200, "height": 1400})
