@@ -130,8 +130,10 @@ need AS (
     FROM unnest({need_bases}::text[], {need_counts}::int[]) AS n(base, wanted)
 ),
 candidate AS (
-    SELECT todo.base, need.start + todo.rank - 1 AS number
-    FROM todo JOIN need ON need.base = todo.base
+    SELECT todo.base,
+           COALESCE((SELECT c.next_number FROM {counter} c WHERE c.base = todo.base), 0)
+           + todo.rank - 1 AS number
+    FROM todo
     UNION ALL
     SELECT need.base, need.start + need.wanted + s.spare
     FROM need CROSS JOIN generate_series(0, {slack} - 1) AS s(spare)
@@ -170,11 +172,11 @@ inserted AS (
     ON CONFLICT (name) DO NOTHING
     RETURNING id, name
 ),
-claimed AS (
+claimed AS MATERIALIZED (
     SELECT p.key, p.base, p.number, i.id AS group_id
     FROM proposed p JOIN inserted i ON i.name = p.name
 ),
-moved AS (
+moved AS MATERIALIZED (
     SELECT need.base, need.start, COALESCE(
         (SELECT min(free.number) FROM free
          WHERE free.base = need.base AND free.number >= need.start

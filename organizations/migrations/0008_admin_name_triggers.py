@@ -29,10 +29,10 @@ from psycopg import sql
 from backfill.schema import gaps
 
 BASE_LENGTH = 50
-# The claimants of each name of a transition table: (base, number) pairs.
+# Each freed name with every (base, number) whose rule gives it.
 CLAIMANTS = """
-    SELECT c.base, c.number
-    FROM {names} AS t
+    SELECT c.base, c.number, t.name
+    FROM freed_names AS t
     CROSS JOIN LATERAL (SELECT left(t.name, -6) AS prefix) AS p
     CROSS JOIN LATERAL (
         SELECT p.prefix AS base, 0 AS number
@@ -47,18 +47,17 @@ CLAIMANTS = """
 
 FREED_FUNCTION = (
     "CREATE OR REPLACE FUNCTION {freed_fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-    "INSERT INTO {freed} (base, number) "
-    + CLAIMANTS.replace("{names}", "freed_names")
+    "INSERT INTO {freed} (base, number, name) "
+    + CLAIMANTS
     + " ORDER BY 1, 2 ON CONFLICT DO NOTHING; RETURN NULL; END $$"
 )
 
-# Most batches take names while nothing is listed: one index probe, no parsing.
+# Most batches take names while nothing is listed: one index probe. Otherwise
+# one probe of the name index per name taken, nothing parsed.
 TAKEN_FUNCTION = (
     "CREATE OR REPLACE FUNCTION {taken_fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     "IF EXISTS (SELECT 1 FROM {freed}) THEN "
-    "DELETE FROM {freed} f USING ("
-    + CLAIMANTS.replace("{names}", "taken_names")
-    + ") AS c WHERE f.base = c.base AND f.number = c.number; "
+    "DELETE FROM {freed} f WHERE f.name IN (SELECT t.name FROM taken_names t); "
     "END IF; RETURN NULL; END $$"
 )
 

@@ -13,7 +13,7 @@ from backfill.engine.options import JobOptions
 from backfill.transactions import REVERTING_SETTING
 from organizations import naming
 from organizations.backfills import AdminGroups
-from organizations.models import Organization
+from organizations.models import FreedAdminName, Organization
 
 pytestmark = pytest.mark.django_db
 
@@ -159,3 +159,29 @@ def test_a_revert_racing_a_creation_leaves_the_smallest_free_number():
         assert Organization.objects.create(name="Acme").admin.name == expected
     names = set(Group.objects.values_list("name", flat=True))
     assert {"Acme Admin", "Acme 1 Admin", "Acme 2 Admin", "Acme 3 Admin"} <= names
+
+
+@pytest.mark.parametrize(
+    "group_name",
+    [
+        "Acme Admin",
+        "Acme 1 Admin",
+        "Acme 1 2 Admin",
+        " 1 Admin",
+        "Acme 07 Admin",
+        "Acme ٣ Admin",
+        "Acme 123456789 Admin",
+        "Acme 1234567890 Admin",
+        "x" * 51 + " Admin",
+        "x" * 50 + " 3 Admin",
+        "Sales",
+    ],
+)
+def test_a_deleted_group_is_listed_as_freed_for_exactly_the_bases_whose_rule_gives_it(
+    group_name,
+):
+    Group.objects.create(name=group_name).delete()
+    listed = set(FreedAdminName.objects.values_list("base", "number"))
+    assert listed == set(naming.claimants(group_name))
+    Group.objects.create(name=group_name)
+    assert not FreedAdminName.objects.exists()
