@@ -111,12 +111,15 @@ def lock_bases(cursor: CursorWrapper, bases: Sequence[str]) -> None:
 # per row wanted plus `slack` spare ones); probes the unique index of
 # auth_group for each (OFFSET 0 keeps it an index lookup); pairs the n-th row of
 # a base with its n-th free number, smallest first; keeps one row per name (two
-# bases can produce the same name: "Acme" k=1 and "Acme 1" k=0); inserts in
+# bases can produce the same name: "Acme" k=1 and "Acme 1" k=0, the lower key
+# wins); holds back a name that another base of the batch may want but found
+# too few free numbers for ("Acme 1 Admin" while "Acme" looks further in the
+# next round), so rows take names in key order across bases; inserts in
 # name order (a stable lock order between concurrent batches); lets the unique
 # index turn away names a concurrent transaction took. The counter moves up to
-# the first number of the window that was free and left unpaired, or past the
-# window when it had none: everything below was taken, by others or by this
-# round, so the next round starts beyond it. The triggers on auth_group strike
+# the first number of the window left free (unpaired or held back), or past
+# the window when it had none: everything below was taken, by others or by
+# this round, so the next round starts beyond it. The triggers on auth_group strike
 # the names taken here off the freed list. Rows that got nothing go to a wider
 # round.
 CLAIM_ROUND_SQL = """
@@ -157,13 +160,25 @@ free AS (
     FROM named
     WHERE NOT EXISTS (SELECT 1 FROM {groups} g WHERE g.name = named.name OFFSET 0)
 ),
+short AS (
+    SELECT need.base
+    FROM need LEFT JOIN (SELECT base, count(*) AS found FROM free GROUP BY base) AS f
+        ON f.base = need.base
+    WHERE COALESCE(f.found, 0) < need.wanted
+),
 paired AS (
-    SELECT todo.key, free.base, free.number, free.name
+    SELECT todo.key, free.base, free.number, free.name,
+           EXISTS (
+               SELECT 1 FROM short
+               WHERE short.base = CASE WHEN free.number > 0 THEN free.base || ' ' || free.number
+                   ELSE substring(free.base FROM '^(.*) [1-9][0-9]{{0,8}}$') END
+           ) AS deferred
     FROM todo JOIN free ON free.base = todo.base AND free.rank = todo.rank
 ),
 proposed AS (
     SELECT DISTINCT ON (paired.name) paired.key, paired.base, paired.number, paired.name
     FROM paired
+    WHERE NOT paired.deferred
     ORDER BY paired.name, paired.key
 ),
 inserted AS (
@@ -177,12 +192,16 @@ claimed AS MATERIALIZED (
     FROM proposed p JOIN inserted i ON i.name = p.name
 ),
 moved AS MATERIALIZED (
-    SELECT need.base, need.start, COALESCE(
-        (SELECT min(free.number) FROM free
-         WHERE free.base = need.base AND free.number >= need.start
-           AND free.rank > need.wanted),
-        need.start + need.wanted + {slack}) AS next_number
-    FROM need
+    SELECT need.base, need.start,
+           COALESCE(u.first_left, need.start + need.wanted + {slack}) AS next_number
+    FROM need LEFT JOIN (
+        SELECT free.base, min(free.number) AS first_left
+        FROM free
+        JOIN need n ON n.base = free.base
+        LEFT JOIN paired p ON p.base = free.base AND p.number = free.number
+        WHERE free.number >= n.start AND (free.rank > n.wanted OR p.deferred)
+        GROUP BY free.base
+    ) AS u ON u.base = need.base
 ),
 advanced AS (
     INSERT INTO {counter} (base, next_number)

@@ -185,3 +185,17 @@ def test_a_deleted_group_is_listed_as_freed_for_exactly_the_bases_whose_rule_giv
     assert listed == set(naming.claimants(group_name))
     Group.objects.create(name=group_name)
     assert not FreedAdminName.objects.exists()
+
+
+def test_a_batch_gives_names_in_key_order_across_bases_that_share_a_name():
+    """ "Bolt 1 Admin" is k=1 of "Bolt" and k=0 of "Bolt 1": the lower key takes it even
+    when its base needs a wider round to find it."""
+    Group.objects.create(name="Bolt Admin")
+    with connection.cursor() as cursor:
+        claimed = naming.claim_admin_groups(cursor, [1, 2, 3], ["Bolt", "Acme", "Bolt 1"])
+    names = dict(Group.objects.filter(pk__in=claimed.values()).values_list("pk", "name"))
+    assert {key: names[group] for key, group in claimed.items()} == {
+        1: "Bolt 1 Admin",
+        2: "Acme Admin",
+        3: "Bolt 1 1 Admin",
+    }
