@@ -80,17 +80,16 @@ class AdminGroups(Definition):
     ) -> int:
         """Unlink the organizations that still hold the group the job gave them, then
         delete those groups unless someone else uses them (an organization, a member,
-        a permission): what the app made or added survives."""
+        a permission): what the app made or added survives.
+
+        The deleted names are listed as freed by the trigger on `auth_group`, in this
+        transaction (migration 0008): no counter is touched, so a creation racing this
+        batch needs no lock to leave the smallest free number to the next one."""
         cursor.execute(
             UNLINK_SQL, {"keys": [k for k, _ in writes], "groups": [v for _, v in writes]}
         )
         unlinked = int(cursor.rowcount)
         cursor.execute(DELETE_UNUSED_GROUPS_SQL, {"groups": [v for _, v in writes]})
-        freed = [name for (name,) in cursor.fetchall()]
-        bases = sorted({base for name in freed for base, _ in naming.claimants(name)})
-        if bases:
-            # The freed names are free again: drop the hints, so probing starts at 0.
-            cursor.execute(DROP_HINTS_SQL, [bases])
         return unlinked
 
 
@@ -104,8 +103,7 @@ UNLINK_SQL = (
     .as_string()
 )
 
-# Groups the job made that nothing uses any more; their names are returned so
-# the naming hints of their bases can be dropped.
+# Groups the job made that nothing uses any more.
 DELETE_UNUSED_GROUPS_SQL = (
     sql.SQL(
         """
@@ -114,7 +112,6 @@ WHERE g.id = ANY(%(groups)s::int[])
   AND NOT EXISTS (SELECT 1 FROM {orgs} o WHERE o.admin_id = g.id)
   AND NOT EXISTS (SELECT 1 FROM {memberships} m WHERE m.group_id = g.id)
   AND NOT EXISTS (SELECT 1 FROM {permissions} p WHERE p.group_id = g.id)
-RETURNING g.name
 """
     )
     .format(
@@ -123,12 +120,6 @@ RETURNING g.name
         memberships=sql.Identifier(MEMBERSHIPS),
         permissions=sql.Identifier(PERMISSIONS),
     )
-    .as_string()
-)
-
-DROP_HINTS_SQL = (
-    sql.SQL("DELETE FROM {counter} WHERE base = ANY(%s)")
-    .format(counter=sql.Identifier(naming.COUNTER_TABLE))
     .as_string()
 )
 

@@ -61,8 +61,8 @@ class Organization(models.Model):
 class AdminNameCounter(models.Model):
     """Where probing for a free admin-group number starts, per name base.
 
-    A hint, never the judge: every number below `next_number` was taken when
-    it was written; the unique index on group names settles races.
+    Never lowered: every number below `next_number` is taken or listed in
+    `FreedAdminName`. The unique index on group names settles races.
     """
 
     base = models.CharField(max_length=naming.BASE_LENGTH, primary_key=True)
@@ -73,3 +73,27 @@ class AdminNameCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.base}: {self.next_number}"
+
+
+class FreedAdminName(models.Model):
+    """A number of a base whose group name was taken and is free again.
+
+    Written by triggers on `auth_group` (organizations/migrations/0008), in the
+    transaction that frees or takes the name, whoever does it: the app, a
+    revert, raw SQL. So the list is exact, and the smallest free number is the
+    smallest listed one or else the counter, one index lookup in a base of any
+    size.
+    """
+
+    pk = models.CompositePrimaryKey("base", "number")
+    base = models.CharField(max_length=naming.BASE_LENGTH)
+    number = models.PositiveIntegerField()
+    # The group name itself, indexed: a batch inserting a thousand names strikes
+    # them off with one index probe each, without parsing any of them.
+    name = models.CharField(max_length=150, db_index=True)
+
+    class Meta:
+        db_table = naming.FREED_TABLE
+
+    def __str__(self) -> str:
+        return f"{self.base}: {self.number}"

@@ -7,13 +7,15 @@ that already exists is never taken over.
 Both the app path (a new organization, one name) and the backfill (a batch of
 thousands) call :func:`claim_admin_groups`, so the two can never disagree.
 
-Finding "the smallest free k" naively is quadratic when 100,000 organizations
-share a name: every new one probes past all the taken numbers. A per-base
-counter (``AdminNameCounter``) remembers the number after the highest one
-handed out, with the invariant that every number below it was taken when it was
-written, so probing starts there and the cost per row stays flat. The counter is
-only a hint: the unique index on ``auth_group.name`` decides every race, and a
-name taken meanwhile is simply retried with the next number.
+Finding "the smallest free k" must not cost more as a base grows. Two tables
+make it a lookup: a per-base counter (``AdminNameCounter``, never lowered) and
+the numbers given back below it (``FreedAdminName``), kept exact by triggers on
+``auth_group`` in whichever transaction frees or takes a name. Every number
+below the counter is taken or listed, so the smallest free number is the
+smallest listed one, or else the first free one from the counter up (where
+groups made by hand or other bases' names may sit). The unique index on
+``auth_group.name`` still decides every race; a name lost to a concurrent
+transaction is simply retried.
 """
 
 from collections import Counter
@@ -28,18 +30,19 @@ from psycopg import sql
 BASE_LENGTH = 50
 SUFFIX = "Admin"
 COUNTER_TABLE = "organizations_adminnamecounter"
+FREED_TABLE = "organizations_freedadminname"
+# Longest number the triggers list as freed: beyond it no counter ever goes.
+MAX_DIGITS = 9
 
-# Spare numbers probed per base beyond the rows wanted, round by round: the
-# first round probes just enough for a table where few names are taken; later
-# rounds widen geometrically, so a base with many taken numbers and no counter
-# yet costs a handful of statements, not one per taken name. A round that lost
-# names to concurrent transactions (it waited for them to commit first, so
-# each round makes progress) is tried again at the same width.
+# Spare numbers probed per base beyond the rows wanted, round by round. The
+# first round probes exactly the rows' numbers: the listed freed ones, then the
+# counter's. Only names taken above the counter (groups made by hand, other
+# bases' names such as "Acme 1"'s own "Acme 1 Admin") need more; each round
+# starts where the last one found everything taken and widens geometrically,
+# so even a run of millions of taken names costs a handful of statements.
 ROUND_SLACK = (0, 8, 64, 512, 4096, 32768, 262144)
-# Rounds at the most: widening takes seven, the rest are for lost races.
+# Rounds at the most: with the widest round, over 16 million taken names.
 MAX_ROUNDS = 64
-# How far lost races alone may widen a round (an index into ROUND_SLACK: 512).
-RACE_WIDTH = 3
 
 # Namespace of the advisory locks that serialize app-path creations per base.
 ADVISORY_LOCK_CLASS = 0x0AD1
@@ -86,8 +89,9 @@ def claimants(group_name: str) -> list[tuple[str, int]]:
         return []
     prefix = group_name[: -len(SUFFIX) - 1]
     found = [(prefix, 0)] if len(prefix) <= BASE_LENGTH else []
-    base, _, digits = prefix.rpartition(" ")
-    if base and len(base) <= BASE_LENGTH and number_in(group_name, base) is not None:
+    base, space, digits = prefix.rpartition(" ")
+    numbered = bool(space) and len(base) <= BASE_LENGTH and len(digits) <= MAX_DIGITS
+    if numbered and number_in(group_name, base):
         found.append((base, int(digits)))
     return found
 
@@ -102,21 +106,30 @@ def lock_bases(cursor: CursorWrapper, bases: Sequence[str]) -> None:
 
 # One round of claims, set-based. Ranks and counts per base come from Python,
 # so every row estimate the planner sees is exact (a misestimate here once made
-# it JIT-compile each batch or hash all of auth_group). For each base it reads
-# the counter and proposes, from there, one number per row wanted plus `slack`
-# spare ones; probes the unique index of auth_group for each (OFFSET 0 keeps it
-# an index lookup); pairs the n-th row of a base with its n-th free name; keeps
-# one row per name (two bases can produce the same name: "Acme" k=1 and
-# "Acme 1" k=0); inserts in name order (a stable lock order between concurrent
-# batches); lets the unique index turn away names a concurrent transaction
-# took; and moves the counter up. Rows that got nothing go to a wider round.
+# it JIT-compile each batch or hash all of auth_group). For each base it takes
+# the smallest freed numbers and the window of numbers from the counter up (one
+# per row wanted plus `slack` spare ones); probes the unique index of
+# auth_group for each (OFFSET 0 keeps it an index lookup); pairs the n-th row of
+# a base with its n-th free number, smallest first; keeps one row per name (two
+# bases can produce the same name: "Acme" k=1 and "Acme 1" k=0, the lower key
+# wins); holds back a name that another base of the batch may want but found
+# too few free numbers for ("Acme 1 Admin" while "Acme" looks further in the
+# next round), so rows take names in key order across bases; inserts in
+# name order (a stable lock order between concurrent batches); lets the unique
+# index turn away names a concurrent transaction took. The counter moves up to
+# the first number of the window left free (unpaired or held back), or past
+# the window when it had none: everything below was taken, by others or by
+# this round, so the next round starts beyond it. The triggers on auth_group strike
+# the names taken here off the freed list. Rows that got nothing go to a wider
+# round.
 CLAIM_ROUND_SQL = """
 WITH todo AS (
     SELECT t.key, t.base, t.rank
     FROM unnest({keys}::bigint[], {bases}::text[], {ranks}::int[]) AS t(key, base, rank)
 ),
 need AS (
-    SELECT n.base, n.wanted
+    SELECT n.base, n.wanted,
+           COALESCE((SELECT c.next_number FROM {counter} c WHERE c.base = n.base), 0) AS start
     FROM unnest({need_bases}::text[], {need_counts}::int[]) AS n(base, wanted)
 ),
 candidate AS (
@@ -125,10 +138,15 @@ candidate AS (
            + todo.rank - 1 AS number
     FROM todo
     UNION ALL
-    SELECT need.base,
-           COALESCE((SELECT c.next_number FROM {counter} c WHERE c.base = need.base), 0)
-           + need.wanted + s.spare
+    SELECT need.base, need.start + need.wanted + s.spare
     FROM need CROSS JOIN generate_series(0, {slack} - 1) AS s(spare)
+    UNION ALL
+    SELECT need.base, f.number
+    FROM need CROSS JOIN LATERAL (
+        SELECT f.number FROM {freed} f
+        WHERE f.base = need.base AND f.number < need.start
+        ORDER BY f.number LIMIT need.wanted + {slack}
+    ) AS f
 ),
 named AS (
     SELECT c.base, c.number,
@@ -142,10 +160,26 @@ free AS (
     FROM named
     WHERE NOT EXISTS (SELECT 1 FROM {groups} g WHERE g.name = named.name OFFSET 0)
 ),
-proposed AS (
-    SELECT DISTINCT ON (free.name) todo.key, free.base, free.number, free.name
+short AS (
+    SELECT need.base
+    FROM need LEFT JOIN (SELECT base, count(*) AS found FROM free GROUP BY base) AS f
+        ON f.base = need.base
+    WHERE COALESCE(f.found, 0) < need.wanted
+),
+paired AS (
+    SELECT todo.key, free.base, free.number, free.name,
+           EXISTS (
+               SELECT 1 FROM short
+               WHERE short.base = CASE WHEN free.number > 0 THEN free.base || ' ' || free.number
+                   ELSE substring(free.base FROM '^(.*) [1-9][0-9]{{0,8}}$') END
+           ) AS deferred
     FROM todo JOIN free ON free.base = todo.base AND free.rank = todo.rank
-    ORDER BY free.name, todo.key
+),
+proposed AS (
+    SELECT DISTINCT ON (paired.name) paired.key, paired.base, paired.number, paired.name
+    FROM paired
+    WHERE NOT paired.deferred
+    ORDER BY paired.name, paired.key
 ),
 inserted AS (
     INSERT INTO {groups} (name)
@@ -153,14 +187,26 @@ inserted AS (
     ON CONFLICT (name) DO NOTHING
     RETURNING id, name
 ),
-claimed AS (
+claimed AS MATERIALIZED (
     SELECT p.key, p.base, p.number, i.id AS group_id
     FROM proposed p JOIN inserted i ON i.name = p.name
 ),
+moved AS MATERIALIZED (
+    SELECT need.base, need.start,
+           COALESCE(u.first_left, need.start + need.wanted + {slack}) AS next_number
+    FROM need LEFT JOIN (
+        SELECT free.base, min(free.number) AS first_left
+        FROM free
+        JOIN need n ON n.base = free.base
+        LEFT JOIN paired p ON p.base = free.base AND p.number = free.number
+        WHERE free.number >= n.start AND (free.rank > n.wanted OR p.deferred)
+        GROUP BY free.base
+    ) AS u ON u.base = need.base
+),
 advanced AS (
     INSERT INTO {counter} (base, next_number)
-    SELECT base, max(number) + 1 FROM claimed
-    GROUP BY base HAVING max(number) >= 1
+    SELECT base, next_number FROM moved
+    WHERE next_number > start AND next_number > 1
     ORDER BY base
     ON CONFLICT (base) DO UPDATE
         SET next_number = GREATEST({counter}.next_number, EXCLUDED.next_number)
@@ -178,6 +224,7 @@ def claim_round_sql() -> str:
         .format(
             groups=sql.Identifier(Group._meta.db_table),
             counter=sql.Identifier(COUNTER_TABLE),
+            freed=sql.Identifier(FREED_TABLE),
             **{name: sql.Placeholder(name) for name in placeholders},
         )
         .as_string()
@@ -226,13 +273,10 @@ def claim_admin_groups(
                 claimed[key] = group_id
                 del remaining[key]
         # Rows that got no proposal found too few free names in the window:
-        # widen it, as far as needed. Rows that only lost a race widen too, to
-        # step past the winner's numbers, but never beyond RACE_WIDTH: a busy
-        # base must not turn into rounds of hundreds of thousands of probes.
+        # the next round starts past it (the counter moved) and looks wider.
+        # Rows that only lost a race try again as wide, past the winner's names.
         if len(rows) < wanted:
             widening = min(widening + 1, len(ROUND_SLACK) - 1)
-        elif remaining:
-            widening = max(widening, min(widening + 1, RACE_WIDTH))
     raise NamingError(f"no free admin group name found for {len(remaining)} rows")
 
 

