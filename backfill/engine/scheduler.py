@@ -230,14 +230,14 @@ def note_look(
         logger.info("job %s: pending rows found again %s", job.pk, found)
         return
     detail = (
-        f"rows inserted without a value {found}: an old app version is still writing; "
-        "the job fills them as they arrive"
+        f"rows written without a value since the last look, {found}: an old app version "
+        "is still writing; the job fills them as they arrive"
     )
     if look is not None and look.action == "arrivals":
         Event.objects.filter(pk=look.pk).update(detail=detail, at=timezone.now())
     else:
         record(job, "arrivals", "scheduler", detail)
-    logger.info("job %s: rows inserted without a value %s", job.pk, found)
+    logger.info("job %s: rows written without a value since the last look, %s", job.pk, found)
 
 
 def has_pending(cursor: CursorWrapper, statement: str, slc: Slice, look: Event | None) -> bool:
