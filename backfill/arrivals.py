@@ -43,18 +43,24 @@ class Arrivals:
     job_id: int
     job_active: bool
     name: str
+    label: str
 
     @property
     def minutes(self) -> int:
         return max(1, math.ceil((timezone.now() - self.since).total_seconds() / 60))
 
-    def describe(self) -> str:
-        """The one sentence every gate says, then what to do about it."""
+    def explain(self, pending: int) -> str:
+        """The one sentence `check`, the deploy check and the contract say, then what to do.
+
+        `pending` is every empty row; those beyond the arrivals are named apart.
+        """
+        older = pending - self.rows
+        lead = f"{older:,} rows of {self.label} are still empty and " if older > 0 else ""
         were = "row was" if self.rows == 1 else "rows were"
         unit = "minute" if self.minutes == 1 else "minutes"
         said = (
-            f"{self.rows:,} {were} inserted without a value in the last {self.minutes:,} {unit}: "
-            "an old app version is still writing"
+            f"{lead}{self.rows:,} {were} inserted without a value in the last "
+            f"{self.minutes:,} {unit}: an old app version is still writing"
         )
         if self.job_active:
             return f"{said}; job #{self.job_id} fills them as they arrive"
@@ -88,4 +94,4 @@ def recent(cursor: CursorWrapper, definition: Definition) -> Arrivals | None:
     rows = count_since(cursor, definition, event)
     if not rows:
         return None
-    return Arrivals(rows, event.at, job.pk, job.is_active, definition.name)
+    return Arrivals(rows, event.at, job.pk, job.is_active, definition.name, definition.label)

@@ -28,7 +28,7 @@ from django.db.models import Model
 from django.utils.module_loading import import_string
 from django_pg_migration_tools import operations as pg_operations
 
-from backfill import conf
+from backfill import arrivals, conf
 from backfill.errors import UnknownDefinition
 from backfill.registry import Definition, get_definition
 from backfill.schema import gaps, guard
@@ -176,20 +176,30 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             with connections[alias].cursor() as cursor:
                 problems = definition.verify(cursor)
         if pending:
-            problems.insert(
-                0,
-                f"{pending:,} rows of {label} are still empty; "
-                + (
-                    f"run `manage.py backfill start {self.backfill}`"
-                    if definition is not None
-                    else f"the backfill {self.backfill!r} that filled them is no longer registered"
-                ),
-            )
+            problems.insert(0, self.still_empty(pending, label, definition, alias))
         if problems:
             raise BackfillIncomplete(
                 f"{'; '.join(problems)}; wait for `manage.py backfill check {self.backfill}` "
                 "to pass, then migrate again. Nothing was changed."
             )
+
+    def still_empty(
+        self, pending: int, label: str, definition: Definition | None, alias: str
+    ) -> str:
+        """Rows an old app version inserted are named as such (backfill/arrivals.py)."""
+        if definition is None:
+            return (
+                f"{pending:,} rows of {label} are still empty; the backfill "
+                f"{self.backfill!r} that filled them is no longer registered"
+            )
+        with connections[alias].cursor() as cursor:
+            arrived = arrivals.recent(cursor, definition)
+        if arrived is not None:
+            return arrived.explain(pending)
+        return (
+            f"{pending:,} rows of {label} are still empty; "
+            f"run `manage.py backfill start {self.backfill}`"
+        )
 
     def set_not_null_or_undo(
         self,

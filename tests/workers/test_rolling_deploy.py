@@ -7,9 +7,10 @@ import time
 import pytest
 from django.db import connection
 
-from backfill.engine import service
+from backfill.engine import checker, service
 from backfill.engine.options import JobOptions
 from backfill.models import Event, Job, JobStatus, Slice
+from backfill.registry import get_definition
 from examples.models import Ticket
 from organizations.models import Organization
 from tests.data import OldAppVersion, seed
@@ -40,6 +41,13 @@ def watch(job: Job, seen: set[str], until: float) -> None:
         time.sleep(0.2)
 
 
+def checked(name: str) -> str:
+    """What `manage.py backfill check` says now."""
+    summary = checker.check(get_definition(name)).summary()
+    assert "fill()" not in summary
+    return summary
+
+
 def keep_up(name: str, old_app: OldAppVersion, **options: int) -> tuple[Job, set[str], int]:
     """Start a job while the old app version inserts; stop it some time after the job has
     covered the rows that existed; return the job once it has finished, every status
@@ -49,6 +57,7 @@ def keep_up(name: str, old_app: OldAppVersion, **options: int) -> tuple[Job, set
         job = service.start(name, "test", JobOptions.build(**options))
         initial = Slice.objects.filter(job=job).count()
         wait_for(lambda: rows_done(job) >= ROWS or status_of(job) == JobStatus.FAILED, 180)
+        wait_for(lambda: f"job #{job.pk} fills them as they arrive" in checked(name), 30)
         watch(job, seen, time.monotonic() + INSERTING_AFTER_COVERED_SECONDS)
     stopped = time.monotonic()
     watch(job, seen, stopped + 120)
