@@ -20,18 +20,28 @@ from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 from psycopg import sql
 
-from backfill.models import Event, Job
+from backfill.models import Event, Job, Sample
 from backfill.registry import Definition
 
 # True for a row written by a later transaction than the event %(event)s.
 WRITTEN_SINCE = "age({table}.xmin) < (SELECT age(e.xmin) FROM {events} e WHERE e.id = %(event)s)"
 
+# True for a row written by one of job %(job)s's batches: each writes a sample
+# in its own transaction. (A fill that writes NULL leaves rows behind, however
+# recently it wrote them.) The job's recent samples only: it keeps the last
+# BACKFILL_SAMPLES_PER_JOB.
+WRITTEN_BY_JOB = "{table}.xmin IN (SELECT s.xmin FROM {samples} s WHERE s.job_id = %(job)s)"
+
 COUNT_SQL = "SELECT count(*) FROM {table} WHERE ({pending}) AND " + WRITTEN_SINCE
 
 
 def compose(definition: Definition, template: str) -> str:
-    """`definition.compose`, with {events} the events table."""
-    return definition.compose(template, events=sql.Identifier(Event._meta.db_table))
+    """`definition.compose`, with {events} and {samples} the engine's tables."""
+    return definition.compose(
+        template,
+        events=sql.Identifier(Event._meta.db_table),
+        samples=sql.Identifier(Sample._meta.db_table),
+    )
 
 
 @dataclass(frozen=True)

@@ -140,10 +140,15 @@ def finish_cancel(job: Job) -> None:
 LOOKS = ("start", "retry", "recheck", "arrivals")
 
 # A pending row of a slice's range and share; with `left`, only one written
-# before the previous look (it was there, and its pass left it empty).
+# before the previous look (it was there, and its pass left it empty) or by
+# the job's own batches (its fill wrote NULL there).
 PENDING_SQL = (
     "SELECT EXISTS (SELECT 1 FROM {table} WHERE {in_range} AND ({pending}) AND {share}"
-    " AND (NOT %(left)s OR NOT (" + arrivals.WRITTEN_SINCE + ")))"
+    " AND (NOT %(left)s OR NOT ("
+    + arrivals.WRITTEN_SINCE
+    + ") OR "
+    + arrivals.WRITTEN_BY_JOB
+    + "))"
 )
 
 
@@ -242,9 +247,8 @@ def note_look(
 
 def has_pending(cursor: CursorWrapper, statement: str, slc: Slice, look: Event | None) -> bool:
     parameters = {"after": slc.after, "high": slc.high, **slc.share_parameters()}
-    cursor.execute(
-        statement, {**parameters, "left": look is not None, "event": look.pk if look else None}
-    )
+    left = {"left": look is not None, "event": look.pk if look else None, "job": slc.job_id}
+    cursor.execute(statement, {**parameters, **left})
     row = cursor.fetchone()
     return bool(row and row[0])
 

@@ -1,12 +1,18 @@
 """Rows an old app version inserts without the value are named as such by `check`, the
 deploy check and the contract, instead of as rows the backfill left behind."""
 
-import pytest
+from collections.abc import Sequence
 
-from backfill.engine import checker
+import pytest
+from django.db.backends.utils import CursorWrapper
+
+from backfill.engine import checker, service
+from backfill.engine.options import JobOptions
 from backfill.models import JobStatus
-from backfill.registry import get_definition
+from backfill.registry import Row, get_definition
 from backfill.schema.checks import unfinished_contracts
+from organizations.backfills import SearchNames
+from organizations.models import Organization
 from tests.data import app_session, seed
 from tests.processes import manage
 
@@ -49,3 +55,32 @@ def test_rows_inserted_after_the_job_are_named_by_check_the_deploy_check_and_the
     assert migrate.returncode == 1
     assert "Traceback" not in migrate.stderr
     assert SAID in migrate.stderr.strip().splitlines()[-1]
+
+
+class SearchNamesSometimesNull(SearchNames):
+    """A fill that writes NULL into some rows: they are written after every look, by the
+    job's own batches, yet they are rows left behind, not arrivals."""
+
+    name = "test_search_names_sometimes_null"
+
+    def fill(self, cursor: CursorWrapper, rows: Sequence[Row]) -> int:
+        cursor.execute(
+            "UPDATE organizations_organization "
+            "SET search_name = CASE WHEN id %% 50 = 0 THEN NULL ELSE lower(name) END "
+            "WHERE id = ANY(%s)",
+            [[row[0] for row in rows]],
+        )
+        return int(cursor.rowcount)
+
+
+@pytest.mark.timeout(120)
+def test_rows_a_fill_rewrites_with_null_fail_the_job_after_the_recheck_budget(
+    register, local_queue, drain, settings
+):
+    register(SearchNamesSometimesNull)
+    settings.BACKFILL_MAX_RECHECKS = 2
+    seed(300)
+    Organization.objects.update(search_name=None)
+    job = drain(service.start(SearchNamesSometimesNull.name, "test", JobOptions.build()))
+    assert job.status == JobStatus.FAILED
+    assert "still pending after 2 rechecks" in job.error
