@@ -188,8 +188,9 @@ def extend_tail(job: Job, definition: Definition, high: str) -> int:
             row = cursor.fetchone()
         rows = int(row[0]) if row else 0
         each = rows // tail.count()
-        # One UPDATE: the cursor takes the old end before the end moves.
-        tail.reopen(cursor=F("high"), high=high, rows_expected=F("rows_expected") + each)
+        # One UPDATE: the cursor takes the old end before the end moves. The new
+        # keys are a first pass, which an idle worker may split.
+        tail.reopen(cursor=F("high"), high=high, rows_expected=F("rows_expected") + each, passes=1)
     job.key_high = high
     job.rows_total += rows
     job.save(update_fields=["key_high", "rows_total", "updated_at"])
