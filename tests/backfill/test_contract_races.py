@@ -64,7 +64,9 @@ def test_a_null_insert_committed_while_the_contract_waits_ends_in_one_line_and_n
     seed_and_fill(300)
     with app_session() as old_server, ThreadPoolExecutor(max_workers=1) as pool:
         # Not yet committed when the gate counts; it holds the table until it commits.
-        key = old_server.execute(OLD_INSERT).fetchone()[0]
+        inserted = old_server.execute(OLD_INSERT).fetchone()
+        assert inserted is not None
+        key = inserted[0]
         migrating = pool.submit(manage, "migrate", "organizations", "0006")
         wait_for(waiting_for_a_gap, timeout=90)
         time.sleep(0.5)

@@ -48,13 +48,13 @@ def checked(name: str) -> str:
     return summary
 
 
-def keep_up(name: str, old_app: OldAppVersion, **options: int) -> tuple[Job, set[str], int]:
+def keep_up(name: str, old_app: OldAppVersion, concurrency: int) -> tuple[Job, set[str], int]:
     """Start a job while the old app version inserts; stop it some time after the job has
     covered the rows that existed; return the job once it has finished, every status
     seen and the slices it had at the start."""
     seen: set[str] = set()
     with old_app:
-        job = service.start(name, "test", JobOptions.build(**options))
+        job = service.start(name, "test", JobOptions.build(concurrency=concurrency))
         initial = Slice.objects.filter(job=job).count()
         wait_for(lambda: rows_done(job) >= ROWS or status_of(job) == JobStatus.FAILED, 180)
         wait_for(lambda: f"job #{job.pk} fills them as they arrive" in checked(name), 30)
