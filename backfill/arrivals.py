@@ -32,6 +32,10 @@ WRITTEN_SINCE = "age({table}.xmin) < (SELECT age(e.xmin) FROM {events} e WHERE e
 # BACKFILL_SAMPLES_PER_JOB.
 WRITTEN_BY_JOB = "{table}.xmin IN (SELECT s.xmin FROM {samples} s WHERE s.job_id = %(job)s)"
 
+# True for a pending row the job's last look left to its passes, or its own
+# batch left empty: not an arrival.
+LEFT_BEHIND = f"(NOT ({WRITTEN_SINCE}) OR {WRITTEN_BY_JOB})"
+
 COUNT_SQL = "SELECT count(*) FROM {table} WHERE ({pending}) AND " + WRITTEN_SINCE
 
 

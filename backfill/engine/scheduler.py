@@ -143,12 +143,8 @@ LOOKS = ("start", "retry", "recheck", "arrivals")
 # before the previous look (it was there, and its pass left it empty) or by
 # the job's own batches (its fill wrote NULL there).
 PENDING_SQL = (
-    "SELECT EXISTS (SELECT 1 FROM {table} WHERE {in_range} AND ({pending}) AND {share}"
-    " AND (NOT %(left)s OR NOT ("
-    + arrivals.WRITTEN_SINCE
-    + ") OR "
-    + arrivals.WRITTEN_BY_JOB
-    + "))"
+    "SELECT EXISTS (SELECT 1 FROM {table} WHERE {in_range} AND ({pending}) AND {share} "
+    "AND (NOT %(left)s OR " + arrivals.LEFT_BEHIND + "))"
 )
 
 
