@@ -36,7 +36,11 @@ WRITTEN_BY_JOB = "{table}.xmin IN (SELECT s.xmin FROM {samples} s WHERE s.job_id
 # batch left empty: not an arrival.
 LEFT_BEHIND = f"(NOT ({WRITTEN_SINCE}) OR {WRITTEN_BY_JOB})"
 
-COUNT_SQL = "SELECT count(*) FROM {table} WHERE ({pending}) AND " + WRITTEN_SINCE
+# Pending rows written since the event, other than by the job's own batches.
+COUNT_SQL = (
+    "SELECT count(*) FROM {table} WHERE ({pending}) "
+    f"AND {WRITTEN_SINCE} AND NOT {WRITTEN_BY_JOB}"
+)
 
 
 def compose(definition: Definition, template: str) -> str:
@@ -94,7 +98,7 @@ def anchor(job: Job) -> Event | None:
 
 
 def count_since(cursor: CursorWrapper, definition: Definition, event: Event) -> int:
-    cursor.execute(compose(definition, COUNT_SQL), {"event": event.pk})
+    cursor.execute(compose(definition, COUNT_SQL), {"event": event.pk, "job": event.job_id})
     row = cursor.fetchone()
     return int(row[0]) if row else 0
 

@@ -222,6 +222,7 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             raise BackfillIncomplete(self.raced(model, schema_editor.connection.alias)) from None
 
     def raced(self, model: type[Model], alias: str) -> str:
+        """What validation found: the rows an old app version inserted, and what to do."""
         label = f"{model._meta.app_label}.{model._meta.object_name}.{self.name}"
         empty = model._default_manager.using(alias).filter(**{f"{self.name}__isnull": True})
         count = empty.count()
