@@ -67,9 +67,10 @@ class Settings:
     # minutes in which the batch, at its smallest, could not take its locks.
     max_lock_timeouts: int = 30
     # Before a job succeeds the engine looks for pending rows in its range
-    # again and reopens the slices that have some; after this many such
-    # rechecks the job fails instead of looping (a fill() that leaves rows
-    # empty, or a writer that keeps emptying them).
+    # again and reopens the slices that have some; after this many looks that
+    # find rows left behind (pending since the previous look: a fill() that
+    # leaves rows empty) the job fails instead of looping. Rows written since
+    # (an old app version's inserts) never count (backfill/arrivals.py).
     max_rechecks: int = 10
     # Passes over a slice that skipped rows another transaction holds; after
     # them the slice retries only those rows, with back-off, and names who

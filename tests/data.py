@@ -1,5 +1,7 @@
 """Test data and sessions of "the app": one helper each, shared by every test."""
 
+import threading
+
 import psycopg
 from django.core.management import call_command
 from django.db import connection
@@ -38,3 +40,30 @@ def app_session(autocommit: bool = False) -> psycopg.Connection:
         password=db.get("PASSWORD") or None,
         autocommit=autocommit,
     )
+
+
+class OldAppVersion:
+    """An app server still on the code before the expand step, during a rolling deploy:
+    it inserts rows without the new value (raw SQL, `per_second` a second, on a
+    session of its own) until the block ends. `statement` gets the row's number as %(n)s."""
+
+    def __init__(self, statement: str, per_second: float = 20.0) -> None:
+        self.statement = statement
+        self.per_second = per_second
+        self.inserted = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def __enter__(self) -> "OldAppVersion":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+
+    def run(self) -> None:
+        with app_session(autocommit=True) as session:
+            while not self.stopping.wait(1 / self.per_second):
+                session.execute(self.statement, {"n": self.inserted})
+                self.inserted += 1

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import DatabaseError, connection
 from psycopg import sql
 
-from backfill import conf
+from backfill import arrivals, conf
 from backfill.engine.held import describe as describe_held
 from backfill.models import Job
 from backfill.registry import Definition
@@ -34,6 +34,10 @@ class CheckResult:
     latest_job_status: str | None = None
     # Rows the latest job waits on because another transaction holds them.
     held: list[dict[str, Any]] = field(default_factory=list)
+    # Of the pending rows, those written since the latest job started (or
+    # ended): an old app version inserting without the value; and what to say.
+    arrived: int = 0
+    arrivals: str = ""
 
     @property
     def passed(self) -> bool:
@@ -46,7 +50,9 @@ class CheckResult:
         if self.passed:
             return f"{self.label}: nothing left to fill; verification passed."
         parts = []
-        if self.pending:
+        if self.arrivals:
+            parts.append(self.arrivals)
+        elif self.pending:
             parts.append(
                 f"{self.pending:,} rows of {self.label} are still empty; "
                 f"run `manage.py backfill start {self.name}`"
@@ -116,6 +122,7 @@ def check(definition: Definition) -> CheckResult:
     pending = count_pending(definition)
     with connection.cursor() as cursor:
         problems = definition.verify(cursor)
+        arrived = arrivals.recent(cursor, definition) if pending else None
     latest = Job.objects.latest_for(definition.name)
     waiting = latest.slices.exclude(held_keys=[]) if latest and latest.is_active else []
     return CheckResult(
@@ -126,4 +133,6 @@ def check(definition: Definition) -> CheckResult:
         latest_job_id=latest.pk if latest else None,
         latest_job_status=latest.status if latest else None,
         held=[row for slc in waiting for row in slc.held],
+        arrived=arrived.rows if arrived else 0,
+        arrivals=arrived.explain(pending) if arrived else "",
     )

@@ -18,14 +18,14 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from backfill import conf
+from backfill import arrivals, conf
 from backfill.conf import BatchLimits
 from backfill.engine import dispatch, display, slicing
 from backfill.engine.lifecycle import Action, record, transition
 from backfill.faults import describe
 from backfill.models import Event, Job, JobStatus, Slice
 from backfill.querysets import SliceQuerySet
-from backfill.registry import get_definition
+from backfill.registry import Definition, get_definition
 from backfill.statuses import WORKING_STATUSES
 
 logger = logging.getLogger(__name__)
@@ -135,59 +135,116 @@ def finish_cancel(job: Job) -> None:
         transition(job, Action.FINISH_CANCEL, "scheduler", "no slice in flight")
 
 
+# Events after which a pass walked every row then pending: a row still
+# pending and written before the latest of them was left behind.
+LOOKS = ("start", "retry", "recheck", "arrivals")
+
+# A pending row of a slice's range and share; with `left`, only one written
+# before the previous look (it was there, and its pass left it empty) or by
+# the job's own batches (its fill wrote NULL there).
+PENDING_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM {table} WHERE {in_range} AND ({pending}) AND {share} "
+    "AND (NOT %(left)s OR " + arrivals.LEFT_BEHIND + "))"
+)
+
+
 def complete_or_extend(job: Job) -> None:
     """All slices are done: look again at the data before the job may succeed.
 
-    Rows of the range that are pending again (a writer emptied them after
-    their batch, where no guard stops it) reopen their slices; rows that
-    appeared beyond the range get a slice of their own. Only when the data
-    shows nothing pending does the job succeed.
+    Pending rows of the range (an old app version inserted them behind a
+    cursor, or a writer emptied them where no guard stops it) reopen their
+    slices; rows beyond the range extend its last slice. Only when the data
+    shows nothing pending does the job succeed. Rows written since the
+    previous look are arrivals: the job keeps up with them as long as they
+    come. Rows that were there at the previous look and are pending still
+    count against BACKFILL_MAX_RECHECKS: `fill()` leaves them empty.
     """
-    if reopen_slices_with_pending_rows(job):
-        return
+    definition = get_definition(job.definition)
+    look = Event.objects.filter(job=job, action__in=LOOKS).order_by("-id").first()
+    again, left = slices_with_pending_rows(job, definition, look)
     high = rows_beyond(job)
-    if high is not None:
-        slicing.add_slices(job, get_definition(job.definition), job.key_high, high)
-        job.key_high = high
-        job.save(update_fields=["key_high", "updated_at"])
-        logger.info("job %s: extended to key %s for rows added since start", job.pk, high)
-        transaction.on_commit(lambda: advance(job.pk))
+    if not again and high is None:
+        succeed(job, definition)
         return
+    if left and out_of_rechecks(job, definition, left):
+        return
+    extended = slicing.extend_tail(job, definition, high) if high is not None else 0
+    Slice.objects.filter(pk__in=again).reopen(cursor=F("after"), passes=F("passes") + 1)
+    note_look(job, look, again, left, high, extended)
+    transaction.on_commit(lambda: advance(job.pk))
+
+
+def succeed(job: Job, definition: Definition) -> None:
     done = Slice.objects.filter(job=job).rows_done()
     job.rows_total = done
     job.rows_total_is_estimate = False
     job.save(update_fields=["rows_total", "rows_total_is_estimate", "updated_at"])
-    label = get_definition(job.definition).label
+    label = definition.label
     transition(job, Action.SUCCEED, "scheduler", f"{display.count(done)} rows filled in {label}")
 
 
-def reopen_slices_with_pending_rows(job: Job) -> bool:
-    definition = get_definition(job.definition)
-    statement = definition.compose(
-        "SELECT EXISTS (SELECT 1 FROM {table} WHERE {in_range} AND ({pending}) AND {share})"
-    )
+def slices_with_pending_rows(
+    job: Job, definition: Definition, look: Event | None
+) -> tuple[list[int], list[int]]:
+    """The slices with pending rows, and those of them with rows left behind
+    (all of them when no look is known)."""
+    statement = arrivals.compose(definition, PENDING_SQL)
     slices = list(Slice.objects.filter(job=job))
     with connection.cursor() as cursor:
-        again = [s.pk for s in slices if has_pending(cursor, statement, s)]
-    if not again:
-        return False
+        again = [s for s in slices if has_pending(cursor, statement, s, None)]
+        left = [s.pk for s in again if look is None or has_pending(cursor, statement, s, look)]
+    return [s.pk for s in again], left
+
+
+def out_of_rechecks(job: Job, definition: Definition, left: list[int]) -> bool:
+    """Fail the job once rows left behind were found again too many times."""
     rechecks = Event.objects.filter(job=job, action="recheck").count()
-    if rechecks >= conf.current().max_rechecks:
-        detail = (
-            f"rows of {definition.label} were still pending after {rechecks} rechecks "
-            f"(slices {again}); fill() leaves them empty, or a writer keeps emptying them"
-        )
-        transition(job, Action.FAIL, "scheduler", detail)
-        return True
-    Slice.objects.filter(pk__in=again).reopen(cursor=F("after"), passes=F("passes") + 1)
-    record(job, "recheck", "scheduler", f"pending rows found again in {len(again)} slices")
-    logger.info("job %s: pending rows found again in slices %s", job.pk, again)
-    transaction.on_commit(lambda: advance(job.pk))
+    if rechecks < conf.current().max_rechecks:
+        return False
+    detail = (
+        f"rows of {definition.label} were still pending after {rechecks} rechecks "
+        f"(slices {left}); fill() leaves them empty, or a writer keeps emptying them"
+    )
+    transition(job, Action.FAIL, "scheduler", detail)
     return True
 
 
-def has_pending(cursor: CursorWrapper, statement: str, slc: Slice) -> bool:
-    cursor.execute(statement, {"after": slc.after, "high": slc.high, **slc.share_parameters()})
+def note_look(
+    job: Job,
+    look: Event | None,
+    again: list[int],
+    left: list[int],
+    high: str | None,
+    extended: int,
+) -> None:
+    """Record the look; it is the moment the next one tells arrivals by.
+
+    Looks that found only arrivals are one event, moved to the latest look,
+    so an old app version inserting for an hour does not flood the audit.
+    """
+    where = [f"in {len(again)} slices"] if again else []
+    if high is not None:
+        where.append(f"past the range ({display.count(extended)} rows, up to key {high})")
+    found = " and ".join(where)
+    if left:
+        record(job, "recheck", "scheduler", f"pending rows found again {found}")
+        logger.info("job %s: pending rows found again %s", job.pk, found)
+        return
+    detail = (
+        f"rows written without a value since the last look, {found}: an old app version "
+        "is still writing; the job fills them as they arrive"
+    )
+    if look is not None and look.action == "arrivals":
+        Event.objects.filter(pk=look.pk).update(detail=detail, at=timezone.now())
+    else:
+        record(job, "arrivals", "scheduler", detail)
+    logger.info("job %s: rows written without a value since the last look, %s", job.pk, found)
+
+
+def has_pending(cursor: CursorWrapper, statement: str, slc: Slice, look: Event | None) -> bool:
+    parameters = {"after": slc.after, "high": slc.high, **slc.share_parameters()}
+    left = {"left": look is not None, "event": look.pk if look else None, "job": slc.job_id}
+    cursor.execute(statement, {**parameters, **left})
     row = cursor.fetchone()
     return bool(row and row[0])
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
+from django.db.models import F
 from psycopg import sql
 
 from backfill import conf
@@ -165,6 +166,35 @@ def add_slices(
         for i, share in enumerate(made)
     )
     return sum(share.rows for share in made)
+
+
+EXTENSION_SQL = "SELECT count(*) FROM {table} WHERE {in_range} AND ({pending})"
+
+
+def extend_tail(job: Job, definition: Definition, high: str) -> int:
+    """Cover keys (key_high, high] by extending the slices that end at the job's range.
+
+    The last range (or every hash share) is reopened with its cursor at the
+    old end, rather than new slices cut: an old app version inserting all
+    through the job would otherwise add slices at every look. A worker that
+    would idle splits it if the rows are many. Returns the rows counted.
+    """
+    tail = Slice.objects.filter(job=job, high=job.key_high)
+    if job.key_high is None or not tail.exists():
+        rows = add_slices(job, definition, job.key_high, high)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(definition.compose(EXTENSION_SQL), {"after": job.key_high, "high": high})
+            row = cursor.fetchone()
+        rows = int(row[0]) if row else 0
+        each = rows // tail.count()
+        # One UPDATE: the cursor takes the old end before the end moves. The new
+        # keys are a first pass, which an idle worker may split.
+        tail.reopen(cursor=F("high"), high=high, rows_expected=F("rows_expected") + each, passes=1)
+    job.key_high = high
+    job.rows_total += rows
+    job.save(update_fields=["key_high", "rows_total", "updated_at"])
+    return rows
 
 
 # A slice is split for an idle worker only while it has at least this many

@@ -17,6 +17,7 @@ from django.db import DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 
+from backfill import arrivals
 from backfill.schema.contract import EnforceNotNull, registered
 
 TAG = "backfill"
@@ -66,13 +67,19 @@ def contract_warnings(
     try:
         with connections[alias].cursor() as cursor:
             pending = definition.count_pending(cursor)
+            arrived = arrivals.recent(cursor, definition) if pending else None
     except DatabaseError:
         return []  # the column is not there yet: the expand step comes first
     if not pending:
         return []
+    said = (
+        arrived.explain(pending)
+        if arrived
+        else f"{pending:,} rows of {definition.label} are still empty"
+    )
     return [
         Warning(
-            f"{name} will be refused: {pending:,} rows of {definition.label} are still empty.",
+            f"{name} will be refused: {said}.",
             hint=(
                 f"Finish the backfill first: `manage.py backfill start {definition.name}`, "
                 f"then `manage.py backfill check {definition.name}` until it passes."

@@ -19,7 +19,8 @@ import logging
 from typing import Any
 
 from django.contrib.postgres.operations import NotInTransactionMixin
-from django.db import connections
+from django.core.management.base import CommandError
+from django.db import IntegrityError, connections
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ProjectState
@@ -27,7 +28,7 @@ from django.db.models import Model
 from django.utils.module_loading import import_string
 from django_pg_migration_tools import operations as pg_operations
 
-from backfill import conf
+from backfill import arrivals, conf
 from backfill.errors import UnknownDefinition
 from backfill.registry import Definition, get_definition
 from backfill.schema import gaps, guard
@@ -45,8 +46,10 @@ FINISH_INLINE = "backfill.engine.service.run_sync"
 ADVISORY_LOCK_CLASS = 0x0BF1
 
 
-class BackfillIncomplete(RuntimeError):
-    """The contract was refused: rows are still empty. Nothing was changed."""
+class BackfillIncomplete(CommandError, RuntimeError):
+    """The contract was refused: rows are still empty. Nothing was changed.
+
+    A CommandError, so `migrate` says it in one line rather than a traceback."""
 
 
 class EnforceNotNull(NotInTransactionMixin, Operation):
@@ -123,9 +126,7 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             self.gate(from_state.apps.get_model(app_label, self.model_name), alias)
             self.waiting_for_gaps(
                 schema_editor,
-                lambda: pg_operations.NullsManager().set_not_null(
-                    app_label, schema_editor, model, column
-                ),
+                lambda: self.set_not_null_or_undo(app_label, schema_editor, model, column),
             )
         self.waiting_for_gaps(
             schema_editor, lambda: guard.step_aside(schema_editor, model, self.name)
@@ -149,6 +150,7 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             )
             return
         self._ensure_not_in_transaction(schema_editor)
+        self.waiting_for_gaps(schema_editor, lambda: drop_check(schema_editor, model, column))
         self.waiting_for_gaps(
             schema_editor,
             lambda: pg_operations.NullsManager().set_null(app_label, schema_editor, model, column),
@@ -174,20 +176,66 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             with connections[alias].cursor() as cursor:
                 problems = definition.verify(cursor)
         if pending:
-            problems.insert(
-                0,
-                f"{pending:,} rows of {label} are still empty; "
-                + (
-                    f"run `manage.py backfill start {self.backfill}`"
-                    if definition is not None
-                    else f"the backfill {self.backfill!r} that filled them is no longer registered"
-                ),
-            )
+            problems.insert(0, self.still_empty(pending, label, definition, alias))
         if problems:
             raise BackfillIncomplete(
                 f"{'; '.join(problems)}; wait for `manage.py backfill check {self.backfill}` "
                 "to pass, then migrate again. Nothing was changed."
             )
+
+    def still_empty(
+        self, pending: int, label: str, definition: Definition | None, alias: str
+    ) -> str:
+        """Rows an old app version inserted are named as such (backfill/arrivals.py)."""
+        if definition is None:
+            return (
+                f"{pending:,} rows of {label} are still empty; the backfill "
+                f"{self.backfill!r} that filled them is no longer registered"
+            )
+        with connections[alias].cursor() as cursor:
+            arrived = arrivals.recent(cursor, definition)
+        if arrived is not None:
+            return arrived.explain(pending)
+        return (
+            f"{pending:,} rows of {label} are still empty; "
+            f"run `manage.py backfill start {self.backfill}`"
+        )
+
+    def set_not_null_or_undo(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        model: type[Model],
+        column: str,
+    ) -> None:
+        """NOT NULL through a NOT VALID check, or no change at all.
+
+        An old app version may insert a row without the value after the gate
+        counted, while the contract waits for a gap: validation then fails.
+        The check is dropped again (left NOT VALID, it would refuse those
+        servers' inserts), and the contract stops with one line.
+        """
+        try:
+            pg_operations.NullsManager().set_not_null(app_label, schema_editor, model, column)
+        except IntegrityError:
+            drop_check(schema_editor, model, column)
+            raise BackfillIncomplete(self.raced(model, schema_editor.connection.alias)) from None
+
+    def raced(self, model: type[Model], alias: str) -> str:
+        """What validation found: the rows an old app version inserted, and what to do."""
+        label = f"{model._meta.app_label}.{model._meta.object_name}.{self.name}"
+        empty = model._default_manager.using(alias).filter(**{f"{self.name}__isnull": True})
+        count = empty.count()
+        keys = [str(k) for k in empty.order_by("pk").values_list("pk", flat=True)[:5]]
+        listed = ", ".join(keys) + (", ..." if count > len(keys) else "")
+        were = "row of {} was" if count == 1 else "rows of {} were"
+        which = "key" if count == 1 else "keys"
+        return (
+            f"{count:,} {were.format(label)} inserted without a value while the contract "
+            f"waited ({which} {listed}): an old app version is still writing; the check the "
+            "contract added was dropped and nothing was changed. Once every server runs the "
+            f"new version, run `manage.py backfill start {self.backfill}`, then migrate again."
+        )
 
     def inline_rows(self) -> int:
         if self.finalize_inline_rows is not None:
@@ -198,6 +246,15 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
         """Each statement waits for a gap in the table's locks, then attempts briefly (gaps.py)."""
         with gaps.waiting(schema_editor.connection.alias, wait_seconds=self.wait_seconds):
             step()
+
+
+def drop_check(schema_editor: BaseDatabaseSchemaEditor, model: type[Model], column: str) -> None:
+    """Drop the temporary NOT NULL check of `NullsManager` if a run left it."""
+    manager = pg_operations.NullsManager()
+    table = model._meta.db_table
+    name = manager._get_constraint_name(table, column)
+    if manager._constraint_exists(schema_editor, name):
+        manager._alter_table_drop_constraint(schema_editor, table, name)
 
 
 def registered(name: str) -> Definition | None:
