@@ -139,7 +139,8 @@ def main() -> None:
     for statement, ms in times.steps:
         print(f"  EnforceNotNull {ms:8.1f} ms  {statement}")
     print(
-        f"EnforceNotNull, {exclusive} statements under ACCESS EXCLUSIVE, the longest: "
+        f"EnforceNotNull, {exclusive} statement{'' if exclusive == 1 else 's'} under "
+        "ACCESS EXCLUSIVE, the longest: "
         f"{times.enforce_not_null_longest_exclusive_ms:.1f} ms (validation scan "
         f"{times.enforce_not_null_validate_ms:.1f} ms under SHARE UPDATE EXCLUSIVE)"
     )
