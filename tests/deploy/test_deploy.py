@@ -197,7 +197,7 @@ def get(url: str) -> tuple[int, str]:
 def answers(url: str) -> bool:
     try:
         urllib.request.urlopen(url, timeout=2)
-    except (urllib.error.URLError, ConnectionError):
+    except (urllib.error.URLError, OSError):  # refused, reset, or not answering yet
         return False
     return True
 
