@@ -17,12 +17,14 @@ PG18_TESTS := tests/backfill/test_not_null_versions.py tests/backfill/test_enfor
 	tests/backfill/test_schema_gaps.py tests/organizations/test_write_guard.py \
 	tests/organizations/test_expand_migration.py tests/examples/test_tables.py \
 	tests/backfill/test_pacing.py tests/backfill/test_latency_probe.py
+PG18_WORKERS ?= 1
+PG18_REDIS_DBS ?= 13,12
 # These targets are for a development machine: DEBUG on (and with it a
 # development SECRET_KEY) unless the caller says otherwise. Production sets
 # DEBUG=false and SECRET_KEY (README, "Deploying").
 export DEBUG ?= true
 
-.PHONY: help setup services browser promtool database migrate demo test test-pg18 lint worker beat web clean
+.PHONY: help setup services browser promtool database migrate demo test test-suite test-pg18 lint worker beat web clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -59,14 +61,18 @@ browser:  ## Debian's chromium for the browser test (installed when missing, if 
 promtool: setup  ## Prometheus' promtool, for the metrics lint test (extracted into the venv)
 	VENV=$(VENV) scripts/ensure-promtool.sh
 
-test: setup services browser promtool lint  ## Lint, then the whole suite on this PostgreSQL and the database tests on 18
-	$(BIN)/pytest $(PARALLEL) -m "not chaos"
+test: setup services browser promtool lint  ## Lint, the suite on this PostgreSQL beside the database tests on 18, then chaos
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-suite test-pg18
 	$(BIN)/pytest -p no:xdist -m chaos
-	$(MAKE) --no-print-directory test-pg18
 
+test-suite: setup  ## The whole suite but the chaos tests, on this PostgreSQL
+	$(BIN)/pytest $(PARALLEL) -m "not chaos"
+
+# Beside test-suite: a broker database and an output folder of its own.
 test-pg18: setup  ## The database-facing tests on PostgreSQL 18 (embedded, on a free port, stopped after)
+	TEST_REDIS_DBS=$(PG18_REDIS_DBS) TEST_OUTPUT=test-output/pg18 \
 	$(BIN)/python scripts/local_postgres.py run --data .postgres/test18 -- \
-		$(BIN)/pytest $(PARALLEL) -m "not chaos" $(PG18_TESTS)
+		$(BIN)/pytest -n $(PG18_WORKERS) --dist loadfile -m "not chaos" $(PG18_TESTS)
 
 worker: setup  ## A Celery worker for the backfill queue
 	$(BIN)/celery -A project worker -Q backfill,default -c 2 -l INFO
