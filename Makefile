@@ -5,6 +5,20 @@ BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 ROWS ?= 1000000
 WORKERS ?= 2
+# Test files run in parallel, a file's tests on one worker (they share fixtures and
+# tables); the chaos tests restart the shared servers and run alone, afterwards.
+PYTEST_WORKERS ?= 2
+PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
+# What PostgreSQL 18 changed for this project: NOT NULL (contract, checks,
+# makebackfill), the schema steps and their gap waiter and guard, tables of
+# every key shape with real workers, and pacing's signals.
+PG18_TESTS := tests/backfill/test_not_null_versions.py tests/backfill/test_enforce_not_null.py \
+	tests/backfill/test_scaffold.py tests/backfill/test_deploy_check.py tests/backfill/test_plan.py \
+	tests/backfill/test_schema_gaps.py tests/organizations/test_write_guard.py \
+	tests/organizations/test_expand_migration.py tests/examples/test_tables.py \
+	tests/backfill/test_pacing.py tests/backfill/test_latency_probe.py
+PG18_WORKERS ?= 1
+PG18_REDIS_DBS ?= 13,12
 # These targets are for a development machine: DEBUG on (and with it a
 # development SECRET_KEY) unless the caller says otherwise. Production sets
 # DEBUG=false and SECRET_KEY (README, "Deploying"). `make web` serves the
@@ -21,10 +35,10 @@ endif
 endif
 export DEBUG ?= true
 
-.PHONY: help setup services browser promtool database migrate demo test lint worker beat web clean
+.PHONY: help setup services browser promtool database migrate demo test test-suite test-pg18 lint worker beat web clean
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 setup: $(BIN)/.installed  ## Create the virtualenv with the pinned dependencies
 
@@ -33,8 +47,8 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-services:  ## Start local PostgreSQL and Redis if they are down
-	scripts/ensure-services.sh
+services: setup  ## Start local PostgreSQL (Debian's, else an embedded 18) and Redis if they are down
+	VENV=$(VENV) scripts/ensure-services.sh
 
 database: setup services  ## Create the database if needed
 	$(BIN)/python scripts/create_database.py
@@ -58,8 +72,18 @@ browser:  ## Debian's chromium for the browser test (installed when missing, if 
 promtool: setup  ## Prometheus' promtool, for the metrics lint test (extracted into the venv)
 	VENV=$(VENV) scripts/ensure-promtool.sh
 
-test: setup services browser promtool lint  ## Lint, then the whole test suite against real services
-	$(BIN)/pytest
+test: setup services browser promtool lint  ## Lint, the suite on this PostgreSQL beside the database tests on 18, then chaos
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-suite test-pg18
+	$(BIN)/pytest -p no:xdist -m chaos
+
+test-suite: setup  ## The whole suite but the chaos tests, on this PostgreSQL
+	$(BIN)/pytest $(PARALLEL) -m "not chaos"
+
+# Beside test-suite: a broker database and an output folder of its own.
+test-pg18: setup  ## The database-facing tests on PostgreSQL 18 (embedded, on a free port, stopped after)
+	TEST_REDIS_DBS=$(PG18_REDIS_DBS) TEST_OUTPUT=test-output/pg18 \
+	$(BIN)/python scripts/local_postgres.py run --data .postgres/test18 -- \
+		$(BIN)/pytest -n $(PG18_WORKERS) --dist loadfile -m "not chaos" $(PG18_TESTS)
 
 worker: setup  ## A Celery worker for the backfill queue
 	$(BIN)/celery -A project worker -Q backfill,default -c 2 -l INFO
@@ -72,4 +96,4 @@ web: migrate  ## The dashboard on http://127.0.0.1:8000/backfill/ (gunicorn, sta
 	$(BIN)/gunicorn project.wsgi --bind 127.0.0.1:8000 --workers 2 --access-logfile -
 
 clean:  ## Remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output .postgres/test18

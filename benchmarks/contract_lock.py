@@ -1,14 +1,19 @@
 """How long the contract step holds ACCESS EXCLUSIVE, beside a plain SET NOT NULL.
 
     .venv/bin/python -m benchmarks.contract_lock --rows 1000000
+    BENCHMARK_SERVER=postgres://postgres@127.0.0.1:PORT .venv/bin/python -m benchmarks.contract_lock
+
+(the second on another server, such as the embedded PostgreSQL 18 that
+`scripts/local_postgres.py start --port PORT --data .postgres/bench18` starts).
 
 Seeds ROWS organizations into a template database and fills them in one pass,
 then on two identical copies times (a) a plain `ALTER COLUMN admin_id SET NOT
 NULL`, which holds ACCESS EXCLUSIVE for its whole scan, and (b) the contract
-migration (`EnforceNotNull`), timing each DDL statement it sends: ADD
-CONSTRAINT ... NOT VALID, SET NOT NULL and DROP CONSTRAINT hold ACCESS
-EXCLUSIVE; VALIDATE CONSTRAINT scans under SHARE UPDATE EXCLUSIVE, which lets
-reads and writes through.
+migration (`EnforceNotNull`), timing each DDL statement it sends: below
+PostgreSQL 18, ADD CONSTRAINT ... CHECK ... NOT VALID, SET NOT NULL and DROP
+CONSTRAINT hold ACCESS EXCLUSIVE; from 18, ADD CONSTRAINT ... NOT NULL ... NOT
+VALID alone does. VALIDATE CONSTRAINT scans under SHARE UPDATE EXCLUSIVE,
+which lets reads and writes through.
 """
 
 import argparse
@@ -126,12 +131,16 @@ def main() -> None:
     options = parser.parse_args()
     build_template(options.rows)
     times = measure(TEMPLATE, options.rows)
-    print(f"rows: {options.rows:,}")
+    with psycopg.connect(url(TEMPLATE)) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+    exclusive = sum(1 for statement, _ in times.steps if "VALIDATE" not in statement)
+    print(f"PostgreSQL {version[0] if version else '?'}, rows: {options.rows:,}")
     print(f"plain SET NOT NULL, ACCESS EXCLUSIVE held: {times.plain_set_not_null_ms:.1f} ms")
     for statement, ms in times.steps:
         print(f"  EnforceNotNull {ms:8.1f} ms  {statement}")
     print(
-        f"EnforceNotNull, longest ACCESS EXCLUSIVE hold: "
+        f"EnforceNotNull, {exclusive} statement{'' if exclusive == 1 else 's'} under "
+        "ACCESS EXCLUSIVE, the longest: "
         f"{times.enforce_not_null_longest_exclusive_ms:.1f} ms (validation scan "
         f"{times.enforce_not_null_validate_ms:.1f} ms under SHARE UPDATE EXCLUSIVE)"
     )

@@ -1,33 +1,76 @@
 #!/usr/bin/env bash
 # Start local PostgreSQL and Redis when they are down. Does nothing for
-# services that answer, or that live on another host (DATABASE_URL/REDIS_URL).
+# services that answer, or that live on another host (DATABASE_URL/REDIS_URL
+# name them; 127.0.0.1:5432 and :6379 otherwise).
+# PostgreSQL: Debian's cluster on that port if one is installed; otherwise the
+# embedded PostgreSQL 18 from the venv (scripts/local_postgres.py, data in
+# .postgres/18). Redis stays a real server: Debian's, installed when root.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-pg_host=127.0.0.1
-pg_port=5432
-redis_host=127.0.0.1
-redis_port=6379
+VENV=${VENV:-.venv}
+PY="$VENV/bin/python"
 
-if ! pg_isready -q -h "$pg_host" -p "$pg_port" 2>/dev/null; then
-  if command -v pg_ctlcluster >/dev/null 2>&1; then
-    echo "Starting PostgreSQL..."
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+read -r pg_host pg_port < <("$PY" - <<'EOF'
+import os
+from urllib.parse import urlsplit
+url = urlsplit(os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/backfill")
+print(url.hostname or "127.0.0.1", url.port or 5432)
+EOF
+)
+read -r redis_host redis_port < <("$PY" - <<'EOF'
+import os
+from urllib.parse import urlsplit
+url = urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+print(url.hostname or "127.0.0.1", url.port or 6379)
+EOF
+)
+is_local() { [ "$1" = 127.0.0.1 ] || [ "$1" = localhost ]; }
+
+pg_answers() { "$PY" -c "import socket,sys; socket.create_connection(('$pg_host', $pg_port), 1)" 2>/dev/null; }
+pg_ready() { pg_answers && { ! command -v pg_isready >/dev/null 2>&1 || pg_isready -q -h "$pg_host" -p "$pg_port"; }; }
+
+# Debian's cluster that listens on this port, if one is installed and down.
+debian_cluster() {
+  command -v pg_lsclusters >/dev/null 2>&1 || return 0
+  pg_lsclusters -h 2>/dev/null | awk -v port="$pg_port" '$3 == port && $4 == "down" {print $1 " " $2; exit}'
+}
+
+if ! pg_ready && is_local "$pg_host"; then
+  cluster=$(debian_cluster)
+  if [ -n "$cluster" ]; then
+    echo "Starting PostgreSQL $cluster..."
+    # shellcheck disable=SC2086
+    pg_ctlcluster --skip-systemctl-redirect $cluster start
+  elif ! pg_answers; then
+    echo "No PostgreSQL on $pg_host:$pg_port: starting the embedded PostgreSQL 18 (data in .postgres/18)."
+    "$PY" scripts/local_postgres.py start --port "$pg_port" --data .postgres/18 >/dev/null
   fi
-  for _ in $(seq 1 30); do
-    pg_isready -q -h "$pg_host" -p "$pg_port" && break
-    sleep 1
-  done
-  pg_isready -q -h "$pg_host" -p "$pg_port" || { echo "PostgreSQL is not reachable on $pg_host:$pg_port" >&2; exit 1; }
 fi
+for _ in $(seq 1 30); do
+  pg_ready && break
+  sleep 1
+done
+pg_ready || { echo "PostgreSQL is not reachable on $pg_host:$pg_port" >&2; exit 1; }
 
-if ! redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1; then
+redis_ready() { redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1; }
+if ! redis_ready && is_local "$redis_host"; then
+  if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian's redis-server..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q redis-server >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q redis-server >/dev/null 2>&1; } || true
+  fi
   if command -v redis-server >/dev/null 2>&1; then
     echo "Starting Redis..."
     redis-server --daemonize yes --bind "$redis_host" --port "$redis_port" --save "" --appendonly no
+  else
+    echo "Redis is not running on $redis_host:$redis_port and not installed: install redis-server (apt-get install redis-server) or set REDIS_URL." >&2
+    exit 1
   fi
-  for _ in $(seq 1 30); do
-    redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1 && break
-    sleep 1
-  done
-  redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1 || { echo "Redis is not reachable on $redis_host:$redis_port" >&2; exit 1; }
 fi
+for _ in $(seq 1 30); do
+  redis_ready && break
+  sleep 1
+done
+redis_ready || { echo "Redis is not reachable on $redis_host:$redis_port" >&2; exit 1; }

@@ -1,5 +1,6 @@
 """Fixtures that start real processes against the real PostgreSQL and Redis."""
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,9 @@ def end_other_sessions() -> None:
 
 @pytest.fixture
 def output_dir(request: pytest.FixtureRequest) -> Path:
-    """A folder under test-output/ for logs and screenshots of this test."""
-    path = Path("test-output") / request.node.name
+    """A folder under test-output/ (or TEST_OUTPUT, when two runs share the checkout)
+    for logs and screenshots of this test."""
+    path = Path(os.environ.get("TEST_OUTPUT", "test-output")) / request.node.name
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -14,6 +14,15 @@ os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-any-deploymen
 from examples.settings import *  # noqa: F403
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Under pytest-xdist each worker (gw0, gw1...) takes a broker database of its own
+# from TEST_REDIS_DBS (15, 14, 13, 12 unless set): one worker's purge, sweeper or
+# Celery workers never see another's messages. Processes a test starts get the
+# result in TEST_REDIS_URL (worker_environment), which they take as it is.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _XDIST_WORKER.startswith("gw") and "TEST_REDIS_PER_WORKER" not in os.environ:
+    _DBS = os.environ.get("TEST_REDIS_DBS", "15,14,13,12").split(",")
+    REDIS_URL = f"{REDIS_URL.rsplit('/', 1)[0]}/{_DBS[int(_XDIST_WORKER[2:]) % len(_DBS)]}"
+    os.environ["TEST_REDIS_PER_WORKER"] = REDIS_URL
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

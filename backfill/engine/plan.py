@@ -22,6 +22,7 @@ from django.db import connection
 from backfill import conf
 from backfill.engine.batch import SELECT_BATCH_SQL
 from backfill.engine.checker import estimate_pending
+from backfill.nullability import has_not_valid_not_null
 from backfill.registry import Definition
 from backfill.transactions import batch_transaction
 
@@ -29,7 +30,12 @@ WORKERS = (1, 2, 4)
 LONG_TRANSACTION_SECONDS = 60
 
 # The contract step (EnforceNotNull), in order, with the lock each statement
-# takes and how long it holds it (measured in docs/runbook.md).
+# takes and how long it holds it (measured in docs/benchmarks.md): from
+# PostgreSQL 18 the NOT NULL constraint itself is added NOT VALID and validated.
+CONTRACT_STEPS_18 = (
+    ("ADD CONSTRAINT ... NOT NULL column NOT VALID", "ACCESS EXCLUSIVE", "about 1 ms"),
+    ("VALIDATE CONSTRAINT", "SHARE UPDATE EXCLUSIVE (reads and writes go on)", "a scan of {size}"),
+)
 CONTRACT_STEPS = (
     ("ADD CONSTRAINT ... CHECK (column IS NOT NULL) NOT VALID", "ACCESS EXCLUSIVE", "about 1 ms"),
     ("VALIDATE CONSTRAINT", "SHARE UPDATE EXCLUSIVE (reads and writes go on)", "a scan of {size}"),
@@ -94,7 +100,9 @@ def make_plan(definition: Definition, sample_size: int | None = None) -> Plan:
     plan.projections = project(plan)
     plan.contract_steps = [
         {"statement": s, "lock": lock, "holds": holds.format(size=f"{plan.table_mb:,.0f} MB")}
-        for s, lock, holds in CONTRACT_STEPS
+        for s, lock, holds in (
+            CONTRACT_STEPS_18 if has_not_valid_not_null(connection) else CONTRACT_STEPS
+        )
     ]
     plan.warnings = warnings(definition, plan)
     return plan

@@ -18,6 +18,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 
 from backfill import arrivals
+from backfill.nullability import Nullability, none_pending, nullability
 from backfill.schema.contract import EnforceNotNull, registered
 
 TAG = "backfill"
@@ -66,10 +67,17 @@ def contract_warnings(
         return []  # the gate reads the column itself; nothing to run from here
     try:
         with connections[alias].cursor() as cursor:
+            if (
+                nullability(cursor, definition.table, definition.target_column)
+                is Nullability.MISSING
+            ):
+                return []  # the expand step comes first
+            if none_pending(cursor, definition):
+                return []
             pending = definition.count_pending(cursor)
             arrived = arrivals.recent(cursor, definition) if pending else None
     except DatabaseError:
-        return []  # the column is not there yet: the expand step comes first
+        return []
     if not pending:
         return []
     said = (

@@ -2,12 +2,13 @@
 
 `EnforceNotNull` is the contract step. It reads the column first and refuses,
 changing nothing, while any row is still empty. Otherwise it sets NOT NULL the
-way that holds ACCESS EXCLUSIVE only for milliseconds, through
+way that holds ACCESS EXCLUSIVE only for milliseconds (not_null.py): from
+PostgreSQL 18 ``ADD CONSTRAINT … NOT NULL col NOT VALID`` then ``VALIDATE
+CONSTRAINT`` (the scan, under SHARE UPDATE EXCLUSIVE); below 18 through
 django-pg-migration-tools' `NullsManager` (the same library as the expand
 step): ``ADD CONSTRAINT … CHECK (col IS NOT NULL) NOT VALID``, ``VALIDATE
-CONSTRAINT`` (the scan, under SHARE UPDATE EXCLUSIVE), ``SET NOT NULL``
-(PostgreSQL skips its scan thanks to the valid check), then drop the check.
-Each statement waits for a gap in the table's locks without queueing, then
+CONSTRAINT``, ``SET NOT NULL`` (PostgreSQL skips its scan thanks to the valid
+check), then drop the check. Each statement waits for a gap in the table's locks without queueing, then
 attempts under a short lock timeout (gaps.py), so a long transaction on the
 table delays the contract, never the app; since every step first looks at
 the catalog, a later `migrate` carries on where one that gave up stopped.
@@ -30,8 +31,9 @@ from django_pg_migration_tools import operations as pg_operations
 
 from backfill import arrivals, conf
 from backfill.errors import UnknownDefinition
-from backfill.registry import Definition, get_definition
-from backfill.schema import gaps, guard
+from backfill.nullability import is_enforced
+from backfill.registry import Definition, column_of, get_definition
+from backfill.schema import gaps, guard, not_null
 from backfill.schema.gaps import LockNotAcquired
 
 __all__ = ["BackfillIncomplete", "EnforceNotNull", "LockNotAcquired"]
@@ -119,7 +121,7 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             return
         column = model._meta.get_field(self.name).column
         if schema_editor.collect_sql:
-            pg_operations.NullsManager().set_not_null(app_label, schema_editor, model, column)
+            not_null.set_not_null(app_label, schema_editor, model, column)
             return
         self._ensure_not_in_transaction(schema_editor)
         with AdvisoryLock(alias, f"{self.model_name}.{self.name}"):
@@ -150,7 +152,9 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             )
             return
         self._ensure_not_in_transaction(schema_editor)
-        self.waiting_for_gaps(schema_editor, lambda: drop_check(schema_editor, model, column))
+        self.waiting_for_gaps(
+            schema_editor, lambda: not_null.drop_check(schema_editor, model, column)
+        )
         self.waiting_for_gaps(
             schema_editor,
             lambda: pg_operations.NullsManager().set_null(app_label, schema_editor, model, column),
@@ -162,6 +166,10 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
     def gate(self, model: type[Model], alias: str) -> None:
         """Refuse, changing nothing, while the column has empty rows or verification fails."""
         label = f"{model._meta.app_label}.{model._meta.object_name}.{self.name}"
+        with connections[alias].cursor() as cursor:
+            # Enforced means validated: a NOT NULL still NOT VALID (18) may cover NULLs.
+            if is_enforced(cursor, model._meta.db_table, column_of(model, self.name)):
+                return
         empty = model._default_manager.using(alias).filter(**{f"{self.name}__isnull": True})
         definition = registered(self.backfill)
         pending = empty.count()
@@ -208,17 +216,17 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
         model: type[Model],
         column: str,
     ) -> None:
-        """NOT NULL through a NOT VALID check, or no change at all.
+        """NOT NULL through a NOT VALID constraint, or no change at all.
 
         An old app version may insert a row without the value after the gate
         counted, while the contract waits for a gap: validation then fails.
-        The check is dropped again (left NOT VALID, it would refuse those
+        The constraint is dropped again (left NOT VALID, it would refuse those
         servers' inserts), and the contract stops with one line.
         """
         try:
-            pg_operations.NullsManager().set_not_null(app_label, schema_editor, model, column)
+            not_null.set_not_null(app_label, schema_editor, model, column)
         except IntegrityError:
-            drop_check(schema_editor, model, column)
+            not_null.undo(schema_editor, model, column)
             raise BackfillIncomplete(self.raced(model, schema_editor.connection.alias)) from None
 
     def raced(self, model: type[Model], alias: str) -> str:
@@ -246,15 +254,6 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
         """Each statement waits for a gap in the table's locks, then attempts briefly (gaps.py)."""
         with gaps.waiting(schema_editor.connection.alias, wait_seconds=self.wait_seconds):
             step()
-
-
-def drop_check(schema_editor: BaseDatabaseSchemaEditor, model: type[Model], column: str) -> None:
-    """Drop the temporary NOT NULL check of `NullsManager` if a run left it."""
-    manager = pg_operations.NullsManager()
-    table = model._meta.db_table
-    name = manager._get_constraint_name(table, column)
-    if manager._constraint_exists(schema_editor, name):
-        manager._alter_table_drop_constraint(schema_editor, table, name)
 
 
 def registered(name: str) -> Definition | None:

@@ -28,6 +28,7 @@ from django.db.migrations.writer import MigrationWriter
 from django_pg_migration_tools import operations as pg_operations
 
 from backfill.errors import BackfillError
+from backfill.nullability import Nullability, nullability
 from backfill.registry import all_definitions
 from backfill.schema.contract import EnforceNotNull
 from backfill.schema.definition_source import definitions_source
@@ -100,22 +101,31 @@ def declared_field(
             f"{label} has a default: a required column filled by a backfill has none "
             "(a default is the one-ALTER path this command replaces)"
         )
-    if column_in_database(model, field):
+    state = column_in_database(model, field)
+    if state is not Nullability.MISSING:
         raise ScaffoldRefused(
-            f"column {field.column} already exists in {model._meta.db_table}: "
-            "only a column the database does not have yet can be scaffolded"
+            f"column {field.column} already exists in {model._meta.db_table} "
+            f"({EXISTING[state]}): only a column the database does not have yet can be scaffolded"
         )
     return model, field
 
 
-def column_in_database(model: type[models.Model], field: models.Field[Any, Any]) -> bool:
+# What the refusal says of a column that exists, read from the catalog: a NOT
+# NULL not yet validated (PostgreSQL 18) is a contract under way, not done.
+EXISTING = {
+    Nullability.NULLABLE: "nullable: its expand step has run",
+    Nullability.NOT_VALID: "NOT NULL NOT VALID: a contract is under way, `migrate` finishes it",
+    Nullability.ENFORCED: "NOT NULL, validated: nothing is left to fill",
+}
+
+
+def column_in_database(model: type[models.Model], field: models.Field[Any, Any]) -> Nullability:
     with connection.cursor() as cursor:
         if model._meta.db_table not in connection.introspection.table_names(cursor):
             raise ScaffoldRefused(
                 f"table {model._meta.db_table} does not exist: run `migrate` first"
             )
-        columns = connection.introspection.get_table_description(cursor, model._meta.db_table)
-    return any(column.name == field.column for column in columns)
+        return nullability(cursor, model._meta.db_table, str(field.column))
 
 
 def definition_name(
