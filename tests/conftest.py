@@ -27,7 +27,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
     partitioned example table, without unit) can exist again.
     """
     with django_db_blocker.unblock():
-        call_command("migrate", "organizations", "0005", verbosity=0)
+        to_expanded_state()
         call_command("migrate", "examples", "0002", verbosity=0)
     yield
     with django_db_blocker.unblock():
@@ -98,7 +98,15 @@ def back_to_expanded_state() -> Iterator[None]:
     """Migrate back to between expand and contract after a test that contracts or
     expands: the state every other test starts from (see `django_db_setup`)."""
     yield
+    to_expanded_state()
+
+
+def to_expanded_state() -> None:
+    """Between expand and contract: the contract (0006) reversed, the naming
+    tables and triggers (0007, 0008, which need only 0004) in place, also after a
+    test that went back below them."""
     call_command("migrate", "organizations", "0005", verbosity=0)
+    call_command("migrate", "organizations", "0008", verbosity=0)
 
 
 @pytest.fixture
