@@ -13,6 +13,7 @@ PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 # makebackfill), the schema steps and their gap waiter and guard, tables of
 # every key shape with real workers, and pacing's signals.
 PG18_TESTS := tests/backfill/test_not_null_versions.py tests/backfill/test_enforce_not_null.py \
+	tests/backfill/test_contract_races.py \
 	tests/backfill/test_scaffold.py tests/backfill/test_deploy_check.py tests/backfill/test_plan.py \
 	tests/backfill/test_schema_gaps.py tests/organizations/test_write_guard.py \
 	tests/organizations/test_expand_migration.py tests/examples/test_tables.py \
