@@ -181,6 +181,9 @@ AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("AXES_COOLOFF_MINUTES", "30")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# Usernames longer than any account's are cut to 150 characters before axes
+# stores them (its columns hold 255): the failed-login page, not a 500.
+AXES_USERNAME_CALLABLE = "project.login.throttled_username"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/backfill/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from axes.models import AccessAttempt
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -148,6 +149,19 @@ def test_the_eleventh_login_after_ten_failures_is_refused():
     signed = owner.post("/accounts/login/", {"username": "root", "password": "right-horse-battery"})
     assert signed.status_code == 302
     assert owner.get("/backfill/").status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/accounts/login/", "/admin/login/"])
+def test_a_username_longer_than_any_column_gets_the_failed_login_page(url):
+    """Throttling records the username it is given: one longer than its columns
+    (255 characters) is cut to the longest a user can have, not a 500."""
+    User.objects.create_superuser("root", password="right-horse-battery")
+    client = Client(raise_request_exception=False)
+    for name in ("x" * 300, "y" * 100_000):
+        response = client.post(url, {"username": name, "password": "wrong-guess"})
+        assert response.status_code == 200, name[:1]
+        assert response.context["form"].errors  # the failed-login page
+        assert AccessAttempt.objects.filter(username=name[:150]).exists()  # still counted
 
 
 @pytest.mark.parametrize("password", ["password", "12345678", "backfill1", "short-pw"])
