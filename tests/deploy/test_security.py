@@ -244,6 +244,37 @@ def test_passwords_in_urls_are_encoded(raw, password):
     assert url_to_parts(encoded).password == password
 
 
+@pytest.mark.parametrize(
+    ("raw", "password", "options"),
+    [
+        (
+            "postgres://backfill:pw@db:5432/backfill?sslmode=require&sslrootcert=/etc/ssl/ca@2024.pem",
+            "pw",
+            {"sslmode": "require", "sslrootcert": "/etc/ssl/ca@2024.pem"},
+        ),
+        (
+            "postgres://backfill:p@ss?/w#rd@db:5432/backfill?application_name=ops@host",
+            "p@ss?/w#rd",
+            {"application_name": "ops@host"},
+        ),
+        ("postgres://backfill:a?b@db:5432/backfill", "a?b", {}),
+    ],
+)
+def test_an_at_sign_in_the_query_string_stays_in_the_query(raw, password, options):
+    """The credentials end at the last `@` before the query, which starts at the first
+    `?name=`: a password may hold `@`, `?`, `/`, `#` unencoded, the query `@`."""
+    import dj_database_url
+
+    from project.settings import url_with_quoted_password
+
+    encoded = url_with_quoted_password(raw)
+    assert url_with_quoted_password(encoded) == encoded
+    parsed = dj_database_url.parse(encoded)
+    assert (parsed["USER"], parsed["PASSWORD"]) == ("backfill", password)
+    assert (parsed["HOST"], parsed["PORT"], parsed["NAME"]) == ("db", 5432, "backfill")
+    assert parsed.get("OPTIONS", {}) == options
+
+
 def test_readyz_with_an_unencoded_redis_password_answers(private_redis):
     """The variable as compose writes it (`redis://:${REDIS_PASSWORD}@...`), through the
     production settings: ready, no 500, no piece of the password anywhere."""
