@@ -240,8 +240,7 @@ def terminate(
             if in_transaction:
                 raw.execute("ROLLBACK TO SAVEPOINT backfill_terminate")
             raise NotEnded(
-                f"{holder.describe()} cannot be ended by this role "
-                f"({exc.diag.message_primary})",
+                f"{holder.describe()} cannot be ended by this role ({exc.diag.message_primary})",
                 tuple(ended),
             ) from None
         if in_transaction:
