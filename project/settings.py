@@ -9,6 +9,7 @@ local ports. The production environment is documented in README.md
 """
 
 import os
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -27,23 +28,32 @@ def env_bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+# Where a URL's query starts: a `?` and a parameter name with its `=`.
+QUERY_START = re.compile(r"\?[A-Za-z_][A-Za-z0-9_.-]*=")
+
+
 def url_with_quoted_password(url: str) -> str:
     """The URL with its user and password percent-encoded.
 
     Passwords are pasted into URLs as they are (compose builds `REDIS_URL`
-    from `REDIS_PASSWORD`); an unencoded `#`, `/` or `@` in one would be read
-    as the URL's fragment, path or host, and the clients then fail with part
-    of the password in their message. Everything up to the last `@` is the
-    credentials; encoding is idempotent, so an encoded password stays as it is
-    (a literal `%` must be written `%25`).
+    from `REDIS_PASSWORD`); an unencoded `#`, `/`, `?` or `@` in one would be
+    read as the URL's fragment, path, query or host, and the clients then fail
+    with part of the password in their message. The rule: the query starts at
+    the first `?name=` (`?sslmode=`), and the credentials end at the last `@`
+    before it, so a query may hold `@` (`sslrootcert=/ca@2024.pem`) and a
+    password anything but `?name=` followed by an `@` later on (encode that
+    one). Encoding is idempotent: an encoded password stays as it is, and a
+    literal `%` must be written `%25`.
     """
     scheme, sep, rest = url.partition("://")
-    credentials, at, location = rest.rpartition("@")
+    query = QUERY_START.search(rest)
+    start = query.start() if query else len(rest)
+    credentials, at, location = rest[:start].rpartition("@")
     if not sep or not at:
         return url
     user, colon, password = credentials.partition(":")
     quoted = quote(unquote(user), safe="") + colon + quote(unquote(password), safe="")
-    return f"{scheme}://{quoted}@{location}"
+    return f"{scheme}://{quoted}@{location}{rest[start:]}"
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -181,6 +191,9 @@ AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("AXES_COOLOFF_MINUTES", "30")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# Usernames longer than any account's are cut to 150 characters before axes
+# stores them (its columns hold 255): the failed-login page, not a 500.
+AXES_USERNAME_CALLABLE = "project.login.throttled_username"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/backfill/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"

@@ -17,6 +17,7 @@ from backfill.registry import Definition, Row
 
 # Keys a slice keeps to retry; a range with more pending rows is rescanned.
 MAX_HELD_KEYS = 1000
+NEEDS_STATS = "needs pg_read_all_stats"
 
 PENDING_KEYS_SQL = """
 SELECT {key} FROM {table}
@@ -35,10 +36,13 @@ FOR UPDATE SKIP LOCKED
 # Who holds the rows still pending: the transaction whose id is in the row's
 # xmax (a row lock or an uncommitted update). A lock shared by several
 # transactions (a multixact) matches no session and is shown without a pid.
+# backend_xid and pid are readable by every role, a session's state, start
+# and query only with pg_read_all_stats (or as its own role): backend_type is
+# NULL when they are hidden.
 HOLDERS_SQL = """
 SELECT t.{key}, a.pid, a.state,
        round(extract(epoch FROM now() - a.xact_start)::numeric, 1)::float,
-       left(a.query, 200)
+       left(a.query, 200), a.pid IS NULL OR a.backend_type IS NOT NULL
 FROM {table} t
 LEFT JOIN pg_stat_activity a ON a.backend_xid = t.xmax
 WHERE t.{key} = ANY(%(keys)s::{key_type}[]) AND ({pending})
@@ -69,8 +73,15 @@ def lock_held(cursor: CursorWrapper, definition: Definition, slc: Slice) -> list
 def holders(cursor: CursorWrapper, definition: Definition, keys: list[Any]) -> list[dict[str, Any]]:
     cursor.execute(definition.compose(HOLDERS_SQL), {"keys": keys})
     return [
-        {"key": str(key), "pid": pid, "state": state, "age_seconds": age, "query": query}
-        for key, pid, state, age, query in cursor.fetchall()
+        {
+            "key": str(key),
+            "pid": pid,
+            "state": state,
+            "age_seconds": age,
+            "query": query if readable else "",
+            "readable": readable,
+        }
+        for key, pid, state, age, query, readable in cursor.fetchall()
     ]
 
 
@@ -82,10 +93,11 @@ def describe(held: list[dict[str, Any]]) -> str:
     parts = []
     for pid, rows in by_pid.items():
         first = rows[0]
-        who = (
-            f"pid {pid} ({first['state']} for {first['age_seconds']} s: {first['query']!r})"
-            if pid
-            else "a transaction that shares its lock"
-        )
+        if not pid:
+            who = "a transaction that shares its lock"
+        elif not first.get("readable", True):
+            who = f"pid {pid} (its state and query unreadable: {NEEDS_STATS})"
+        else:
+            who = f"pid {pid} ({first['state']} for {first['age_seconds']} s: {first['query']!r})"
         parts.append(f"{len(rows)} rows held by {who}")
     return "; ".join(parts)

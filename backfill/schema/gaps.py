@@ -201,9 +201,11 @@ class GapWaiter:
         try:
             holding.terminate(raw, in_the_way, table, CONFLICTS[target.mode], in_transaction)
         except holding.NotEnded as exc:
+            done = ", ".join(f"pid {h.pid}" for h in exc.ended)
             raise LockNotAcquired(
                 f"{target.table or target.index}: no gap in {self.wait_seconds:.0f} s, and "
-                f"--terminate-blockers ended nothing: {exc}. See docs/runbook.md."
+                f"--terminate-blockers ended {f'only {done}' if done else 'nothing'}: {exc}. "
+                "See docs/runbook.md."
             ) from None
         ended.update(h.pid for h in in_the_way)
 

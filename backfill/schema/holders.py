@@ -32,7 +32,13 @@ TERMINATE_WAIT_MS = 5000
 
 
 class NotEnded(RuntimeError):
-    """A holder in the way that this role may not, or must not, end."""
+    """A holder in the way that this role may not, or must not, end; `ended`
+    names the sessions ended before it was refused (none, unless PostgreSQL
+    refused what the up-front check allowed)."""
+
+    def __init__(self, message: str, ended: tuple["Holder", ...] = ()) -> None:
+        super().__init__(message)
+        self.ended = ended
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class Holder:
     age_seconds: float | None  # since its transaction began; None when unreadable
     query: str
     gid: str | None = None
+    superuser: bool = False  # the session's role (pg_roles.rolsuper)
+    endable: bool = False  # whether this role may signal it (pg_terminate_backend's rule)
     seen_seconds: float = 0.0  # how long this waiter has seen it hold the lock
 
     @property
@@ -102,16 +110,24 @@ class Holder:
 # Granted locks conflicting with the statement's, on the table or its
 # partitions, in this database only: one row per transaction (a prepared one
 # has no pid, and is found in pg_prepared_xacts by the xid of its virtual
-# transaction, "-1/<xid>").
+# transaction, "-1/<xid>"). Whether this role may end the session follows
+# pg_signal_backend()'s rule: a superuser ends any; others never a superuser's
+# session, and another role's only with pg_signal_backend (usesysid is
+# readable without pg_read_all_stats).
 HOLDERS_SQL = """
 SELECT DISTINCT ON (l.virtualtransaction)
        l.pid, l.virtualtransaction, current_database(), l.mode,
        coalesce(a.usename, p.owner::text, ''), coalesce(a.state, ''), coalesce(a.backend_type, ''),
        round(extract(epoch FROM clock_timestamp()
                      - coalesce(a.xact_start, a.backend_start, p.prepared))::numeric, 1)::float,
-       left(coalesce(a.query, ''), 200), p.gid
+       left(coalesce(a.query, ''), 200), p.gid, coalesce(r.rolsuper, false),
+       coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                OR (NOT r.rolsuper AND (pg_has_role(r.oid, 'USAGE')
+                                        OR pg_has_role('pg_signal_backend', 'USAGE'))),
+                false)
 FROM pg_locks l
 LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+LEFT JOIN pg_roles r ON r.oid = a.usesysid
 LEFT JOIN pg_prepared_xacts p
        ON l.pid IS NULL AND p.database = current_database()
       AND p.transaction::text = split_part(l.virtualtransaction, '/', 2)
@@ -183,12 +199,19 @@ class Sightings:
         ]
 
 
-def why_not_ended(holder: Holder) -> str:
+def why_not_ended(holder: Holder) -> str | None:
+    """Why this role cannot end the holder's session, or None when it can."""
     if holder.prepared:
         return "a prepared transaction has no session to end"
     if not holder.readable:
         return f"what kind of session it is is unknown ({NEEDS_STATS})"
-    return f"only client sessions are ended, and this is a {holder.backend_type}"
+    if not holder.terminable:
+        return f"only client sessions are ended, and this is a {holder.backend_type}"
+    if holder.superuser and not holder.endable:
+        return "it is a superuser's session, which a role that is not a superuser never ends"
+    if not holder.endable:
+        return "this role may not end another role's session: it needs pg_signal_backend"
+    return None
 
 
 def terminate(
@@ -197,11 +220,15 @@ def terminate(
     """End the holders' sessions, each only while it still holds or waits for the table.
 
     Raises NotEnded, ending none, when one of them is not a client session
-    this role can read; and when this role may not end one (pg_signal_backend).
+    this role can read, or one this role may not end: all or nothing is
+    decided before the first is ended. Should PostgreSQL refuse one anyway
+    (the role lost a grant meanwhile), NotEnded names those already ended.
     """
     for holder in holders:
-        if not holder.terminable:
-            raise NotEnded(f"{holder.describe()} cannot be ended: {why_not_ended(holder)}")
+        why = why_not_ended(holder)
+        if why is not None:
+            raise NotEnded(f"{holder.describe()} cannot be ended: {why}")
+    ended: list[Holder] = []
     for holder in holders:
         logger.warning("ending %s, as asked (--terminate-blockers)", holder.describe())
         params = {"pid": holder.pid, "wait_ms": TERMINATE_WAIT_MS, "table": table}
@@ -213,8 +240,9 @@ def terminate(
             if in_transaction:
                 raw.execute("ROLLBACK TO SAVEPOINT backfill_terminate")
             raise NotEnded(
-                f"{holder.describe()} cannot be ended by this role "
-                f"({exc.diag.message_primary}): it needs pg_signal_backend"
+                f"{holder.describe()} cannot be ended by this role ({exc.diag.message_primary})",
+                tuple(ended),
             ) from None
         if in_transaction:
             raw.execute("RELEASE SAVEPOINT backfill_terminate")
+        ended.append(holder)

@@ -105,8 +105,9 @@ def for_caller(request: HttpRequest, progress: dict[str, Any]) -> dict[str, Any]
     """A job's progress as this caller may see it.
 
     People see everything, with the actions offered narrowed to those they
-    may take. The token sees figures: no SQL text of the sessions holding
-    rows, no error tracebacks (whether a slice has an error stays visible).
+    may take. The token sees figures and may take no action (its list is
+    empty): no SQL text of the sessions holding rows, no error tracebacks
+    (whether a slice has an error stays visible).
     """
     user = getattr(request, "user", None)
     if may(user, VIEW):
@@ -123,4 +124,4 @@ def for_caller(request: HttpRequest, progress: dict[str, Any]) -> dict[str, Any]
         }
         for s in progress["slices"]
     ]
-    return {**progress, "held": held, "slices": slices}
+    return {**progress, "actions": [], "held": held, "slices": slices}

@@ -228,8 +228,11 @@ def job_fragment(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@permission_required(CHANGE)
+@permission_required(VIEW)
 def start(request: HttpRequest, name: str) -> HttpResponse:
+    # As every other action: view_job to reach it, then the action's own permission.
+    if not may_act(request.user, Action.START):
+        return plain("you may not start jobs", 403)
     try:
         get_definition(name)
     except BackfillError as exc:

@@ -32,8 +32,8 @@ from backfill.schema.holders import Holder
 from backfill.schema.statements import Target
 
 TABLE = "organizations_organization"
-APP_ROLE = "h_secdb_app"  # the app's role, as docker-compose makes it: not a superuser
-OTHER_ROLE = "h_secdb_other"  # another role's session: a report, a console
+APP_ROLE = "h_secfix_app"  # the app's role, as docker-compose makes it: not a superuser
+OTHER_ROLE = "h_secfix_other"  # another role's session: a report, a console
 TWINS = ("h_secdb_tpl", "h_secdb_a", "h_secdb_b")
 
 
@@ -201,7 +201,7 @@ def other_role_holding_the_table() -> Iterator[psycopg.Connection]:
         yield holder
 
 
-UNREADABLE = r"pid {pid} \(role h_secdb_other, database {db}, seen holding AccessShareLock"
+UNREADABLE = r"pid {pid} \(role h_secfix_other, database {db}, seen holding AccessShareLock"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -241,6 +241,31 @@ def test_a_role_without_pg_signal_backend_says_so_instead_of_ending():
             CommandError, match=rf"pid {pid} \(idle in transaction.*pg_signal_backend"
         ):
             expand_waiting(1, "--terminate-blockers")
+    assert not column_exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("back_to_expanded_state")
+def test_a_superuser_among_the_blockers_means_none_is_ended(caplog):
+    """All or nothing, decided before ending any: the app's role, granted both, may end
+    another role's session but never a superuser's."""
+    call_command("migrate", "organizations", "0002", verbosity=0)
+    superuser = connection.settings_dict["USER"]
+    with (
+        as_app_role("pg_read_all_stats", "pg_signal_backend"),
+        other_role_holding_the_table() as other,
+        server(user=superuser, autocommit=False) as root,
+    ):
+        root.execute(f"SELECT count(*) FROM {TABLE}")
+        pid = root.info.backend_pid
+        with caplog.at_level(logging.WARNING), pytest.raises(CommandError) as raised:
+            expand_waiting(1, "--terminate-blockers")
+        assert other.execute("SELECT 1").fetchone() == (1,)  # still alive
+        assert root.execute("SELECT 1").fetchone() == (1,)
+    message = str(raised.value)
+    assert re.search(rf"ended nothing: pid {pid} \(.*superuser's session", message)
+    assert "pg_signal_backend" not in message
+    assert not [r for r in caplog.records if r.getMessage().startswith("ending")]
     assert not column_exists()
 
 

@@ -2,12 +2,16 @@
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 import pytest
-from django.db import connections
+from django.db import connection, connections
+from psycopg import sql
 
-from backfill.engine import checker
+from backfill.engine import checker, held
 from backfill.engine.progress import job_progress
 from backfill.models import Job, JobStatus, Slice
 from backfill.registry import get_definition
@@ -73,3 +77,49 @@ def test_a_row_held_for_long_is_retried_alone_named_and_filled_once_released(run
     assert waited.passes == 2  # no rescan of the range after the budget
     assert waited.held_keys == []
     assert_sound(job)
+
+
+READER = "h_secfix_reader"  # a role without pg_read_all_stats, as a bare app role is
+
+
+@contextmanager
+def reader_session() -> Iterator[psycopg.Connection]:
+    """A session of a NOSUPERUSER role that may read the table but not other roles'
+    sessions; the role is the cluster's, so it is dropped after."""
+    name = sql.Identifier(READER)
+    with app_session(autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(name))
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(name))
+        admin.execute(sql.SQL("GRANT SELECT ON organizations_organization TO {}").format(name))
+        try:
+            db = connection.settings_dict
+            with psycopg.connect(
+                host=db["HOST"], port=db["PORT"], user=READER, dbname=db["NAME"], autocommit=True
+            ) as reader:
+                yield reader
+        finally:
+            admin.execute(sql.SQL("REVOKE ALL ON organizations_organization FROM {}").format(name))
+            admin.execute(sql.SQL("DROP ROLE {}").format(name))
+
+
+def test_a_holder_this_role_cannot_read_is_named_with_the_grant_it_needs():
+    """Without pg_read_all_stats another role's session shows its pid (backend_xid is
+    readable) but no state, start or query: the line says so, not "None"."""
+    seed(50)
+    key = Organization.objects.order_by("pk").values_list("pk", flat=True)[10]
+    definition = get_definition("admin_groups")
+    with app_session() as holder, reader_session() as reader:
+        pid = holder.info.backend_pid
+        holder.execute("SELECT 1 FROM organizations_organization WHERE id = %s FOR UPDATE", [key])
+        with reader.cursor() as cursor:
+            seen = held.holders(cursor, definition, [str(key)])  # type: ignore[arg-type]
+        with connection.cursor() as cursor:
+            named_by_superuser = held.holders(cursor, definition, [str(key)])
+    assert [row["pid"] for row in seen] == [pid]
+    line = held.describe(seen)
+    assert (
+        line
+        == f"1 rows held by pid {pid} (its state and query unreadable: needs pg_read_all_stats)"
+    )
+    assert named_by_superuser[0]["pid"] == pid
+    assert "FOR UPDATE" in held.describe(named_by_superuser)

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 LEVELS = {
     "staff-without-permissions": (),
     "view": ("view_job",),
+    "change-without-view": ("change_job",),
     "change": ("view_job", "change_job"),
     "change-and-revert": ("view_job", "change_job", "revert_job"),
     "superuser": None,
@@ -26,6 +27,7 @@ LEVELS = {
 MAY = {
     "staff-without-permissions": (False, False, False),
     "view": (True, False, False),
+    "change-without-view": (False, False, False),  # every action needs view_job too
     "change": (True, True, False),
     "change-and-revert": (True, True, True),
     "superuser": (True, True, True),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from axes.models import AccessAttempt
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -150,6 +151,19 @@ def test_the_eleventh_login_after_ten_failures_is_refused():
     assert owner.get("/backfill/").status_code == 200
 
 
+@pytest.mark.parametrize("url", ["/accounts/login/", "/admin/login/"])
+def test_a_username_longer_than_any_column_gets_the_failed_login_page(url):
+    """Throttling records the username it is given: one longer than its columns
+    (255 characters) is cut to the longest a user can have, not a 500."""
+    User.objects.create_superuser("root", password="right-horse-battery")
+    client = Client(raise_request_exception=False)
+    for name in ("x" * 300, "y" * 100_000):
+        response = client.post(url, {"username": name, "password": "wrong-guess"})
+        assert response.status_code == 200, name[:1]
+        assert response.context["form"].errors  # the failed-login page
+        assert AccessAttempt.objects.filter(username=name[:150]).exists()  # still counted
+
+
 @pytest.mark.parametrize("password", ["password", "12345678", "backfill1", "short-pw"])
 def test_weak_passwords_are_refused(password):
     with pytest.raises(ValidationError):
@@ -206,9 +220,11 @@ def test_a_lowercase_bearer_is_accepted_and_the_token_sees_figures_not_sql(setti
         assert "SELECT ssn" not in body
         assert "Traceback" not in body
         assert response.json()["held"][0]["pid"] == 4242
-        listing = Client().get("/backfill/api/jobs/", HTTP_AUTHORIZATION=auth).content.decode()
-        assert "SELECT ssn" not in listing
-        assert "Traceback" not in listing
+        assert response.json()["actions"] == []  # the token may do nothing
+        listing = Client().get("/backfill/api/jobs/", HTTP_AUTHORIZATION=auth)
+        assert "SELECT ssn" not in listing.content.decode()
+        assert "Traceback" not in listing.content.decode()
+        assert [j["actions"] for j in listing.json()["jobs"]] == [[]]
 
 
 @pytest.mark.parametrize(
@@ -228,6 +244,37 @@ def test_passwords_in_urls_are_encoded(raw, password):
     encoded = url_with_quoted_password(raw)
     assert url_with_quoted_password(encoded) == encoded
     assert url_to_parts(encoded).password == password
+
+
+@pytest.mark.parametrize(
+    ("raw", "password", "options"),
+    [
+        (
+            "postgres://backfill:pw@db:5432/backfill?sslmode=require&sslrootcert=/etc/ssl/ca@2024.pem",
+            "pw",
+            {"sslmode": "require", "sslrootcert": "/etc/ssl/ca@2024.pem"},
+        ),
+        (
+            "postgres://backfill:p@ss?/w#rd@db:5432/backfill?application_name=ops@host",
+            "p@ss?/w#rd",
+            {"application_name": "ops@host"},
+        ),
+        ("postgres://backfill:a?b@db:5432/backfill", "a?b", {}),
+    ],
+)
+def test_an_at_sign_in_the_query_string_stays_in_the_query(raw, password, options):
+    """The credentials end at the last `@` before the query, which starts at the first
+    `?name=`: a password may hold `@`, `?`, `/`, `#` unencoded, the query `@`."""
+    import dj_database_url
+
+    from project.settings import url_with_quoted_password
+
+    encoded = url_with_quoted_password(raw)
+    assert url_with_quoted_password(encoded) == encoded
+    parsed = dj_database_url.parse(encoded)
+    assert (parsed["USER"], parsed["PASSWORD"]) == ("backfill", password)
+    assert (parsed["HOST"], parsed["PORT"], parsed["NAME"]) == ("db", 5432, "backfill")
+    assert parsed.get("OPTIONS", {}) == options
 
 
 def test_readyz_with_an_unencoded_redis_password_answers(private_redis):
