@@ -35,8 +35,11 @@ def advance(job_id: int) -> list[int]:
     """Dispatch free slices up to the workers the job may have writing; end it if nothing is left.
 
     A slot no free slice can take goes to a slice waiting out a back-off (held
-    rows, a paced stop): it is dispatched now to arrive when its wait ends,
-    so the job goes on then, not at the sweeper's next round.
+    rows, a long pause, a paced stop): it is dispatched now to arrive when its
+    wait ends, so the job goes on then, not at the sweeper's next round. While
+    a slice waits, no slice is split for the free slot: the slot is free
+    because the job waits, not for want of work, and a piece split off would
+    be dispatched at once, through the wait.
     """
     with transaction.atomic():
         job = Job.objects.select_for_update(no_key=True).get(pk=job_id)
@@ -54,7 +57,7 @@ def advance(job_id: int) -> list[int]:
         chosen = list(
             slices.open().free(now).order_by("number").values_list("pk", flat=True)[:free]
         )
-        if len(chosen) < free:
+        if len(chosen) < free and not slices.open().waiting(now).exists():
             sibling = slicing.split_busiest(job)
             if sibling is not None:
                 chosen.append(sibling.pk)
