@@ -174,7 +174,7 @@ def reopen_slices_with_pending_rows(job: Job) -> bool:
         again = [s.pk for s in slices if has_pending(cursor, statement, s)]
     if not again:
         return False
-    rechecks = Event.objects.filter(job=job, action="recheck").count()
+    rechecks = rechecks_since_retry(job)
     if rechecks >= conf.current().max_rechecks:
         detail = (
             f"rows of {definition.label} were still pending after {rechecks} rechecks "
@@ -187,6 +187,15 @@ def reopen_slices_with_pending_rows(job: Job) -> bool:
     logger.info("job %s: pending rows found again in slices %s", job.pk, again)
     transaction.on_commit(lambda: advance(job.pk))
     return True
+
+
+def rechecks_since_retry(job: Job) -> int:
+    """The rechecks that count against the budget: those since the job was last
+    retried, so a retry once the cause is gone (a fix to fill(), a writer
+    stopped) gets the whole budget back instead of failing again at once."""
+    events = Event.objects.filter(job=job)
+    retried = events.filter(action=Action.RETRY).order_by("-pk").values_list("pk", flat=True)
+    return events.filter(action="recheck", pk__gt=retried.first() or 0).count()
 
 
 def has_pending(cursor: CursorWrapper, statement: str, slc: Slice) -> bool:
