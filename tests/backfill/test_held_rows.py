@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from backfill.engine import checker
+from backfill.engine import checker, held, local, service
+from backfill.engine.options import JobOptions
 from backfill.engine.progress import job_progress
 from backfill.models import Job, JobStatus, Slice
 from backfill.registry import get_definition
@@ -72,4 +73,39 @@ def test_a_row_held_for_long_is_retried_alone_named_and_filled_once_released(run
     ]
     assert waited.passes == 2  # no rescan of the range after the budget
     assert waited.held_keys == []
+    assert_sound(job)
+
+
+def test_more_held_rows_than_a_slice_keeps_are_named_and_filled_once_released(
+    local_queue, settings
+):
+    settings.BACKFILL_HELD_ROW_PASSES = 1
+    seed(3_000, share=0, existing_groups=20)
+    keys = list(Organization.objects.order_by("pk").values_list("pk", flat=True)[:1_500])
+    app = app_session()
+    app.execute(
+        "SELECT 1 FROM organizations_organization WHERE id = ANY(%s) FOR UPDATE /* export */",
+        [keys],
+    )
+    pid = app.info.backend_pid
+    seen: dict[str, Any] = {}
+    deadline = time.monotonic() + 90
+
+    def release_once_named(_: Job) -> None:
+        assert time.monotonic() < deadline, "the holder of 1,500 rows was never named"
+        if not seen and named(pid, seen):
+            app.commit()
+
+    job = service.start("admin_groups", "test", JobOptions.build(batch_size=500, concurrency=1))
+    try:
+        job = local.drive(job.pk, local_queue, "test-owner", 2, release_once_named)
+    finally:
+        app.close()
+    assert len(seen["held"]) == held.MAX_HELD_KEYS
+    assert {row["pid"] for row in seen["held"]} == {pid}
+    assert seen["status"]["held"][0]["pid"] == pid
+    assert f"pid {pid}" in seen["check"]
+    assert "backfill start" not in seen["check"]  # a job is running: nothing to start
+    assert job.status == JobStatus.SUCCEEDED
+    assert not Organization.objects.filter(admin__isnull=True).exists()
     assert_sound(job)
