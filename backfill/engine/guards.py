@@ -8,8 +8,11 @@ when" (lifecycle.py keeps the table that names them).
 from django.db import connection
 
 from backfill.errors import UnknownDefinition
-from backfill.models import Job
+from backfill.models import Event, Job
 from backfill.registry import get_definition
+
+# The event of a job whose write log was dropped (engine/prune.py).
+PRUNED = "prune"
 
 # Whether the column is NOT NULL now; no row when the table or column is gone.
 NOT_NULL_SQL = """
@@ -46,3 +49,10 @@ def column_still_nullable(job: Job) -> str | None:
     if not row or not row[0]:
         return None
     return f"{definition.label} is NOT NULL now (the contract applied); its rows stay filled"
+
+
+def write_log_kept(job: Job) -> str | None:
+    """its write log was dropped once it could no longer be reverted (what it wrote is unknown)"""
+    if job.pk is None or not Event.objects.filter(job=job, action=PRUNED).exists():
+        return None
+    return "its write log was dropped when it could no longer be reverted; its rows stay filled"

@@ -16,7 +16,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from backfill.engine.guards import already_active_message, column_still_nullable, no_other_active
+from backfill.engine.guards import (
+    already_active_message,
+    column_still_nullable,
+    no_other_active,
+    write_log_kept,
+)
 from backfill.errors import ActiveJobExists, BackfillError, InvalidTransition
 from backfill.models import Event, Job, Slice
 from backfill.statuses import FINISHED_STATUSES, JobStatus
@@ -191,7 +196,7 @@ TRANSITIONS: dict[Action, Edge] = {
         True,
         "workers undo what the job filled, slice by slice; after a failed revert, "
         "asking again carries on where it stopped",
-        guards=(is_latest, column_still_nullable),
+        guards=(is_latest, column_still_nullable, write_log_kept),
         effects=(reopen_finished, open_slices_for_revert),
         hint="cancel it first, or let it end",
     ),

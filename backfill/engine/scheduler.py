@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from backfill import conf
 from backfill.conf import BatchLimits
-from backfill.engine import dispatch, display, slicing
+from backfill.engine import dispatch, display, prune, slicing
 from backfill.engine.lifecycle import Action, record, transition
 from backfill.faults import describe
 from backfill.models import Event, Job, JobStatus, Slice
@@ -162,6 +162,17 @@ def complete_or_extend(job: Job) -> None:
     job.save(update_fields=["rows_total", "rows_total_is_estimate", "updated_at"])
     label = get_definition(job.definition).label
     transition(job, Action.SUCCEED, "scheduler", f"{display.count(done)} rows filled in {label}")
+    transaction.on_commit(lambda: prune_older(job))
+
+
+def prune_older(job: Job) -> None:
+    """A job succeeded: older jobs of its backfill can never be reverted, their logs go."""
+    try:
+        prune.prune(job.definition)
+    except DatabaseError as exc:
+        # The sweeper prunes them at its next round.
+        connection.close_if_unusable_or_obsolete()
+        logger.warning("job %s: pruning older write logs failed: %s", job.pk, describe(exc))
 
 
 def reopen_slices_with_pending_rows(job: Job) -> bool:
