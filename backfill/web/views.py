@@ -14,7 +14,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -139,6 +139,15 @@ class StartForm(forms.Form):
     def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
         return [(legend, [self[name] for name in names]) for legend, names in self.GROUPS]
 
+    def named_errors(self) -> str:
+        """Each error with the field it is about ("batch size: Enter a whole number.");
+        the options' own checks name their field already."""
+        return "; ".join(
+            str(error) if name == NON_FIELD_ERRORS else f"{self[name].label}: {error}"
+            for name, errors in self.errors.items()
+            for error in errors
+        )
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if not self.errors:
@@ -259,8 +268,7 @@ def start(request: HttpRequest, name: str) -> HttpResponse:
         return HttpResponseBadRequest(str(exc))
     form = StartForm(request.POST)
     if not form.is_valid():
-        errors = "; ".join(str(e) for field in form.errors.values() for e in field)
-        return HttpResponseBadRequest(f"not started: {errors}")
+        return HttpResponseBadRequest(f"not started: {form.named_errors()}")
     try:
         job = service.start(name, actor(request), form.options)
     except BackfillError as exc:
