@@ -82,7 +82,7 @@ def drop_log(job_id: int) -> int:
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(statement.as_string(), {"job": job_id, "chunk": CHUNK})
-            deleted = cursor.rowcount
+            deleted = int(cursor.rowcount)
         total += deleted
         if deleted < CHUNK:
             return total

@@ -16,7 +16,8 @@ from django.db import IntegrityError, connection, transaction
 from backfill.engine import dispatch, display, local, prune, scheduler, slicing
 from backfill.engine import revert as reverting
 from backfill.engine.checker import estimate_pending
-from backfill.engine.lifecycle import Action, already_active_message, refused, transition
+from backfill.engine.guards import already_active_message
+from backfill.engine.lifecycle import Action, refused, transition
 from backfill.engine.options import JobOptions
 from backfill.errors import ActiveJobExists, NoJob
 from backfill.models import Job, JobStatus
