@@ -34,12 +34,15 @@ logger = logging.getLogger(__name__)
 def advance(job_id: int) -> list[int]:
     """Dispatch free slices up to the workers the job may have writing; end it if nothing is left.
 
-    A slot no free slice can take goes to a slice waiting out a back-off (held
-    rows, a long pause, a paced stop): it is dispatched now to arrive when its
-    wait ends, so the job goes on then, not at the sweeper's next round. While
-    a slice waits, no slice is split for the free slot: the slot is free
-    because the job waits, not for want of work, and a piece split off would
-    be dispatched at once, through the wait.
+    A slice waiting out its pace (a pause of a second or more, a paced stop)
+    keeps its worker's slot: it is dispatched now to arrive when its wait
+    ends, and no other slice takes the slot meanwhile, since the pause is the
+    worker's, between its batches, not the slice's. A slot no free slice can
+    take goes to a slice waiting on held rows, likewise dispatched to arrive
+    when its wait ends, so the job goes on then, not at the sweeper's next
+    round. While a slice waits, no slice is split for a free slot: the slot
+    is free because the job waits, not for want of work, and a piece split
+    off would be dispatched at once, through the wait.
     """
     with transaction.atomic():
         job = Job.objects.select_for_update(no_key=True).get(pk=job_id)
@@ -54,14 +57,16 @@ def advance(job_id: int) -> list[int]:
             return []
         now = timezone.now()
         free = max(0, job.workers_writing - slices.open().in_flight(now).count())
+        paced = waiting_first(slices.filter(held_keys=[]), now, free)
+        free -= len(paced)
         chosen = list(
             slices.open().free(now).order_by("number").values_list("pk", flat=True)[:free]
         )
-        if len(chosen) < free and not slices.open().waiting(now).exists():
+        if len(chosen) < free and not slices.open().filter(retry_at__gt=now).exists():
             sibling = slicing.split_busiest(job)
             if sibling is not None:
                 chosen.append(sibling.pk)
-        waking = waiting_first(slices, now, free - len(chosen))
+        waking = paced + waiting_first(slices.exclude(held_keys=[]), now, free - len(chosen))
         if not chosen and not waking:
             return []
         reserve(chosen, waking, now)

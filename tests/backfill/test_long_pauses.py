@@ -8,6 +8,7 @@ import pytest
 from backfill.engine import local, service
 from backfill.engine.options import JobOptions
 from backfill.models import Job, JobStatus, Slice
+from organizations.models import Organization
 from tests.data import app_session, seed
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,3 +64,18 @@ def test_a_job_stopped_by_a_signal_splits_no_slice_and_counts_its_wait_once(sett
     assert Slice.objects.filter(job=job).count() == slices
     # Two slices waited side by side: the job was held back for the wall time, once.
     assert 3 < job.throttled_seconds <= elapsed + 1.5
+
+
+def test_a_long_pause_is_the_workers_not_each_slices(local_queue):
+    """One worker, four slices, a pause of a second: about one batch a second, not
+    one batch per slice a second (a slice waiting out its pause keeps its slot)."""
+    seed(2_000)
+    Organization.objects.update(search_name=None)
+    options = JobOptions.build(batch_size=100, concurrency=1, pause_ms=1000, pace=False)
+    job = service.start("search_names", "test", options)
+    assert Slice.objects.filter(job=job).count() > 1
+    started = time.monotonic()
+    job = drive_for(job, local_queue, 4)
+    elapsed = time.monotonic() - started
+    batches = sum(Slice.objects.filter(job=job).values_list("batches", flat=True))
+    assert 2 <= batches <= elapsed + 1.5
