@@ -49,6 +49,9 @@ class Job(models.Model):
     pace_pause_ms = models.PositiveIntegerField(default=0)
     pace_limit = models.CharField(max_length=30, blank=True)
     throttled_seconds = models.FloatField(default=0.0)
+    # The end of the latest wait counted in `throttled_seconds`: slices waiting at
+    # the same time count the wall time once, not once each.
+    throttled_until = models.DateTimeField(null=True)
     # Workers that may write at once while latency has shed some; None: all of `concurrency`.
     pace_workers = models.PositiveIntegerField(null=True)
     # Until then the job's last worker writing stays at its floor over the latency

@@ -171,6 +171,11 @@ def retry_held(
     count_success(slc, size)
     if slc.held_keys:
         return len(rows), filled, False, False
+    if held.pending_keys(cursor, definition, slc, limit=1):
+        # More rows were pending than the slice keeps: a pass for the rest.
+        slc.cursor = slc.after
+        slc.passes += 1
+        return len(rows), filled, True, False
     slc.status = SliceStatus.DONE
     return len(rows), filled, False, True
 

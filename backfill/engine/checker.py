@@ -16,6 +16,7 @@ from backfill.engine.held import describe as describe_held
 from backfill.models import Job
 from backfill.nullability import none_pending
 from backfill.registry import Definition
+from backfill.statuses import ACTIVE_STATUSES, JobStatus
 from backfill.transactions import local_settings
 
 
@@ -55,13 +56,24 @@ class CheckResult:
             parts.append(self.arrivals)
         elif self.pending:
             parts.append(
-                f"{self.pending:,} rows of {self.label} are still empty; "
-                f"run `manage.py backfill start {self.name}`"
+                f"{self.pending:,} rows of {self.label} are still empty; {self.next_step()}"
             )
         if self.held:
             parts.append(f"job #{self.latest_job_id} waits on {describe_held(self.held)}")
         parts.extend(self.problems)
         return "; ".join(parts)
+
+    def next_step(self) -> str:
+        """What to do about the empty rows: start a job only when none is active."""
+        status = self.latest_job_status
+        if status == JobStatus.PAUSED:
+            return f"job #{self.latest_job_id} is paused: `manage.py backfill resume {self.name}`"
+        if status in ACTIVE_STATUSES:
+            return (
+                f"job #{self.latest_job_id} is {status}: follow it with "
+                f"`manage.py backfill status {self.name} --watch`"
+            )
+        return f"run `manage.py backfill start {self.name}`"
 
 
 def count_pending(definition: Definition) -> int:

@@ -3,8 +3,9 @@
 SKIP LOCKED never waits, so a row the app holds is skipped and the slice
 makes another pass for it. A row held for minutes (an idle transaction, a
 long report) would make that an endless rescan. After a few passes the slice
-instead keeps the keys still pending in its range, retries only those with
-back-off, and records who holds them, so the dashboard, `status --json` and
+instead keeps the keys still pending in its range (the first MAX_HELD_KEYS,
+however many are held), retries only those with back-off, and records who
+holds them, so the dashboard, `status --json` and
 `backfill check` can name the session to look at.
 """
 
@@ -15,7 +16,9 @@ from django.db.backends.utils import CursorWrapper
 from backfill.models import Slice
 from backfill.registry import Definition, Row
 
-# Keys a slice keeps to retry; a range with more pending rows is rescanned.
+# Keys a slice keeps to retry at once. With more pending rows it keeps the
+# first ones; once they are filled it makes one more pass for the rest, which
+# fills what is free and keeps the next held ones.
 MAX_HELD_KEYS = 1000
 NEEDS_STATS = "needs pg_read_all_stats"
 
@@ -50,19 +53,15 @@ ORDER BY t.{key}
 """
 
 
-def pending_keys(cursor: CursorWrapper, definition: Definition, slc: Slice) -> list[str]:
-    """The keys still pending in the slice's range (text form), or [] when too many to keep."""
+def pending_keys(
+    cursor: CursorWrapper, definition: Definition, slc: Slice, limit: int = MAX_HELD_KEYS
+) -> list[str]:
+    """The first `limit` keys still pending in the slice's range (text form)."""
     cursor.execute(
         definition.compose(PENDING_KEYS_SQL),
-        {
-            "after": slc.after,
-            "high": slc.high,
-            "limit": MAX_HELD_KEYS + 1,
-            **slc.share_parameters(),
-        },
+        {"after": slc.after, "high": slc.high, "limit": limit, **slc.share_parameters()},
     )
-    keys = [str(row[0]) for row in cursor.fetchall()]
-    return keys if len(keys) <= MAX_HELD_KEYS else []
+    return [str(row[0]) for row in cursor.fetchall()]
 
 
 def lock_held(cursor: CursorWrapper, definition: Definition, slc: Slice) -> list[Row]:

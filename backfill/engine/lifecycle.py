@@ -16,6 +16,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from backfill.engine.guards import (
+    already_active_message,
+    column_still_nullable,
+    no_other_active,
+    write_log_kept,
+)
 from backfill.errors import ActiveJobExists, BackfillError, InvalidTransition
 from backfill.models import Event, Job, Slice
 from backfill.statuses import FINISHED_STATUSES, JobStatus
@@ -64,13 +70,6 @@ def never_reverted(job: Job) -> str | None:
     return (
         f"its fill was reverted; start a new job with `manage.py backfill start {job.definition}`"
     )
-
-
-def no_other_active(job: Job) -> str | None:
-    """another job of the same backfill is active (one at a time; the database enforces it too)"""
-    if not Job.objects.of(job.definition).active().exclude(pk=job.pk).exists():
-        return None
-    return already_active_message(job)
 
 
 def stamp_started(job: Job, change: Change) -> None:
@@ -169,16 +168,22 @@ TRANSITIONS: dict[Action, Edge] = {
         effects=(weigh_pacing_afresh, forget_reservations),
     ),
     Action.CANCEL: Edge(
-        {JobStatus.RUNNING: JobStatus.CANCELLING, JobStatus.PAUSED: JobStatus.CANCELLED},
+        {
+            JobStatus.RUNNING: JobStatus.CANCELLING,
+            JobStatus.PAUSED: JobStatus.CANCELLED,
+            JobStatus.REVERTING: JobStatus.CANCELLING,
+        },
         True,
-        "a running job waits for its batches in flight; a paused one has none",
+        "a running job or a revert waits for its batches in flight; a paused one has none; "
+        "a cancelled revert carries on where it stopped when asked again",
         guards=(is_latest,),
         effects=(stamp_finished,),
     ),
     Action.RETRY: Edge(
         {JobStatus.FAILED: JobStatus.RUNNING},
         True,
-        "failed slices resume from their cursors with fresh budgets",
+        "failed slices resume from their cursors with fresh budgets, and the job's "
+        "rechecks before success count afresh",
         guards=(is_latest, never_reverted),
         effects=(reopen_finished, reopen_failed_slices, weigh_pacing_afresh, forget_reservations),
     ),
@@ -191,7 +196,7 @@ TRANSITIONS: dict[Action, Edge] = {
         True,
         "workers undo what the job filled, slice by slice; after a failed revert, "
         "asking again carries on where it stopped",
-        guards=(is_latest,),
+        guards=(is_latest, column_still_nullable, write_log_kept),
         effects=(reopen_finished, open_slices_for_revert),
         hint="cancel it first, or let it end",
     ),
@@ -286,14 +291,6 @@ def apply(job: Job, action: Action, change: Change) -> Job:
     job.save()
     record(job, action, change.actor, change.detail, from_status=previous, to_status=job.status)
     return job
-
-
-def already_active_message(job: Job) -> str:
-    other = Job.objects.of(job.definition).active().exclude(pk=job.pk).first()
-    which = f"job #{other.pk} is {other.status}" if other else "another job is active"
-    return (
-        f"backfill {job.definition!r} already has an active job ({which}); cancel it or let it end"
-    )
 
 
 def record(

@@ -27,7 +27,7 @@ from backfill.engine.throttle import BatchSizer, backoff_seconds
 from backfill.errors import InvalidTransition
 from backfill.faults import Failure, Fault, classify, describe
 from backfill.models import Job, JobStatus, Slice, SliceStatus
-from backfill.pacing.controller import SpeedLimit
+from backfill.pacing.controller import STOPPING, SpeedLimit
 from backfill.pacing.pacer import Pacer
 from backfill.querysets import LeaseLost
 from backfill.registry import Definition, get_definition
@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 
 Log = logging.LoggerAdapter[logging.Logger]
 
-# A pause at least this long is not slept holding the slice: it is handed
-# back, to be taken again when the pause is over.
+# A pause at least this long is not slept holding the slice: after its batch
+# the slice is handed back, to be taken again when the pause is over.
 LONG_PAUSE_MS = 1000
 
 
@@ -122,12 +122,8 @@ class SliceWork:
                     log.info("job %s slice %s: one worker fewer for latency", *ids(slc))
                     self.give_back_attempt()
                     return Outcome.SHED
-                if pace.pause_ms >= LONG_PAUSE_MS:
-                    log.info("job %s slice %s: paced by %s", *ids(slc), pace.limit)
-                    self.retry_in = pace.pause_ms / 1000
-                    pacer.waited(self.retry_in)
-                    self.give_back_attempt()
-                    return Outcome.PACED
+                if stops(pace, pacer):
+                    return self.hand_back_for(pace, pacer, log)
                 result = batch(min(size, pace.batch_cap or size))
             except LeaseLost:
                 raise
@@ -153,10 +149,21 @@ class SliceWork:
             size = sizer.next_size(size, result.rows_selected, result.seconds)
             if result.new_pass:
                 time.sleep(backoff_seconds(self.limits, 1))
+            if pace.pause_ms >= LONG_PAUSE_MS:
+                return self.hand_back_for(pace, pacer, log)
             if pace.pause_ms:
                 time.sleep(pace.pause_ms / 1000)
                 pacer.waited(pace.pause_ms / 1000)
         return Outcome.CONTINUED
+
+    def hand_back_for(self, pace: SpeedLimit, pacer: Pacer, log: Log) -> Outcome:
+        """Wait out a long pause holding nothing: the slice is handed back, to be
+        taken again when the pause is over."""
+        log.info("job %s slice %s: paced by %s", *log_ids(log), pace.limit or "its pause")
+        self.retry_in = pace.pause_ms / 1000
+        pacer.waited(self.retry_in, ahead=True)
+        self.give_back_attempt()
+        return Outcome.PACED
 
     def give_back_attempt(self) -> None:
         """A delivery handed back before any batch did not fail: it must not count
@@ -214,6 +221,21 @@ class SliceWork:
                 # Cancelling, or already failed by another slice: nothing to add.
                 log.info("job %s slice %s: %s", *ids(slc), exc)
         return slc
+
+
+def stops(pace: SpeedLimit, pacer: Pacer) -> bool:
+    """Whether a signal stops the job: no batch until it clears.
+
+    Any other long pause is waited between batches, so every pause, however
+    long, is followed by a batch: the job's own `pause_ms` of a minute still
+    fills a batch a minute.
+    """
+    controller = pacer.controller
+    return (
+        controller is not None
+        and pace.limit in STOPPING
+        and pace.pause_ms >= max(LONG_PAUSE_MS, controller.ceiling_ms)
+    )
 
 
 def ids(slc: Slice) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from backfill import arrivals, conf
 from backfill.conf import BatchLimits
-from backfill.engine import dispatch, display, slicing
+from backfill.engine import dispatch, display, prune, slicing
 from backfill.engine.lifecycle import Action, record, transition
 from backfill.faults import describe
 from backfill.models import Event, Job, JobStatus, Slice
@@ -34,9 +34,15 @@ logger = logging.getLogger(__name__)
 def advance(job_id: int) -> list[int]:
     """Dispatch free slices up to the workers the job may have writing; end it if nothing is left.
 
-    A slot no free slice can take goes to a slice waiting out a back-off (held
-    rows, a paced stop): it is dispatched now to arrive when its wait ends,
-    so the job goes on then, not at the sweeper's next round.
+    A slice waiting out its pace (a pause of a second or more, a paced stop)
+    keeps its worker's slot: it is dispatched now to arrive when its wait
+    ends, and no other slice takes the slot meanwhile, since the pause is the
+    worker's, between its batches, not the slice's. A slot no free slice can
+    take goes to a slice waiting on held rows, likewise dispatched to arrive
+    when its wait ends, so the job goes on then, not at the sweeper's next
+    round. While a slice waits, no slice is split for a free slot: the slot
+    is free because the job waits, not for want of work, and a piece split
+    off would be dispatched at once, through the wait.
     """
     with transaction.atomic():
         job = Job.objects.select_for_update(no_key=True).get(pk=job_id)
@@ -51,14 +57,16 @@ def advance(job_id: int) -> list[int]:
             return []
         now = timezone.now()
         free = max(0, job.workers_writing - slices.open().in_flight(now).count())
+        paced = waiting_first(slices.filter(held_keys=[]), now, free)
+        free -= len(paced)
         chosen = list(
             slices.open().free(now).order_by("number").values_list("pk", flat=True)[:free]
         )
-        if len(chosen) < free:
+        if len(chosen) < free and not slices.open().filter(retry_at__gt=now).exists():
             sibling = slicing.split_busiest(job)
             if sibling is not None:
                 chosen.append(sibling.pk)
-        waking = waiting_first(slices, now, free - len(chosen))
+        waking = paced + waiting_first(slices.exclude(held_keys=[]), now, free - len(chosen))
         if not chosen and not waking:
             return []
         reserve(chosen, waking, now)
@@ -181,6 +189,17 @@ def succeed(job: Job, definition: Definition) -> None:
     job.save(update_fields=["rows_total", "rows_total_is_estimate", "updated_at"])
     label = definition.label
     transition(job, Action.SUCCEED, "scheduler", f"{display.count(done)} rows filled in {label}")
+    transaction.on_commit(lambda: prune_older(job))
+
+
+def prune_older(job: Job) -> None:
+    """A job succeeded: older jobs of its backfill can never be reverted, their logs go."""
+    try:
+        prune.prune(job.definition)
+    except DatabaseError as exc:
+        # The sweeper prunes them at its next round.
+        connection.close_if_unusable_or_obsolete()
+        logger.warning("job %s: pruning older write logs failed: %s", job.pk, describe(exc))
 
 
 def slices_with_pending_rows(
@@ -198,7 +217,7 @@ def slices_with_pending_rows(
 
 def out_of_rechecks(job: Job, definition: Definition, left: list[int]) -> bool:
     """Fail the job once rows left behind were found again too many times."""
-    rechecks = Event.objects.filter(job=job, action="recheck").count()
+    rechecks = rechecks_since_retry(job)
     if rechecks < conf.current().max_rechecks:
         return False
     detail = (
@@ -239,6 +258,15 @@ def note_look(
     else:
         record(job, "arrivals", "scheduler", detail)
     logger.info("job %s: rows written without a value since the last look, %s", job.pk, found)
+
+
+def rechecks_since_retry(job: Job) -> int:
+    """The rechecks that count against the budget: those since the job was last
+    retried, so a retry once the cause is gone (a fix to fill(), a writer
+    stopped) gets the whole budget back instead of failing again at once."""
+    events = Event.objects.filter(job=job)
+    retried = events.filter(action=Action.RETRY).order_by("-pk").values_list("pk", flat=True)
+    return events.filter(action="recheck", pk__gt=retried.first() or 0).count()
 
 
 def has_pending(cursor: CursorWrapper, statement: str, slc: Slice, look: Event | None) -> bool:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
 
-from backfill.engine import dispatch, display, local, scheduler, slicing
+from backfill.engine import dispatch, display, local, prune, scheduler, slicing
 from backfill.engine import revert as reverting
 from backfill.engine.checker import estimate_pending
-from backfill.engine.lifecycle import Action, already_active_message, refused, transition
+from backfill.engine.guards import already_active_message
+from backfill.engine.lifecycle import Action, refused, transition
 from backfill.engine.options import JobOptions
 from backfill.errors import ActiveJobExists, NoJob
 from backfill.models import Job, JobStatus
@@ -155,18 +156,28 @@ ACTIONS: dict[Action, Callable[[str, str, Job | None], Job]] = {
 }
 
 
+def prune_logs(name: str | None, actor: str) -> list[prune.Pruned]:
+    """Drop now the write logs of jobs (of `name`, or all) that can no longer be reverted."""
+    if name is not None:
+        get_definition(name)  # an unknown name is refused, not silently nothing
+    return prune.prune(name, actor)
+
+
 @dataclass(frozen=True)
 class ReconcileReport:
     jobs: int
     dispatched: int
+    pruned: int = 0  # write logs dropped: their jobs can no longer be reverted
 
 
 def reconcile() -> ReconcileReport:
-    """The sweeper: re-dispatch slices whose lease expired, end finished jobs."""
+    """The sweeper: re-dispatch slices whose lease expired, end finished jobs, drop
+    the write logs of jobs that can no longer be reverted (a contract applied since)."""
     working = [*WORKING_STATUSES, JobStatus.CANCELLING]
     jobs = list(Job.objects.filter(status__in=working).values_list("pk", flat=True))
     dispatched = sum(len(scheduler.advance(pk)) for pk in jobs)
-    return ReconcileReport(jobs=len(jobs), dispatched=dispatched)
+    pruned = prune.prune()
+    return ReconcileReport(jobs=len(jobs), dispatched=dispatched, pruned=len(pruned))
 
 
 def run_sync(

@@ -4,7 +4,8 @@ The controller (controller.py) decides; this reads the database's health at most
 every BACKFILL_PACE_INTERVAL_SECONDS (and before a task's first batch, so a
 job stopped by a signal looks before it writes), keeps the job's row up to
 date for people (the pause, the signal limiting it, seconds throttled) and
-carries the pace from one task of the job to the next through that row. Each
+carries the pace from one task of the job to the next through that row (time
+throttled counts the wall time once, however many slices wait at once). Each
 worker steers on its own readings: like TCP's senders, they share the room
 without talking to each other. While a paced task runs, a `LatencyProbe`
 times commits beside its batches; it is stopped when the task ends.
@@ -79,7 +80,8 @@ class Pacer:
     pace: SpeedLimit
     interval: float
     next_read: float = 0.0
-    throttled: float = 0.0  # seconds, not yet added to the job's row
+    # Waits beyond the floor (start, end), not yet added to the job's row.
+    throttled: list[tuple[datetime, datetime]] = field(default_factory=list)
     probe: health.LatencyProbe | None = field(default=None, repr=False)
     calm_readings: int = 0  # readings in a row with plenty of room
     shed: bool = False  # this worker stepped back for latency: hand the slice back
@@ -195,7 +197,7 @@ class Pacer:
             job = (
                 Job.objects.select_for_update(no_key=True, skip_locked=True)
                 .filter(pk=self.job_id)
-                .only("concurrency", "pace_workers", "latency_baseline_ms")
+                .only("concurrency", "pace_workers", "latency_baseline_ms", "throttled_until")
                 .first()
             )
             fields = change(job) if job is not None else None
@@ -213,10 +215,16 @@ class Pacer:
         """
         return job.latency_baseline_ms == self.baseline_ms
 
-    def waited(self, seconds: float) -> None:
-        """Seconds spent waiting for the pace, beyond the job's own pause."""
+    def waited(self, seconds: float, ahead: bool = False) -> None:
+        """Seconds spent waiting for the pace, beyond the job's own pause: just
+        slept, or (`ahead`) about to be waited by a slice handed back until then."""
         floor = self.controller.floor_ms / 1000 if self.controller else seconds
-        self.throttled += max(0.0, seconds - floor)
+        beyond = timedelta(seconds=max(0.0, seconds - floor))
+        if not beyond:
+            return
+        now = timezone.now()
+        end = now + timedelta(seconds=seconds) if ahead else now
+        self.throttled.append((end - beyond, end))
 
     def close(self) -> None:
         """Stop the probe (and close its connection) and show the last pace."""
@@ -237,17 +245,19 @@ class Pacer:
             return
 
         def shown(job: Job) -> dict[str, object]:
+            seconds, until = wall_seconds(self.throttled, job.throttled_until)
             fields: dict[str, object] = {
                 "pace_pause_ms": self.pace.pause_ms,
                 "pace_limit": self.pace.limit,
-                "throttled_seconds": F("throttled_seconds") + self.throttled,
+                "throttled_seconds": F("throttled_seconds") + seconds,
+                "throttled_until": until,
             }
             if self.given_up_until is not None and self.shares_baseline_with(job):
                 fields["pause_given_up_until"] = self.given_up_until
             return fields
 
         if self.update_free_row(shown):
-            self.throttled = 0.0
+            self.throttled = []
             self.given_up_until = None
 
 
@@ -263,6 +273,23 @@ def report_unreadable(job_id: int, signals: Signals) -> None:
                 name,
                 health.NEEDS_STATS,
             )
+
+
+def wall_seconds(
+    spans: list[tuple[datetime, datetime]], counted_until: datetime | None
+) -> tuple[float, datetime | None]:
+    """The seconds of `spans` not yet counted, and the new end of what is counted.
+
+    Slices of a job wait at the same time (a stop hands every one back):
+    the job was held back for the wall time, once, not once per slice.
+    """
+    seconds = 0.0
+    for start, end in sorted(spans):
+        begin = start if counted_until is None else max(start, counted_until)
+        if end > begin:
+            seconds += (end - begin).total_seconds()
+            counted_until = end
+    return seconds, counted_until
 
 
 def readings_until(moment: datetime | None, interval: float) -> int:

@@ -87,8 +87,20 @@ def declared_field(
             "as it must end (required, no default)"
         ) from None
     label = f"{model_label}.{field_name}"
+    if not model._meta.managed:
+        raise ScaffoldRefused(
+            f"{model_label} is not managed by Django (Meta.managed = False): "
+            "its table is not Django's to migrate"
+        )
     if not isinstance(field, models.Field) or not field.concrete or field.many_to_many:
         raise ScaffoldRefused(f"{label} is not a column of {model._meta.db_table}")
+    if field.generated:
+        # PostgreSQL computes it: there is nothing to backfill, and adding it
+        # rewrites the table under ACCESS EXCLUSIVE.
+        raise ScaffoldRefused(
+            f"{label} is a GeneratedField: the database computes it, there is nothing to "
+            "backfill; add it with `makemigrations`"
+        )
     if field.primary_key:
         raise ScaffoldRefused(f"{label} is the primary key")
     if field.null:

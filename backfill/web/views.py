@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -110,6 +111,15 @@ class StartForm(forms.Form):
 
     def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
         return [(legend, [self[name] for name in names]) for legend, names in self.GROUPS]
+
+    def named_errors(self) -> str:
+        """Each error with the field it is about ("batch size: Enter a whole number.");
+        the options' own checks name their field already."""
+        return "; ".join(
+            str(error) if name == NON_FIELD_ERRORS else f"{self[name].label}: {error}"
+            for name, errors in self.errors.items()
+            for error in errors
+        )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -239,8 +249,7 @@ def start(request: HttpRequest, name: str) -> HttpResponse:
         return plain(str(exc), 400)
     form = StartForm(request.POST)
     if not form.is_valid():
-        errors = "; ".join(str(e) for field in form.errors.values() for e in field)
-        return plain(f"not started: {errors}", 400)
+        return plain(f"not started: {form.named_errors()}", 400)
     try:
         job = service.start(name, actor(request), form.options)
     except BackfillError as exc:

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from backfill.engine import service
+from backfill.engine.options import JobOptions
 from backfill.models import Job
 from tests.data import seed
 from tests.processes import manage
@@ -92,3 +94,12 @@ def test_revert_without_confirmation_changes_nothing():
     assert reverted.returncode == 0, reverted.stderr
     assert "reverted" in reverted.stdout.splitlines()[-1]
     assert manage("backfill", "check", "admin_groups").returncode == 1
+
+
+def test_watching_a_paused_job_exits_3_not_0(local_queue):
+    seed(300)
+    service.start("admin_groups", "test", JobOptions.build(batch_size=100))
+    service.pause("admin_groups", "test")
+    result = manage("backfill", "status", "admin_groups", "--watch")
+    assert result.returncode == 3, result.stderr
+    assert "paused" in result.stderr

@@ -11,7 +11,8 @@ import pytest
 from django.db import connection, connections
 from psycopg import sql
 
-from backfill.engine import checker, held
+from backfill.engine import checker, held, local, service
+from backfill.engine.options import JobOptions
 from backfill.engine.progress import job_progress
 from backfill.models import Job, JobStatus, Slice
 from backfill.registry import get_definition
@@ -123,3 +124,38 @@ def test_a_holder_this_role_cannot_read_is_named_with_the_grant_it_needs():
     )
     assert named_by_superuser[0]["pid"] == pid
     assert "FOR UPDATE" in held.describe(named_by_superuser)
+
+
+def test_more_held_rows_than_a_slice_keeps_are_named_and_filled_once_released(
+    local_queue, settings
+):
+    settings.BACKFILL_HELD_ROW_PASSES = 1
+    seed(3_000, share=0, existing_groups=20)
+    keys = list(Organization.objects.order_by("pk").values_list("pk", flat=True)[:1_500])
+    app = app_session()
+    app.execute(
+        "SELECT 1 FROM organizations_organization WHERE id = ANY(%s) FOR UPDATE /* export */",
+        [keys],
+    )
+    pid = app.info.backend_pid
+    seen: dict[str, Any] = {}
+    deadline = time.monotonic() + 90
+
+    def release_once_named(_: Job) -> None:
+        assert time.monotonic() < deadline, "the holder of 1,500 rows was never named"
+        if not seen and named(pid, seen):
+            app.commit()
+
+    job = service.start("admin_groups", "test", JobOptions.build(batch_size=500, concurrency=1))
+    try:
+        job = local.drive(job.pk, local_queue, "test-owner", 2, release_once_named)
+    finally:
+        app.close()
+    assert len(seen["held"]) == held.MAX_HELD_KEYS
+    assert {row["pid"] for row in seen["held"]} == {pid}
+    assert seen["status"]["held"][0]["pid"] == pid
+    assert f"pid {pid}" in seen["check"]
+    assert "backfill start" not in seen["check"]  # a job is running: nothing to start
+    assert job.status == JobStatus.SUCCEEDED
+    assert not Organization.objects.filter(admin__isnull=True).exists()
+    assert_sound(job)

@@ -35,4 +35,5 @@ def test_deliveries_handed_back_by_pacing_spend_no_attempts(settings, local_queu
         assert slc.status != SliceStatus.FAILED
         assert slc.attempts == 0
         assert (job.status, job.pace_limit) == (JobStatus.RUNNING, "transaction_age")
-        assert job.throttled_seconds == pytest.approx(30.0)
+        # Six waits of 5 s promised within a second of each other: 5 s of wall time, once.
+        assert 5.0 <= job.throttled_seconds < 6.5

@@ -233,6 +233,12 @@ def test_relations_and_unique_columns_are_added_without_long_locks(scratch: Scra
         ("size = models.CharField(max_length=5, default='s')", "size", "has a default"),
         ("size = models.CharField(max_length=5, db_default='s')", "size", "has a default"),
         (None, "weight", "column weight already exists in parcels_parcel"),
+        (
+            "double = models.GeneratedField(expression=models.F('weight') * 2, "
+            "output_field=models.IntegerField(), db_persist=True)",
+            "double",
+            "is a GeneratedField",
+        ),
         (None, "nothing", "has no field 'nothing'"),
         (
             "size = models.CharField(max_length=5)",
@@ -253,6 +259,32 @@ def test_a_field_that_cannot_be_scaffolded_is_refused_in_one_line_writing_nothin
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert scratch.files() == before
+
+
+UNMANAGED = """
+
+class ParcelView(models.Model):
+    weight = models.IntegerField()
+    size = models.CharField(max_length=5)
+
+    class Meta:
+        managed = False
+        db_table = "parcels_parcel"
+"""
+
+
+def test_an_unmanaged_model_is_refused_in_one_line_writing_nothing(scratch: ScratchApp):
+    models = scratch.app / "models.py"
+    models.write_text(models.read_text() + UNMANAGED)
+    before = scratch.files()
+    result = scratch.manage("makebackfill", f"{APP}.ParcelView", "size")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "CommandError: parcels.ParcelView is not managed by Django (Meta.managed = False): "
+        "its table is not Django's to migrate"
+    )
+    assert scratch.files() == before
+    assert column_nullable("size") is None
 
 
 def test_an_unknown_model_is_refused(scratch: ScratchApp):

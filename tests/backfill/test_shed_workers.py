@@ -116,7 +116,7 @@ def test_a_verdict_reached_before_resuming_does_not_outlive_it(paced_job):
     table = get_definition("admin_groups").table
     before = pacer.Pacer.for_job(paced_job, table, BatchLimits.from_settings())
     before.given_up_until = timezone.now() + timedelta(minutes=5)
-    before.throttled = 2.0
+    before.waited(2.0)  # pacing is the whole pause: the floor is 0
     service.pause("admin_groups", "test")
     service.resume("admin_groups", "test")
     before.pace = SpeedLimit(before.pace.pause_ms + 100, None, LATENCY)

@@ -67,3 +67,21 @@ def test_a_row_fill_never_fills_fails_the_job_after_the_recheck_budget(
     job = drain(service.start(SearchNamesWithAWriter.name, "test", JobOptions.build()))
     assert job.status == JobStatus.FAILED
     assert "still pending after 2 rechecks" in job.error
+
+
+def test_a_retry_once_the_cause_is_gone_gets_its_rechecks_back_and_succeeds(
+    register, local_queue, drain, settings
+):
+    register(SearchNamesWithAWriter)
+    settings.BACKFILL_MAX_RECHECKS = 2
+    seed(300, share=0.2, existing_groups=20)
+    empty_search_names()
+    never = Organization.objects.order_by("pk").values_list("pk", flat=True)[5]
+    WRITER.update(victim=None, emptied=False, never=never)
+    job = drain(service.start(SearchNamesWithAWriter.name, "test", JobOptions.build()))
+    assert job.status == JobStatus.FAILED
+    WRITER.update(never=None)  # fill() fixed
+    assert service.retry(SearchNamesWithAWriter.name, "test").status == JobStatus.RUNNING
+    job = drain(job)
+    assert job.status == JobStatus.SUCCEEDED
+    assert checker.check(get_definition(SearchNamesWithAWriter.name)).pending == 0

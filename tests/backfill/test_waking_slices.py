@@ -71,12 +71,30 @@ def test_a_free_slice_takes_the_worker_before_a_waiting_one(local_queue):
     # One worker writing (as pacing leaves it); the second slice's message was lost.
     Job.objects.filter(pk=job.pk).update(pace_workers=1)
     Slice.objects.filter(pk=second.pk).update(lease_expires_at=None)
+    # The first waits on rows another transaction holds.
+    Slice.objects.filter(pk=first.pk).update(held_keys=["1"])
     assert Slice.objects.acquire(first.pk, "worker-1", lease_seconds=30) is not None
 
     scheduler.hand_over(first.pk, "worker-1", job.pk, retry_in=20)
 
     assert local_queue.pop() == second.pk
     assert local_queue.later == {}
+
+
+def test_a_slice_waiting_out_its_pace_keeps_its_workers_slot(local_queue):
+    seed(2000, share=0.2, existing_groups=20)
+    job = service.start("admin_groups", "test", JobOptions.build(concurrency=2))
+    first, second = Slice.objects.filter(job=job).order_by("number")
+    while local_queue.pop() is not None:
+        pass
+    Job.objects.filter(pk=job.pk).update(pace_workers=1)
+    Slice.objects.filter(pk=second.pk).update(lease_expires_at=None)
+    assert Slice.objects.acquire(first.pk, "worker-1", lease_seconds=30) is not None
+
+    scheduler.hand_over(first.pk, "worker-1", job.pk, retry_in=20)  # a pause of 20 s
+
+    assert local_queue.pop() is None  # the pause is the worker's: no other slice meanwhile
+    assert list(local_queue.later) == [first.pk]
 
 
 def test_resume_dispatches_again_what_was_sent_before_the_pause(local_queue):

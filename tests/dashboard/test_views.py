@@ -98,6 +98,22 @@ def test_bad_form_values_are_rejected_with_a_message_and_change_nothing(staff, f
     assert not Job.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("batch_size", "abc", b"batch size: Enter a whole number."),
+        ("latency_ratio", "nan", b"max latency ratio: Enter a number."),
+        ("pace", "sometimes", b"pacing: Select a valid choice."),
+    ],
+)
+def test_a_bad_value_is_answered_with_the_name_of_its_field(staff, field, value, named):
+    form = {"batch_size": 100, "concurrency": 1, "pause_ms": 0, field: value}
+    response = staff.post("/backfill/start/admin_groups/", form)
+    assert response.status_code == 400
+    assert named in response.content
+    assert not Job.objects.exists()
+
+
 def test_the_start_form_sets_pacing_and_the_job_page_shows_it(staff, local_queue):
     seed(200)
     form = {"batch_size": 500, "concurrency": 1, "pause_ms": 10, "pace": "auto"}

@@ -1,7 +1,8 @@
 """`manage.py backfill ...`: start, watch and steer backfill jobs.
 
 Exit codes a script can trust: 0 done or passed, 1 a job failed or a check did
-not pass, 2 bad usage or a refused action (nothing changed).
+not pass, 2 bad usage or a refused action (nothing changed), 3 the job watched
+(`status --watch`, `run`, `revert`) was paused: not done, and not failed.
 """
 
 import getpass
@@ -33,6 +34,7 @@ from backfill.statuses import FINISHED_STATUSES
 
 USAGE = 2
 NOT_DONE = 1
+PAUSED = 3
 
 
 def actor() -> str:
@@ -114,6 +116,10 @@ class Command(BaseCommand):
         sub.add_parser(
             "reconcile", help="re-dispatch expired slices and finish done jobs (the sweeper)"
         )
+        prune = sub.add_parser(
+            "prune", help="drop the write logs of jobs that can no longer be reverted"
+        )
+        prune.add_argument("name", nargs="?", help="one definition (default: all)")
         sub.add_parser(
             "plan",
             help="what a backfill would do here: plan, sample rate, projection (changes nothing)",
@@ -232,6 +238,9 @@ class Command(BaseCommand):
             return 0
         if job.error:
             self.stderr.write(f"{job.definition} job #{job.pk} {job.status}: {job.error}")
+        if job.status == JobStatus.PAUSED:
+            self.stderr.write(f"{job.definition} job #{job.pk} is paused; `resume` carries on")
+            return PAUSED
         return NOT_DONE if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else 0
 
     def do_pause(self, options: Namespace) -> int:
@@ -296,4 +305,15 @@ class Command(BaseCommand):
     def do_reconcile(self, options: Namespace) -> int:
         report = service.reconcile()
         self.stdout.write(f"Reconciled {report.jobs} jobs; dispatched {report.dispatched} slices.")
+        return 0
+
+    def do_prune(self, options: Namespace) -> int:
+        pruned = service.prune_logs(options.name, actor())
+        for done in pruned:
+            self.stdout.write(
+                f"{done.definition} job #{done.job_id}: write log of {done.batches:,} batches "
+                f"dropped ({done.reason})"
+            )
+        if not pruned:
+            self.stdout.write("No write log to drop: every job kept may still be reverted.")
         return 0
