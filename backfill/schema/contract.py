@@ -29,6 +29,7 @@ from django_pg_migration_tools import operations as pg_operations
 
 from backfill import conf
 from backfill.errors import UnknownDefinition
+from backfill.models import Job
 from backfill.registry import Definition, get_definition
 from backfill.schema import gaps, guard
 from backfill.schema.gaps import LockNotAcquired
@@ -173,6 +174,7 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
         if definition is not None:
             with connections[alias].cursor() as cursor:
                 problems = definition.verify(cursor)
+        problems += self.reverts_in_progress(alias)
         if pending:
             problems.insert(
                 0,
@@ -188,6 +190,21 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
                 f"{'; '.join(problems)}; wait for `manage.py backfill check {self.backfill}` "
                 "to pass, then migrate again. Nothing was changed."
             )
+
+    def reverts_in_progress(self, alias: str) -> list[str]:
+        """A revert under way empties rows again as it goes: even with none empty now,
+        enforcing NOT NULL under it would fail each of its batches."""
+        reverting = (
+            Job.objects.using(alias)
+            .of(self.backfill)
+            .active()
+            .filter(revert_started_at__isnull=False, reverted_at__isnull=True)
+        )
+        return [
+            f"job #{job.pk} of {self.backfill!r} is reverting (it is {job.status}); "
+            f"let it end or cancel it with `manage.py backfill cancel {self.backfill}`"
+            for job in reverting
+        ]
 
     def inline_rows(self) -> int:
         if self.finalize_inline_rows is not None:
