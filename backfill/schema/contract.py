@@ -31,6 +31,7 @@ from django_pg_migration_tools import operations as pg_operations
 
 from backfill import arrivals, conf
 from backfill.errors import UnknownDefinition
+from backfill.models import Job
 from backfill.nullability import is_enforced
 from backfill.registry import Definition, column_of, get_definition
 from backfill.schema import gaps, guard, not_null
@@ -183,6 +184,7 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
         if definition is not None:
             with connections[alias].cursor() as cursor:
                 problems = definition.verify(cursor)
+        problems += self.reverts_in_progress(alias)
         if pending:
             problems.insert(0, self.still_empty(pending, label, definition, alias))
         if problems:
@@ -244,6 +246,21 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             "contract added was dropped and nothing was changed. Once every server runs the "
             f"new version, run `manage.py backfill start {self.backfill}`, then migrate again."
         )
+
+    def reverts_in_progress(self, alias: str) -> list[str]:
+        """A revert under way empties rows again as it goes: even with none empty now,
+        enforcing NOT NULL under it would fail each of its batches."""
+        reverting = (
+            Job.objects.using(alias)
+            .of(self.backfill)
+            .active()
+            .filter(revert_started_at__isnull=False, reverted_at__isnull=True)
+        )
+        return [
+            f"job #{job.pk} of {self.backfill!r} is reverting (it is {job.status}); "
+            f"let it end or cancel it with `manage.py backfill cancel {self.backfill}`"
+            for job in reverting
+        ]
 
     def inline_rows(self) -> int:
         if self.finalize_inline_rows is not None:

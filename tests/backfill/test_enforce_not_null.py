@@ -16,8 +16,10 @@ from django_pg_migration_tools.management.commands import migrate_with_timeouts 
 from psycopg import sql
 
 from backfill import registry
+from backfill.engine import service
 from backfill.nullability import has_not_valid_not_null
 from backfill.schema.contract import BackfillIncomplete, EnforceNotNull, LockNotAcquired
+from organizations.models import Organization
 from tests.data import app_session, seed
 from tests.processes import ROOT, manage, manage_at_once, worker_environment
 
@@ -72,6 +74,18 @@ def test_succeeds_after_the_backfill_and_reverses():
     assert check_constraints() == []  # the temporary check is gone
     call_command("migrate", "organizations", "0005", verbosity=0)
     assert not admin_is_not_null()
+
+
+def test_refused_while_a_revert_is_under_way_though_no_row_is_empty_yet(local_queue):
+    seed_and_fill(500)
+    reverting = service.revert("admin_groups", "test")  # queued, no batch run yet
+    assert not Organization.objects.filter(admin__isnull=True).exists()
+    with pytest.raises(
+        BackfillIncomplete, match=f"job #{reverting.pk} of 'admin_groups' is reverting"
+    ):
+        call_command("migrate", "organizations", "0006", verbosity=0)
+    assert not admin_is_not_null()
+    assert check_constraints() == []
 
 
 def test_inline_finalize_fills_a_few_remaining_rows_first(settings):
@@ -184,6 +198,7 @@ django.setup()
 from django_pg_migration_tools.management.commands import migrate_with_timeouts as library
 
 from backfill import registry
+from backfill.engine import service
 del registry._registry["admin_groups"]  # the definition was deleted after the contract
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
