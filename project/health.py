@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.migration import Migration
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -90,11 +91,22 @@ def database_problems() -> list[str]:
     except DatabaseError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         return [f"PostgreSQL cannot be reached: {first}"]
-    waiting = [m for m, backwards in plan if not backwards and not is_contract(m)]
+    waiting = [m for m, backwards in plan if not backwards and not waits_for_backfill(m, plan)]
     if waiting:
         names = ", ".join(f"{m.app_label}.{m.name}" for m in waiting[:5])
         return [f"{len(waiting)} migrations not applied ({names}): run migrate_with_timeouts"]
     return []
+
+
+def waits_for_backfill(migration: Migration, plan: list[tuple[Migration, bool]]) -> bool:
+    """A contract migration waiting for its backfill, or a merge migration (no
+    operations) that joins one: neither has anything to apply before the backfill ends."""
+    if is_contract(migration):
+        return True
+    contracts = {(m.app_label, m.name) for m, _ in plan if is_contract(m)}
+    return not migration.operations and any(
+        tuple(dependency) in contracts for dependency in migration.dependencies
+    )
 
 
 def is_contract(migration: object) -> bool:
