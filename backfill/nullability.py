@@ -22,7 +22,7 @@ from backfill.registry import Definition
 NOT_VALID_NOT_NULL_VERSION = 180000
 
 # One row per column: attnotnull, and the name and validation of its NOT NULL
-# constraint where the server keeps one (18 and later; none below).
+# constraint where the server keeps one (from 18; none below).
 COLUMN_SQL = """
 SELECT a.attnotnull, c.conname, c.convalidated
 FROM pg_attribute a
@@ -70,7 +70,7 @@ def is_enforced(cursor: CursorWrapper, table: str, column: str) -> bool:
 
 
 def not_null_constraint(cursor: CursorWrapper, table: str, column: str) -> str | None:
-    """The name of the column's NOT NULL constraint (PostgreSQL 18 and later), if any."""
+    """The name of the column's NOT NULL constraint (from PostgreSQL 18), if any."""
     cursor.execute(COLUMN_SQL, [sql.Identifier(table).as_string(), column])
     row = cursor.fetchone()
     return None if row is None or not row[0] else row[1]
@@ -104,7 +104,7 @@ def leftover_advice(table: str, name: str, contract: str) -> str:
 
 
 def has_not_valid_not_null(connection: BaseDatabaseWrapper) -> bool:
-    """Whether the server can add a NOT NULL constraint NOT VALID (PostgreSQL 18 and later)."""
+    """Whether the server can add a NOT NULL constraint NOT VALID (from PostgreSQL 18)."""
     version: int = connection.pg_version  # type: ignore[attr-defined]
     return version >= NOT_VALID_NOT_NULL_VERSION
 
