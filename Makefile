@@ -19,6 +19,9 @@ PG18_TESTS := tests/backfill/test_not_null_versions.py tests/backfill/test_enfor
 	tests/organizations/test_expand_migration.py tests/examples/test_tables.py \
 	tests/backfill/test_pacing.py tests/backfill/test_latency_probe.py
 PG18_WORKERS ?= 1
+# A broker database per pytest worker, the two runs' lists disjoint (tests/settings.py
+# stops a run whose workers outnumber its list).
+SUITE_REDIS_DBS ?= 15,14,11,10,9,8
 PG18_REDIS_DBS ?= 13,12
 # These targets are for a development machine: DEBUG on (and with it a
 # development SECRET_KEY) unless the caller says otherwise. Production sets
@@ -78,7 +81,7 @@ test: setup services browser promtool lint  ## Lint, the suite on this PostgreSQ
 	$(BIN)/pytest -p no:xdist -m chaos
 
 test-suite: setup  ## The whole suite but the chaos tests, on this PostgreSQL
-	$(BIN)/pytest $(PARALLEL) -m "not chaos"
+	TEST_REDIS_DBS=$(SUITE_REDIS_DBS) $(BIN)/pytest $(PARALLEL) -m "not chaos"
 
 # Beside test-suite: a broker database and an output folder of its own.
 test-pg18: setup  ## The database-facing tests on PostgreSQL 18 (embedded, on a free port, stopped after)

@@ -13,6 +13,7 @@ import enum
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
+from django_pg_migration_tools import operations as pg_operations
 from psycopg import sql
 
 from backfill.registry import Definition
@@ -21,13 +22,25 @@ from backfill.registry import Definition
 NOT_VALID_NOT_NULL_VERSION = 180000
 
 # One row per column: attnotnull, and the name and validation of its NOT NULL
-# constraint where the server keeps one (18 and later; none below).
+# constraint where the server keeps one (from 18; none below).
 COLUMN_SQL = """
 SELECT a.attnotnull, c.conname, c.convalidated
 FROM pg_attribute a
 LEFT JOIN pg_constraint c
   ON c.conrelid = a.attrelid AND c.contype = 'n' AND c.conkey = ARRAY[a.attnum]
 WHERE a.attrelid = to_regclass(%s) AND a.attname = %s AND NOT a.attisdropped
+"""
+
+
+# A constraint a contract cut off between its steps leaves behind, still NOT VALID:
+# the CHECK of django-pg-migration-tools' NullsManager (below 18), or from 18 the
+# column's NOT NULL constraint itself.
+LEFTOVER_SQL = """
+SELECT c.conname
+FROM pg_constraint c
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attname = %s
+WHERE c.conrelid = to_regclass(%s) AND NOT c.convalidated
+  AND ((c.contype = 'c' AND c.conname = %s) OR (c.contype = 'n' AND c.conkey = ARRAY[a.attnum]))
 """
 
 
@@ -57,14 +70,41 @@ def is_enforced(cursor: CursorWrapper, table: str, column: str) -> bool:
 
 
 def not_null_constraint(cursor: CursorWrapper, table: str, column: str) -> str | None:
-    """The name of the column's NOT NULL constraint (PostgreSQL 18 and later), if any."""
+    """The name of the column's NOT NULL constraint (from PostgreSQL 18), if any."""
     cursor.execute(COLUMN_SQL, [sql.Identifier(table).as_string(), column])
     row = cursor.fetchone()
     return None if row is None or not row[0] else row[1]
 
 
+def not_valid_leftover(cursor: CursorWrapper, table: str, column: str) -> str | None:
+    """The NOT VALID constraint a cut-off contract left on the column, if any.
+
+    It refuses rows without a value (the old app's inserts, its updates of rows
+    still empty, a revert) though rows may still be empty: a contract that never
+    finished is not recorded, so reversing it does not remove it.
+    """
+    check = pg_operations.NullsManager()._get_constraint_name(table, column)
+    cursor.execute(LEFTOVER_SQL, [column, sql.Identifier(table).as_string(), check])
+    row = cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
+def leftover_advice(table: str, name: str, contract: str) -> str:
+    """What the leftover does and the two ways to remove it, `contract` naming the first."""
+    drop = (
+        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}")
+        .format(sql.Identifier(table), sql.Identifier(name))
+        .as_string()
+    )
+    return (
+        f"the constraint {name} a cut-off contract left NOT VALID refuses rows without a "
+        f"value (the old app's inserts, updates of rows still empty, a revert): {contract} "
+        f"(refused while rows are empty, it drops the constraint), or `{drop};`"
+    )
+
+
 def has_not_valid_not_null(connection: BaseDatabaseWrapper) -> bool:
-    """Whether the server can add a NOT NULL constraint NOT VALID (PostgreSQL 18 and later)."""
+    """Whether the server can add a NOT NULL constraint NOT VALID (from PostgreSQL 18)."""
     version: int = connection.pg_version  # type: ignore[attr-defined]
     return version >= NOT_VALID_NOT_NULL_VERSION
 

@@ -72,3 +72,10 @@ for o in Organization.objects.select_related('admin').filter(name__startswith='S
 if [ -t 0 ]; then
   read -r -p "Dashboard still at http://127.0.0.1:$PORT/backfill/ -- press Enter to stop. " _
 fi
+# The embedded server (scripts/ensure-services.sh) outlives the demo: say so.
+if [ -f .postgres/18/postmaster.pid ]; then
+  pg_port=$(sed -n 4p .postgres/18/postmaster.pid)
+  if "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $pg_port), 1)" 2>/dev/null; then
+    echo "The embedded PostgreSQL 18 is still running on port $pg_port: stop it with $PY scripts/local_postgres.py stop"
+  fi
+fi

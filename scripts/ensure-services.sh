@@ -2,20 +2,23 @@
 # Start local PostgreSQL and Redis when they are down. Does nothing for
 # services that answer, or that live on another host (DATABASE_URL/REDIS_URL
 # name them; 127.0.0.1:5432 and :6379 otherwise).
-# PostgreSQL: Debian's cluster on that port if one is installed; otherwise the
-# embedded PostgreSQL 18 from the venv (scripts/local_postgres.py, data in
-# .postgres/18). Redis stays a real server: Debian's, installed when root.
+# PostgreSQL: a Debian cluster (pg_lsclusters) on that port that is down is
+# started; otherwise, if nothing listens there, the embedded PostgreSQL 18 from
+# the venv (scripts/local_postgres.py, data in .postgres/18; user postgres,
+# trust auth, so DATABASE_URL may name no other user and no password).
+# Redis stays a real server: Debian's, installed when root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
 
-read -r pg_host pg_port < <("$PY" - <<'EOF'
+read -r pg_host pg_port pg_credentials < <("$PY" - <<'EOF'
 import os
 from urllib.parse import urlsplit
 url = urlsplit(os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/backfill")
-print(url.hostname or "127.0.0.1", url.port or 5432)
+own = url.username not in (None, "postgres") or url.password is not None
+print(url.hostname or "127.0.0.1", url.port or 5432, "own" if own else "postgres")
 EOF
 )
 read -r redis_host redis_port < <("$PY" - <<'EOF'
@@ -28,7 +31,7 @@ EOF
 is_local() { [ "$1" = 127.0.0.1 ] || [ "$1" = localhost ]; }
 
 pg_answers() { "$PY" -c "import socket,sys; socket.create_connection(('$pg_host', $pg_port), 1)" 2>/dev/null; }
-pg_ready() { pg_answers && { ! command -v pg_isready >/dev/null 2>&1 || pg_isready -q -h "$pg_host" -p "$pg_port"; }; }
+pg_ready() { pg_answers && { ! command -v pg_isready >/dev/null 2>&1 || pg_isready -q -h "$pg_host" -p "$pg_port" -U postgres; }; }
 
 # Debian's cluster that listens on this port, if one is installed and down.
 debian_cluster() {
@@ -43,8 +46,19 @@ if ! pg_ready && is_local "$pg_host"; then
     # shellcheck disable=SC2086
     pg_ctlcluster --skip-systemctl-redirect $cluster start
   elif ! pg_answers; then
-    echo "No PostgreSQL on $pg_host:$pg_port: starting the embedded PostgreSQL 18 (data in .postgres/18)."
-    "$PY" scripts/local_postgres.py start --port "$pg_port" --data .postgres/18 >/dev/null
+    if [ "$pg_credentials" = own ]; then
+      echo "No PostgreSQL on $pg_host:$pg_port, and the embedded one has only the postgres role with trust auth: use a DATABASE_URL with user postgres and no password, or start your own server." >&2
+      exit 1
+    fi
+    # Two runs at once must not both initialise it: one waits, then finds it running.
+    mkdir -p .postgres
+    exec 9>.postgres/18.lock
+    flock 9
+    if ! pg_answers; then
+      echo "No PostgreSQL on $pg_host:$pg_port: starting the embedded PostgreSQL 18 (data in .postgres/18)."
+      "$PY" scripts/local_postgres.py start --port "$pg_port" --data .postgres/18 >/dev/null
+    fi
+    exec 9>&-
   fi
 fi
 for _ in $(seq 1 30); do

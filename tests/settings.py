@@ -7,6 +7,8 @@ running on the same server.
 
 import os
 
+from django.core.exceptions import ImproperlyConfigured
+
 # Set before the project's settings are read, which refuse to start without one
 # when DEBUG is off (as it is here, and in production).
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-any-deployment-0123456789")
@@ -16,12 +18,19 @@ from examples.settings import *  # noqa: F403
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # Under pytest-xdist each worker (gw0, gw1...) takes a broker database of its own
 # from TEST_REDIS_DBS (15, 14, 13, 12 unless set): one worker's purge, sweeper or
-# Celery workers never see another's messages. Processes a test starts get the
-# result in TEST_REDIS_URL (worker_environment), which they take as it is.
+# Celery workers never see another's messages, so a worker beyond the list stops
+# the run rather than share one. Processes a test starts get the result in
+# TEST_REDIS_URL (worker_environment), which they take as it is.
 _XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _XDIST_WORKER.startswith("gw") and "TEST_REDIS_PER_WORKER" not in os.environ:
     _DBS = os.environ.get("TEST_REDIS_DBS", "15,14,13,12").split(",")
-    REDIS_URL = f"{REDIS_URL.rsplit('/', 1)[0]}/{_DBS[int(_XDIST_WORKER[2:]) % len(_DBS)]}"
+    _worker_index = int(_XDIST_WORKER[2:])
+    if _worker_index >= len(_DBS):
+        raise ImproperlyConfigured(
+            f"pytest-xdist worker {_XDIST_WORKER} has no Redis database of its own: "
+            f"TEST_REDIS_DBS={','.join(_DBS)} names {len(_DBS)}; name one per worker (-n)"
+        )
+    REDIS_URL = f"{REDIS_URL.rsplit('/', 1)[0]}/{_DBS[_worker_index]}"
     os.environ["TEST_REDIS_PER_WORKER"] = REDIS_URL
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL

@@ -14,7 +14,7 @@ from psycopg import sql
 from backfill import arrivals, conf
 from backfill.engine.held import describe as describe_held
 from backfill.models import Job
-from backfill.nullability import none_pending
+from backfill.nullability import leftover_advice, none_pending, not_valid_leftover
 from backfill.registry import Definition
 from backfill.statuses import ACTIVE_STATUSES, JobStatus
 from backfill.transactions import local_settings
@@ -31,6 +31,7 @@ class CheckResult:
     name: str
     label: str
     pending: int
+    table: str = ""
     problems: list[str] = field(default_factory=list)
     latest_job_id: int | None = None
     latest_job_status: str | None = None
@@ -40,6 +41,8 @@ class CheckResult:
     # ended): an old app version inserting without the value; and what to say.
     arrived: int = 0
     arrivals: str = ""
+    # A NOT VALID constraint a cut-off contract left while rows are still empty.
+    leftover_constraint: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -61,6 +64,12 @@ class CheckResult:
         if self.held:
             parts.append(f"job #{self.latest_job_id} waits on {describe_held(self.held)}")
         parts.extend(self.problems)
+        if self.leftover_constraint:
+            parts.append(
+                leftover_advice(
+                    self.table, self.leftover_constraint, "run the contract migration again"
+                )
+            )
         return "; ".join(parts)
 
     def next_step(self) -> str:
@@ -139,16 +148,23 @@ def check(definition: Definition) -> CheckResult:
     with connection.cursor() as cursor:
         problems = definition.verify(cursor)
         arrived = arrivals.recent(cursor, definition) if pending else None
+        leftover = (
+            not_valid_leftover(cursor, definition.table, definition.target_column)
+            if pending
+            else None
+        )
     latest = Job.objects.latest_for(definition.name)
     waiting = latest.slices.exclude(held_keys=[]) if latest and latest.is_active else []
     return CheckResult(
         name=definition.name,
         label=definition.label,
         pending=pending,
+        table=definition.table,
         problems=problems,
         latest_job_id=latest.pk if latest else None,
         latest_job_status=latest.status if latest else None,
         held=[row for slc in waiting for row in slc.held],
         arrived=arrived.rows if arrived else 0,
         arrivals=arrived.explain(pending) if arrived else "",
+        leftover_constraint=leftover,
     )

@@ -18,7 +18,13 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 
 from backfill import arrivals
-from backfill.nullability import Nullability, none_pending, nullability
+from backfill.nullability import (
+    Nullability,
+    leftover_advice,
+    none_pending,
+    not_valid_leftover,
+    nullability,
+)
 from backfill.schema.contract import EnforceNotNull, registered
 
 TAG = "backfill"
@@ -76,6 +82,11 @@ def contract_warnings(
                 return []
             pending = definition.count_pending(cursor)
             arrived = arrivals.recent(cursor, definition) if pending else None
+            leftover = (
+                not_valid_leftover(cursor, definition.table, definition.target_column)
+                if pending
+                else None
+            )
     except DatabaseError:
         return []
     if not pending:
@@ -85,6 +96,9 @@ def contract_warnings(
         if arrived
         else f"{pending:,} rows of {definition.label} are still empty"
     )
+    if leftover:
+        contract = f"`manage.py migrate {migration.app_label} {migration.name}`"
+        said += "; " + leftover_advice(definition.table, leftover, contract)
     return [
         Warning(
             f"{name} will be refused: {said}.",

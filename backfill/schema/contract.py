@@ -32,7 +32,7 @@ from django_pg_migration_tools import operations as pg_operations
 from backfill import arrivals, conf
 from backfill.errors import UnknownDefinition
 from backfill.models import Job
-from backfill.nullability import is_enforced
+from backfill.nullability import is_enforced, not_valid_leftover
 from backfill.registry import Definition, column_of, get_definition
 from backfill.schema import gaps, guard, not_null
 from backfill.schema.gaps import LockNotAcquired
@@ -126,7 +126,7 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             return
         self._ensure_not_in_transaction(schema_editor)
         with AdvisoryLock(alias, f"{self.model_name}.{self.name}"):
-            self.gate(from_state.apps.get_model(app_label, self.model_name), alias)
+            self.gate(from_state.apps.get_model(app_label, self.model_name), schema_editor)
             self.waiting_for_gaps(
                 schema_editor,
                 lambda: self.set_not_null_or_undo(app_label, schema_editor, model, column),
@@ -164,8 +164,10 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
             schema_editor, lambda: guard.step_back_in(schema_editor, model, self.name)
         )
 
-    def gate(self, model: type[Model], alias: str) -> None:
-        """Refuse, changing nothing, while the column has empty rows or verification fails."""
+    def gate(self, model: type[Model], schema_editor: BaseDatabaseSchemaEditor) -> None:
+        """Refuse while the column has empty rows or verification fails, changing nothing
+        but dropping what a cut-off run left NOT VALID (drop_leftover)."""
+        alias = schema_editor.connection.alias
         label = f"{model._meta.app_label}.{model._meta.object_name}.{self.name}"
         with connections[alias].cursor() as cursor:
             # Enforced means validated: a NOT NULL still NOT VALID (18) may cover NULLs.
@@ -190,8 +192,23 @@ class EnforceNotNull(NotInTransactionMixin, Operation):
         if problems:
             raise BackfillIncomplete(
                 f"{'; '.join(problems)}; wait for `manage.py backfill check {self.backfill}` "
-                "to pass, then migrate again. Nothing was changed."
+                f"to pass, then migrate again. {self.drop_leftover(model, schema_editor)}"
             )
+
+    def drop_leftover(self, model: type[Model], schema_editor: BaseDatabaseSchemaEditor) -> str:
+        """A refused contract leaves no constraint behind: one a cut-off run left NOT VALID
+        would refuse the old app's rows without a value, and reversing an unrecorded
+        migration cannot remove it. What to say about it."""
+        column = column_of(model, self.name)
+        with schema_editor.connection.cursor() as cursor:
+            name = not_valid_leftover(cursor, model._meta.db_table, column)
+        if name is None:
+            return "Nothing was changed."
+        self.waiting_for_gaps(schema_editor, lambda: not_null.undo(schema_editor, model, column))
+        return (
+            f"The constraint {name} an earlier cut-off run left NOT VALID was dropped; "
+            "nothing else was changed."
+        )
 
     def still_empty(
         self, pending: int, label: str, definition: Definition | None, alias: str

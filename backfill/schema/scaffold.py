@@ -126,7 +126,10 @@ def declared_field(
 # NULL not yet validated (PostgreSQL 18) is a contract under way, not done.
 EXISTING = {
     Nullability.NULLABLE: "nullable: its expand step has run",
-    Nullability.NOT_VALID: "NOT NULL NOT VALID: a contract is under way, `migrate` finishes it",
+    Nullability.NOT_VALID: (
+        "NOT NULL NOT VALID: a contract is under way, "
+        "`migrate` finishes it once `manage.py backfill check` passes"
+    ),
     Nullability.ENFORCED: "NOT NULL, validated: nothing is left to fill",
 }
 

@@ -100,7 +100,7 @@ def test_sqlmigrate_shows_the_four_statements():
     call_command("sqlmigrate", "organizations", "0006", stdout=out)
     sql = out.getvalue()
     steps = (
-        ['NOT NULL "admin_id" NOT VALID', "VALIDATE CONSTRAINT"]  # PostgreSQL 18 and later
+        ['NOT NULL "admin_id" NOT VALID', "VALIDATE CONSTRAINT"]  # from PostgreSQL 18
         if has_not_valid_not_null(connection)
         else [
             'CHECK ("admin_id" IS NOT NULL) NOT VALID',
