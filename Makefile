@@ -81,7 +81,7 @@ test: setup services browser promtool lint  ## Lint, the suite on this PostgreSQ
 	$(BIN)/pytest -p no:xdist -m chaos
 
 test-suite: setup  ## The whole suite but the chaos tests, on this PostgreSQL
-	TEST_REDIS_DBS=$(SUITE_REDIS_DBS) $(BIN)/pytest $(PARALLEL) -m "not chaos"
+	TEST_REDIS_DBS=$(SUITE_REDIS_DBS) $(BIN)/pytest $(PARALLEL) -m "not chaos" --durations=15
 
 # Beside test-suite: a broker database and an output folder of its own.
 test-pg18: setup  ## The database-facing tests on PostgreSQL 18 (embedded, on a free port, stopped after)
