@@ -72,6 +72,11 @@ class Settings:
     # leaves rows empty) the job fails instead of looping. Rows written since
     # (an old app version's inserts) never count (backfill/arrivals.py).
     max_rechecks: int = 10
+    # After a look that found rows an old app version inserted, a later look
+    # that finds none ends the job only once this long has passed without
+    # any: between two of its inserts the data looks finished, and a job
+    # ended then would leave the next ones to another job.
+    arrivals_quiet_seconds: float = 30.0
     # Passes over a slice that skipped rows another transaction holds; after
     # them the slice retries only those rows, with back-off, and names who
     # holds them, instead of rescanning its range for ever.

@@ -48,6 +48,8 @@ BACKFILL_BACKOFF_SECONDS = 0.05
 # they start their jobs unpaced; the pacing tests turn it on per job (--pace auto).
 BACKFILL_PACE = False
 BACKFILL_MAX_BACKOFF_SECONDS = 0.5
+# An old app version's inserts count as stopped after 2 s without one, not 30.
+BACKFILL_ARRIVALS_QUIET_SECONDS = 2.0
 CELERY_BEAT_SCHEDULE["backfill-sweep"]["schedule"] = 1.0  # noqa: F405
 
 # Templates name static files without a collectstatic run having made a manifest.

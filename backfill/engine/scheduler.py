@@ -172,6 +172,10 @@ def complete_or_extend(job: Job) -> None:
     again, left = slices_with_pending_rows(job, definition, look)
     high = rows_beyond(job)
     if not again and high is None:
+        quiet_at = quiet_after(look)
+        if quiet_at is not None and quiet_at > timezone.now():
+            look_again_at(job, quiet_at)
+            return
         succeed(job, definition)
         return
     if left and out_of_rechecks(job, definition, left):
@@ -179,6 +183,26 @@ def complete_or_extend(job: Job) -> None:
     extended = slicing.extend_tail(job, definition, high) if high is not None else 0
     Slice.objects.filter(pk__in=again).reopen(cursor=F("after"), passes=F("passes") + 1)
     note_look(job, look, again, left, high, extended)
+    transaction.on_commit(lambda: advance(job.pk))
+
+
+def quiet_after(look: Event | None) -> datetime | None:
+    """When an old app version that was inserting at the latest look counts as
+    stopped (None: that look found no arrivals)."""
+    if look is None or look.action != "arrivals":
+        return None
+    return look.at + timedelta(seconds=conf.current().arrivals_quiet_seconds)
+
+
+def look_again_at(job: Job, moment: datetime) -> None:
+    """Keep the job running until `moment`, holding nothing: its last slice,
+    its cursor left at the end of its range, waits until then, and its empty
+    pass ends in another look at the data."""
+    last = Slice.objects.filter(job=job).order_by("-number").values_list("pk", flat=True)[:1]
+    waiting = Slice.objects.filter(pk__in=list(last))
+    waiting.reopen()
+    waiting.update(retry_at=moment)
+    logger.info("job %s: no arrivals since the last look; looking again at %s", job.pk, moment)
     transaction.on_commit(lambda: advance(job.pk))
 
 
