@@ -18,6 +18,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 
 from backfill import arrivals
+from backfill.models import Job
 from backfill.nullability import (
     Nullability,
     leftover_advice,
@@ -25,6 +26,7 @@ from backfill.nullability import (
     not_valid_leftover,
     nullability,
 )
+from backfill.registry import Definition
 from backfill.schema.contract import EnforceNotNull, registered
 
 TAG = "backfill"
@@ -102,10 +104,21 @@ def contract_warnings(
     return [
         Warning(
             f"{name} will be refused: {said}.",
-            hint=(
-                f"Finish the backfill first: `manage.py backfill start {definition.name}`, "
-                f"then `manage.py backfill check {definition.name}` until it passes."
-            ),
+            hint=finish_hint(definition, alias),
             id="backfill.W001",
         )
     ]
+
+
+def finish_hint(definition: Definition, alias: str) -> str:
+    """What to run: `start` only when no job of the backfill is active (else it is refused)."""
+    active = Job.objects.using(alias).of(definition.name).active().order_by("-pk").first()
+    first = (
+        f"let job #{active.pk} ({active.status}) end: `manage.py backfill status {definition.name}`"
+        if active is not None
+        else f"`manage.py backfill start {definition.name}`"
+    )
+    return (
+        f"Finish the backfill first: {first}, "
+        f"then `manage.py backfill check {definition.name}` until it passes."
+    )

@@ -6,6 +6,7 @@ import pytest
 from django.core.checks import run_checks
 from django.core.management import call_command
 
+from backfill.engine import service
 from tests.data import seed
 from tests.processes import manage
 
@@ -32,6 +33,14 @@ def test_an_unfinished_backfill_is_named_before_migrate_and_at_deploy():
     result = manage("check", "--deploy", "--tag", "backfill")
     assert result.returncode == 0
     assert "backfill.W001" in result.stderr + result.stdout
+
+
+def test_while_a_job_is_active_the_hint_names_it_instead_of_start(local_queue):
+    seed(50)
+    job = service.start("admin_groups", "test")  # queued: no batch has run
+    (warning,) = backfill_warnings(databases=["default"])
+    assert f"let job #{job.pk} (running) end" in warning
+    assert "backfill start" not in warning
 
 
 def test_a_finished_backfill_gives_no_warning():

@@ -315,5 +315,7 @@ class Command(BaseCommand):
                 f"dropped ({done.reason})"
             )
         if not pruned:
-            self.stdout.write("No write log to drop: every job kept may still be reverted.")
+            self.stdout.write(
+                "No write log to drop: none is left of a job that can no longer be reverted."
+            )
         return 0
