@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 
 from backfill.management.arguments import fraction, positive_int
+from benchmarks import hostile
 from benchmarks.databases import ROOT, copy_of, drop, env_for, shell, url
 from benchmarks.templates import seed
 
@@ -84,12 +85,17 @@ class Timer:
         return wrapper
 
 
-def work(job_id: int, worker: int, workers: int) -> None:
+def work(job_id: int, worker: int, workers: int, size: int) -> None:
     """In a worker process: step this worker's slices until none is open."""
     import django
+    from django.conf import settings
 
     django.setup()
     from django.db import connection
+
+    if size:
+        # Every batch this size: the cost of a batch at that size, not the sizer's choice.
+        settings.BACKFILL_MIN_BATCH_SIZE = settings.BACKFILL_MAX_BATCH_SIZE = size
 
     from backfill.engine.local import step
     from backfill.models import Slice
@@ -132,13 +138,13 @@ def work(job_id: int, worker: int, workers: int) -> None:
     )
 
 
-def start_job(db: str, workers: int) -> int:
+def start_job(db: str, workers: int, size: int) -> int:
     code = (
         "from backfill.engine import dispatch, service; from backfill.engine.local import LocalQueue; "
         "from backfill.models import Slice\n"
         "with dispatch.using(LocalQueue()):\n"
         f"    job = service.start('admin_groups', 'profile', "
-        f"service.JobOptions.build(concurrency={workers}))\n"
+        f"service.JobOptions.build(concurrency={workers}, pace=False, batch_size={size or None}))\n"
         "Slice.objects.filter(job=job).update(lease_owner='', lease_expires_at=None)\n"
         "print(job.pk)"
     )
@@ -158,16 +164,24 @@ def sample_waits(db: str, stop: threading.Event, counts: Counter[str]) -> None:
             time.sleep(SAMPLE_SECONDS)
 
 
-def profile(template: str, workers: int) -> tuple[list[dict[str, Any]], Counter[str], float, int]:
+def profile(
+    template: str, workers: int, size: int = 0
+) -> tuple[list[dict[str, Any]], Counter[str], float, int]:
     db = copy_of(template, "backfill_profile_run")
-    job = start_job(db, workers)
+    job = start_job(db, workers, size)
     stop, waits = threading.Event(), Counter[str]()
     sampler = threading.Thread(target=sample_waits, args=(db, stop, waits), daemon=True)
     sampler.start()
     started = time.perf_counter()
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.profile_batch", "--work", f"{job},{n},{workers}"],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.profile_batch",
+                "--work",
+                f"{job},{n},{workers},{size}",
+            ],
             cwd=ROOT,
             env=env_for(db, DJANGO_SETTINGS_MODULE="project.settings"),
             stdout=subprocess.PIPE,
@@ -189,20 +203,25 @@ def profile(template: str, workers: int) -> tuple[list[dict[str, Any]], Counter[
 
 
 def table(reports: list[dict[str, Any]], waits: Counter[str], seconds: float) -> str:
+    """Seconds per kind of statement for each worker, then the same per batch in ms."""
     kinds = sorted(
         {k for r in reports for k in r["seconds"]},
         key=lambda k: -sum(r["seconds"].get(k, 0) for r in reports),
     )
-    lines = ["| worker | rows | wall s | " + " | ".join(kinds) + " | Python and network |"]
-    lines.append("|---" * (len(kinds) + 4) + "|")
+    lines = [
+        "| worker | rows | batches | wall s | " + " | ".join(kinds) + " | Python and network |"
+    ]
+    lines.append("|---" * (len(kinds) + 5) + "|")
     for r in reports:
+        batches = r["calls"].get("commit", 0) or 1
         spent = sum(r["seconds"].values())
-        cells = [f"{r['seconds'].get(k, 0):.2f}" for k in kinds]
-        lines.append(
-            f"| {r['worker']} | {r['rows']:,} | {r['wall']:.1f} | "
-            + " | ".join(cells)
-            + f" | {r['wall'] - spent:.2f} |"
-        )
+        for unit, scale in (("s", 1.0), ("ms/batch", 1000 / batches)):
+            cells = [f"{r['seconds'].get(k, 0) * scale:.2f}" for k in kinds]
+            lines.append(
+                f"| {r['worker']} ({unit}) | {r['rows']:,} | {batches:,} | {r['wall']:.1f} | "
+                + " | ".join(cells)
+                + f" | {(r['wall'] - spent) * scale:.2f} |"
+            )
     total = sum(waits.values()) or 1
     lines.append("")
     lines.append(f"all rows in {seconds:.1f} s; the workers' backends, sampled every 2 ms:")
@@ -215,15 +234,24 @@ def main() -> None:
     parser.add_argument("--rows", type=positive_int, default=1_000_000)
     parser.add_argument("--hot-share", type=fraction, default=0.0)
     parser.add_argument("--workers", type=positive_int, default=2)
+    parser.add_argument("--hostile", action="store_true", help="seed benchmarks.hostile's table")
+    parser.add_argument(
+        "--size", type=positive_int, default=0, help="every batch this many rows (default: sized)"
+    )
     parser.add_argument("--template", help="a seeded database to copy instead of seeding")
     parser.add_argument("--work", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.work:
-        job, worker, workers = (int(v) for v in options.work.split(","))
-        work(job, worker, workers)
+        job, worker, workers, size = (int(v) for v in options.work.split(","))
+        work(job, worker, workers, size)
         return
-    template = options.template or seed(options.rows, options.hot_share).db
-    reports, waits, seconds, timeouts = profile(template, options.workers)
+    template = (
+        options.template
+        or (
+            hostile.seed(options.rows) if options.hostile else seed(options.rows, options.hot_share)
+        ).db
+    )
+    reports, waits, seconds, timeouts = profile(template, options.workers, options.size)
     if not options.template:
         drop(template)
     print(table(reports, waits, seconds))

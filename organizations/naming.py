@@ -114,8 +114,11 @@ def lock_bases(cursor: CursorWrapper, bases: Sequence[str]) -> None:
 # bases can produce the same name: "Acme" k=1 and "Acme 1" k=0, the lower key
 # wins); holds back a name that another base of the batch may want but found
 # too few free numbers for ("Acme 1 Admin" while "Acme" looks further in the
-# next round), so rows take names in key order across bases; inserts in
-# name order (a stable lock order between concurrent batches); lets the unique
+# next round; the few short bases are materialized and joined: as a
+# correlated EXISTS the planner rescanned every free name for each row once
+# a batch neared a million rows), so rows take names in key order across
+# bases; inserts in name order (a stable lock order between concurrent
+# batches); lets the unique
 # index turn away names a concurrent transaction took. The counter moves up to
 # the first number of the window left free (unpaired or held back), or past
 # the window when it had none: everything below was taken, by others or by
@@ -160,20 +163,18 @@ free AS (
     FROM named
     WHERE NOT EXISTS (SELECT 1 FROM {groups} g WHERE g.name = named.name OFFSET 0)
 ),
-short AS (
+short AS MATERIALIZED (
     SELECT need.base
     FROM need LEFT JOIN (SELECT base, count(*) AS found FROM free GROUP BY base) AS f
         ON f.base = need.base
     WHERE COALESCE(f.found, 0) < need.wanted
 ),
 paired AS (
-    SELECT todo.key, free.base, free.number, free.name,
-           EXISTS (
-               SELECT 1 FROM short
-               WHERE short.base = CASE WHEN free.number > 0 THEN free.base || ' ' || free.number
-                   ELSE substring(free.base FROM '^(.*) [1-9][0-9]{{0,8}}$') END
-           ) AS deferred
+    SELECT todo.key, free.base, free.number, free.name, short.base IS NOT NULL AS deferred
     FROM todo JOIN free ON free.base = todo.base AND free.rank = todo.rank
+    LEFT JOIN short
+        ON short.base = CASE WHEN free.number > 0 THEN free.base || ' ' || free.number
+            ELSE substring(free.base FROM '^(.*) [1-9][0-9]{{0,8}}$') END
 ),
 proposed AS (
     SELECT DISTINCT ON (paired.name) paired.key, paired.base, paired.number, paired.name

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from organizations import naming
 from organizations.models import Organization
 from organizations.naming import claim_admin_groups
 
@@ -46,3 +47,19 @@ def test_the_last_batches_of_one_shared_name_cost_what_the_first_did():
             "SELECT max(name) FROM auth_group WHERE name LIKE 'Everyone Is Called This 19999 Admin'"
         )
         assert cursor.fetchone()[0] == "Everyone Is Called This 19999 Admin"
+
+
+def test_a_million_row_round_joins_the_short_bases_instead_of_rescanning_free_names_per_row():
+    """At a million rows the planner once ran the held-back check as a correlated
+    subplan scanning every free name for each row: quadratic, hours for one
+    pass. The plan must join the short bases, whatever the batch size."""
+    keys = list(range(1, 1_000_001))
+    remaining = {key: f"Base {key % 200}" for key in keys}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(
+            "EXPLAIN " + naming.claim_round_sql(), naming.claim_round_params(remaining, 0)
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "CTE short" in plan
+    assert "Filter: (base = CASE" not in plan, plan
