@@ -39,7 +39,7 @@ endif
 endif
 export DEBUG ?= true
 
-.PHONY: help setup services browser promtool database migrate demo test test-suite test-pg18 lint worker beat web clean
+.PHONY: help setup bench-setup services browser promtool database migrate demo test test-suite test-pg18 lint worker beat web clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
+
+bench-setup: setup  ## Install the Django peer that benchmarks.cost compares with (benchmarks only)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python -r requirements-bench.txt
 
 services: setup  ## Start local PostgreSQL (Debian's, else an embedded 18) and Redis if they are down
 	VENV=$(VENV) scripts/ensure-services.sh

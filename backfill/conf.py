@@ -29,6 +29,14 @@ class Settings:
     # (a slow first batch, a pass over skipped rows); at 0.05 s it stays near
     # 150 ms, for about 15% fewer rows per second (docs/benchmarks.md).
     target_batch_seconds: float = 0.05
+    # While no session has waited on the job's batches for `calm_seconds`,
+    # batches grow toward this longer duration instead: nobody pays for the
+    # locks, and a batch's fixed cost (its statements, its commit) is spread
+    # over ten times the rows. The first wait brings the short target back.
+    # Each batch counts the sessions waiting on its locks just before it
+    # commits (pg_locks): any writer that queued behind it is still waiting then.
+    calm_batch_seconds: float = 0.5
+    calm_seconds: float = 30.0
     # Slices worked at once (Celery tasks in flight) unless a job says otherwise.
     concurrency: int = 2
     # Key-range slices per unit of concurrency: more slices than workers evens
@@ -175,6 +183,14 @@ def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMe
                 id="backfill.E001",
             )
         )
+    if 0 < now.calm_batch_seconds < now.target_batch_seconds:
+        found.append(
+            Error(
+                "BACKFILL_CALM_BATCH_SECONDS must be 0 (off) or at least "
+                "BACKFILL_TARGET_BATCH_SECONDS",
+                id="backfill.E001",
+            )
+        )
     return found
 
 
@@ -191,6 +207,10 @@ class BatchLimits:
     max_lock_timeouts: int
     backoff_seconds: float
     max_backoff_seconds: float
+    # The longer target while nobody waited on a batch for `calm_seconds`
+    # (0: always `target_seconds`).
+    calm_target_seconds: float = 0.0
+    calm_seconds: float = 30.0
 
     @classmethod
     def from_settings(cls) -> "BatchLimits":
@@ -205,6 +225,8 @@ class BatchLimits:
             max_lock_timeouts=now.max_lock_timeouts,
             backoff_seconds=now.backoff_seconds,
             max_backoff_seconds=now.max_backoff_seconds,
+            calm_target_seconds=now.calm_batch_seconds,
+            calm_seconds=now.calm_seconds,
         )
 
 

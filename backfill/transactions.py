@@ -51,11 +51,20 @@ def batch_transaction(
     limits: BatchLimits, extra: Mapping[str, str] | None = None
 ) -> Iterator[CursorWrapper]:
     """A row the app holds costs a batch at most `lock_timeout`, a runaway statement
-    at most `statement_timeout`. JIT is off: its compile time dwarfs a batch."""
+    at most `statement_timeout`. JIT is off: its compile time dwarfs a batch.
+
+    The commit does not wait for its WAL to reach the disk
+    (`synchronous_commit = off`): a crash of the server may lose the last
+    batches, but each loses its data, its cursor and its write log together,
+    so they are simply done again; and any later commit that does wait (the
+    app's, the scheduler's) flushes the WAL in order, batches included
+    (docs/engine.md).
+    """
     values = {
         "lock_timeout": f"{limits.lock_timeout_ms}ms",
         "statement_timeout": f"{limits.statement_timeout_ms}ms",
         "jit": "off",
+        "synchronous_commit": "off",
         **(extra or {}),
     }
     with local_settings(values) as cursor:

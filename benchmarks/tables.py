@@ -44,6 +44,11 @@ class Table:
                 f"INSERT INTO {self.table} (id, value, label) "
                 f"SELECT {GAP} + g, g, 'r' || g FROM generate_series(1, {rows - half}) g",
             ]
+        if self.kind == "cheap":
+            return [
+                f"INSERT INTO {self.table} (id, value, label) "
+                f"SELECT g, g, NULL FROM generate_series(1, {rows}) g"
+            ]
         return [
             f"INSERT INTO {self.table} (id, subject) "
             f"SELECT gen_random_uuid(), 'ticket ' || g FROM generate_series(1, {rows}) g"
@@ -71,6 +76,9 @@ TABLES = [
     Table("gap", "reading_labels", "examples_reading", "label", "'r' || value"),
     Table("uuid", "ticket_codes", "examples_ticket", "code", "upper(left(md5(subject), 8))"),
 ]
+# The cheapest fill there is: every row pending, dense integer keys, a
+# concatenation (benchmarks/cost.py).
+CHEAP = Table("cheap", "reading_labels", "examples_reading", "label", "'r' || value")
 
 
 def seed(table: Table, rows: int) -> str:
@@ -118,22 +126,22 @@ def evenness(db: str, name: str) -> str:
     return f"{len(done)} slices, the largest with {largest:.1%} of the rows (even: {1 / len(done):.1%})"
 
 
-def service(table: Table, rows: int, logs: Path) -> Measure:
+def service(table: Table, rows: int, logs: Path, workers: int = 2) -> Measure:
     def run(db: str) -> Run:
-        with Workers(db, 2, logs, {"DJANGO_SETTINGS_MODULE": SETTINGS_MODULE}) as pool:
+        with Workers(db, workers, logs, {"DJANGO_SETTINGS_MODULE": SETTINGS_MODULE}) as pool:
             manage(
                 db,
                 "backfill",
                 "run",
                 table.name,
-                "--concurrency=2",
+                f"--concurrency={workers}",
                 "--pace=off",
                 quiet=True,
                 REDIS_URL=BROKER_URL,
                 DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
             )
-        result = job_run(db, table.name, "S2", rows, pool.peak_mb)
-        result.method = f"this service, 2 workers, no app load; {evenness(db, table.name)}"
+        result = job_run(db, table.name, f"S{workers}", rows, pool.peak_mb)
+        result.method = f"this service, {workers} workers, no app load; {evenness(db, table.name)}"
         return result
 
     return run

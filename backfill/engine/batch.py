@@ -34,6 +34,8 @@ class BatchResult:
     slice_done: bool
     # Rows another transaction holds are all that is left: retry after back-off.
     held_tries: int = 0
+    # Sessions that were waiting on this batch's locks just before it committed.
+    waiters: int = 0
 
     @property
     def waiting(self) -> bool:
@@ -95,11 +97,31 @@ def run_batch(
             selected = len(batch.rows)
             filled = fill(cursor, definition, slc, batch.rows)
             new_pass, done = advance_cursor(cursor, definition, slc, batch, size, filled)
+        waiters = count_waiters(cursor)
         seconds = time.monotonic() - started
         slc.save()
         record_sample(slc, filled, size, seconds, pace or SpeedLimit())
     held_tries = slc.held_tries if slc.held_keys else 0
-    return BatchResult(selected, filled, seconds, new_pass, done, held_tries)
+    return BatchResult(selected, filled, seconds, new_pass, done, held_tries, waiters)
+
+
+# Every session queued behind a lock this transaction holds: a row it locked,
+# a name its unique index entry holds, its transaction id. Only the waiting
+# locks are handed to pg_blocking_pids (OFFSET 0 keeps the filter first).
+WAITERS_SQL = """
+SELECT count(DISTINCT w.pid) FROM (
+    SELECT pid FROM pg_locks WHERE NOT granted OFFSET 0
+) AS w
+WHERE pg_backend_pid() = ANY(pg_blocking_pids(w.pid))
+"""
+
+
+def count_waiters(cursor: CursorWrapper) -> int:
+    """Sessions waiting on this batch right now. Whoever queued behind it
+    since it took its locks is still waiting: they are held until commit."""
+    cursor.execute(WAITERS_SQL)
+    row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 def fill(cursor: CursorWrapper, definition: Definition, slc: Slice, rows: list[Row]) -> int:

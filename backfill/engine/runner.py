@@ -10,6 +10,7 @@ scheduling.
 
 import enum
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ Log = logging.LoggerAdapter[logging.Logger]
 # A pause at least this long is not slept holding the slice: after its batch
 # the slice is handed back, to be taken again when the pause is over.
 LONG_PAUSE_MS = 1000
+
+# When a batch of each job last had sessions waiting on it, in this process
+# (monotonic seconds): a worker's next tasks of the job remember it.
+last_waited: dict[int, float] = {}
 
 
 class Outcome(enum.StrEnum):
@@ -146,7 +151,7 @@ class SliceWork:
                 log.info("job %s slice %s: waiting on rows another transaction holds", *ids(slc))
                 self.retry_in = backoff_seconds(self.limits, result.held_tries)
                 return Outcome.WAITING
-            size = sizer.next_size(size, result.rows_selected, result.seconds)
+            size = self.next_size(sizer, slc.job_id, size, result)
             if result.new_pass:
                 time.sleep(backoff_seconds(self.limits, 1))
             if pace.pause_ms >= LONG_PAUSE_MS:
@@ -155,6 +160,16 @@ class SliceWork:
                 time.sleep(pace.pause_ms / 1000)
                 pacer.waited(pace.pause_ms / 1000)
         return Outcome.CONTINUED
+
+    def next_size(self, sizer: BatchSizer, job_id: int, size: int, result: BatchResult) -> int:
+        """Short batches while sessions wait on the job's batches, longer ones
+        once nobody has for `calm_seconds`."""
+        now = time.monotonic()
+        if result.waiters:
+            last_waited[job_id] = now
+            return sizer.after_waiters(size, result.seconds)
+        calm = now - last_waited.get(job_id, -math.inf) >= self.limits.calm_seconds
+        return sizer.next_size(size, result.rows_selected, result.seconds, calm)
 
     def hand_back_for(self, pace: SpeedLimit, pacer: Pacer, log: Log) -> Outcome:
         """Wait out a long pause holding nothing: the slice is handed back, to be

@@ -13,20 +13,37 @@ from backfill.conf import BatchLimits
 class BatchSizer:
     limits: BatchLimits
 
-    def next_size(self, size: int, rows: int, seconds: float) -> int:
+    def next_size(self, size: int, rows: int, seconds: float, calm: bool = False) -> int:
         """Steer toward the target duration, at most doubling or halving per step.
 
         A short batch (the end of a slice) says nothing about speed: only
-        batches that filled most of their size move the size up.
+        batches that filled most of their size move the size up. While
+        nobody has waited on the job's batches (`calm`), the target is the
+        longer calm one.
         """
         if seconds <= 0:
             return size
-        ratio = self.limits.target_seconds / seconds
+        ratio = self.target(calm) / seconds
         if ratio > 1 and rows < size * 0.9:
             return self.clamp(size)
         factor = min(2.0, max(0.5, ratio))
         # Move part of the way: noise in one batch should not swing the size.
         return self.clamp(int(size * (1 + (factor - 1) * 0.5)))
+
+    def after_waiters(self, size: int, seconds: float) -> int:
+        """Sessions queued behind this batch: straight back to the short target.
+
+        They waited as long as the batch ran, so the next one is cut to what
+        the short target allows at once, not half of the way there.
+        """
+        if seconds <= self.limits.target_seconds:
+            return self.clamp(size)
+        return self.clamp(int(size * self.limits.target_seconds / seconds))
+
+    def target(self, calm: bool) -> float:
+        if calm and self.limits.calm_target_seconds:
+            return max(self.limits.calm_target_seconds, self.limits.target_seconds)
+        return self.limits.target_seconds
 
     def after_timeout(self, size: int) -> int:
         """A batch cut off by statement_timeout is retried at half the size."""

@@ -93,3 +93,18 @@ def test_the_lifecycle_in_the_docs_is_the_table_in_the_code():
     assert lifecycle_table() in documented, (
         "docs/engine.md must contain this table:\n" + lifecycle_table()
     )
+
+
+CALM = BatchLimits(**{**LIMITS.__dict__, "calm_target_seconds": 2.0})
+
+
+def test_calm_batches_grow_toward_the_calm_target_and_others_toward_the_short_one():
+    assert BatchSizer(CALM).next_size(1_000, 1_000, 0.2) == 1_000
+    assert BatchSizer(CALM).next_size(1_000, 1_000, 0.2, calm=True) == 1_500
+    assert BatchSizer(LIMITS).next_size(1_000, 1_000, 0.2, calm=True) == 1_000  # no calm target
+
+
+def test_a_batch_someone_waited_on_is_cut_to_the_short_target_at_once():
+    assert BatchSizer(CALM).after_waiters(8_000, 1.6) == 1_000
+    assert BatchSizer(CALM).after_waiters(8_000, 0.1) == 8_000
+    assert BatchSizer(CALM).after_waiters(8_000, 100.0) == 100
