@@ -22,7 +22,7 @@ class Settings:
     # Rows per batch at the start of a job; the throttle then adapts it.
     batch_size: int = 1000
     min_batch_size: int = 50
-    max_batch_size: int = 20000
+    max_batch_size: int = 100_000
     # The batch size adapts toward this duration: long enough to amortise the
     # commit, short enough that an app write queued behind a locked row waits
     # less than this. At 0.2 s the benchmark's app saw lock waits past 500 ms

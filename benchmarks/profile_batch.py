@@ -1,8 +1,11 @@
 """Where a fill batch spends its time: each statement, lock waits, commit, Python.
 
     .venv/bin/python -m benchmarks.profile_batch --rows 1000000 --hot-share 0.2 --workers 2
+    .venv/bin/python -m benchmarks.profile_batch --rows 100000 --hostile --workers 1 --size 1000
+    .venv/bin/python -m benchmarks.profile_batch --rows 100000 --cheap --workers 1 --size 1000
 
-Seeds a table (or copies `--template`), starts an `admin_groups` job and works
+Seeds a table (or copies `--template`), starts an `admin_groups` job (with
+`--cheap`, `reading_labels` on the examples app's table, see cost.py) and works
 its slices in WORKERS processes of this machine, no app load, each process
 taking the slices whose number is its own modulo WORKERS. Every statement a
 worker sends is timed by what it does (Django's execute wrapper), and so is
@@ -22,12 +25,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from backfill.management.arguments import fraction, positive_int
-from benchmarks import hostile
+from benchmarks import hostile, tables
 from benchmarks.databases import ROOT, copy_of, drop, env_for, shell, url
 from benchmarks.templates import seed
 
@@ -39,7 +43,7 @@ KINDS = (
     ("select rows", re.compile(r"WITH candidates")),
     ("claim names", re.compile(r"WITH todo")),
     ("naming locks", re.compile(r"pg_(try_)?advisory")),
-    ("update rows", re.compile(r'^UPDATE "organizations_organization"')),
+    ("update rows", re.compile(r'^UPDATE "(organizations_organization|examples_reading)"')),
     ("write log", re.compile(r'"backfill_write"')),
     ("slice row", re.compile(r'"backfill_slice"')),
     ("sample", re.compile(r'"backfill_sample"')),
@@ -138,17 +142,17 @@ def work(job_id: int, worker: int, workers: int, size: int) -> None:
     )
 
 
-def start_job(db: str, workers: int, size: int) -> int:
+def start_job(db: str, target: "Target", workers: int, size: int) -> int:
     code = (
         "from backfill.engine import dispatch, service; from backfill.engine.local import LocalQueue; "
         "from backfill.models import Slice\n"
         "with dispatch.using(LocalQueue()):\n"
-        f"    job = service.start('admin_groups', 'profile', "
+        f"    job = service.start({target.definition!r}, 'profile', "
         f"service.JobOptions.build(concurrency={workers}, pace=False, batch_size={size or None}))\n"
         "Slice.objects.filter(job=job).update(lease_owner='', lease_expires_at=None)\n"
         "print(job.pk)"
     )
-    out = shell(db, code)
+    out = shell(db, code, DJANGO_SETTINGS_MODULE=target.settings)
     return int(out.strip().splitlines()[-1])
 
 
@@ -164,11 +168,22 @@ def sample_waits(db: str, stop: threading.Event, counts: Counter[str]) -> None:
             time.sleep(SAMPLE_SECONDS)
 
 
+@dataclass(frozen=True)
+class Target:
+    """The backfill profiled, and the settings module that registers it."""
+
+    definition: str = "admin_groups"
+    settings: str = "project.settings"
+
+
+CHEAP = Target("reading_labels", tables.SETTINGS_MODULE)
+
+
 def profile(
-    template: str, workers: int, size: int = 0
+    template: str, workers: int, size: int = 0, target: Target = Target()
 ) -> tuple[list[dict[str, Any]], Counter[str], float, int]:
     db = copy_of(template, "backfill_profile_run")
-    job = start_job(db, workers, size)
+    job = start_job(db, target, workers, size)
     stop, waits = threading.Event(), Counter[str]()
     sampler = threading.Thread(target=sample_waits, args=(db, stop, waits), daemon=True)
     sampler.start()
@@ -183,7 +198,7 @@ def profile(
                 f"{job},{n},{workers},{size}",
             ],
             cwd=ROOT,
-            env=env_for(db, DJANGO_SETTINGS_MODULE="project.settings"),
+            env=env_for(db, DJANGO_SETTINGS_MODULE=target.settings),
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -229,12 +244,22 @@ def table(reports: list[dict[str, Any]], waits: Counter[str], seconds: float) ->
     return "\n".join(lines)
 
 
+def seeded(options: argparse.Namespace) -> str:
+    if options.cheap:
+        return tables.seed(tables.CHEAP, options.rows)
+    if options.hostile:
+        return hostile.seed(options.rows).db
+    return seed(options.rows, options.hot_share).db
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=positive_int, default=1_000_000)
     parser.add_argument("--hot-share", type=fraction, default=0.0)
     parser.add_argument("--workers", type=positive_int, default=2)
-    parser.add_argument("--hostile", action="store_true", help="seed benchmarks.hostile's table")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--hostile", action="store_true", help="seed benchmarks.hostile's table")
+    shape.add_argument("--cheap", action="store_true", help="a cheap expression (cost.py's)")
     parser.add_argument(
         "--size", type=positive_int, default=0, help="every batch this many rows (default: sized)"
     )
@@ -245,13 +270,9 @@ def main() -> None:
         job, worker, workers, size = (int(v) for v in options.work.split(","))
         work(job, worker, workers, size)
         return
-    template = (
-        options.template
-        or (
-            hostile.seed(options.rows) if options.hostile else seed(options.rows, options.hot_share)
-        ).db
-    )
-    reports, waits, seconds, timeouts = profile(template, options.workers, options.size)
+    target = CHEAP if options.cheap else Target()
+    template = options.template or seeded(options)
+    reports, waits, seconds, timeouts = profile(template, options.workers, options.size, target)
     if not options.template:
         drop(template)
     print(table(reports, waits, seconds))

@@ -12,11 +12,12 @@ from datetime import timedelta
 
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
+from psycopg import sql
 
 from backfill import conf
 from backfill.conf import BatchLimits
 from backfill.engine import held, write_log
-from backfill.models import Sample, Slice, SliceStatus
+from backfill.models import Sample, Slice, SliceStatus, Write
 from backfill.pacing.controller import SpeedLimit
 from backfill.registry import Definition, Row
 from backfill.transactions import batch_transaction
@@ -50,6 +51,8 @@ class Batch:
     skipped: int = 0
     candidates: int = 0
     last_key: str | None = None
+    # Rows locked (and so filled); the rows themselves only when `fill` needs them.
+    locked: int = 0
 
 
 # Candidates are the next `size` pending keys of the slice in key order (read
@@ -93,9 +96,12 @@ def run_batch(
         if slc.held_keys:
             selected, filled, new_pass, done = retry_held(cursor, definition, slc, size)
         else:
-            batch = select_batch(cursor, definition, slc, size)
-            selected = len(batch.rows)
-            filled = fill(cursor, definition, slc, batch.rows)
+            if definition.set_expression() is None:
+                batch = select_batch(cursor, definition, slc, size)
+                filled = fill(cursor, definition, slc, batch.rows)
+            else:
+                batch, filled = fill_in_one_statement(cursor, definition, slc, size)
+            selected = batch.locked
             new_pass, done = advance_cursor(cursor, definition, slc, batch, size, filled)
         waiters = count_waiters(cursor)
         seconds = time.monotonic() - started
@@ -145,7 +151,68 @@ def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size
         skipped=len(fetched) - len(rows),
         candidates=len(fetched),
         last_key=str(fetched[-1][0]) if fetched else None,
+        locked=len(rows),
     )
+
+
+# The same batch as SELECT_BATCH_SQL, the definition's `fill` and the write
+# log's record, in one statement: for a fill that is an SQL expression over
+# the row, nothing but four counts leaves the server. The log takes the
+# values from the UPDATE's RETURNING, so nothing is read back. Column aliases
+# carry a prefix: the expression names the table's columns unqualified. The
+# last key is ordered by the qualified column: a bare name in ORDER BY would
+# be the output column, the key as text ('9' after '20').
+FILL_IN_ONE_STATEMENT_SQL = """
+WITH candidates AS (
+    SELECT {key} AS backfill_key FROM {table}
+    WHERE {in_range} AND ({pending}) AND {share}
+    ORDER BY {key}
+    LIMIT %(size)s
+),
+locked AS (
+    SELECT {key} AS backfill_key FROM {table}
+    WHERE {key} = ANY(ARRAY(SELECT backfill_key FROM candidates)) AND ({pending})
+    FOR UPDATE SKIP LOCKED
+),
+filled AS (
+    UPDATE {table} SET {column} = ({expression})
+    FROM locked WHERE {table}.{key} = locked.backfill_key
+    RETURNING {table}.{key} AS backfill_key, {table}.{column} AS backfill_value
+),
+logged AS (
+    INSERT INTO {log} (job_id, slice_number, keys, "values")
+    SELECT %(job)s, %(slice)s, array_agg(backfill_key::text), array_agg(backfill_value::text)
+    FROM filled
+    WHERE backfill_value IS NOT NULL
+    HAVING count(*) > 0
+)
+SELECT (SELECT count(*) FROM candidates),
+       (SELECT count(*) FROM locked),
+       (SELECT count(*) FROM filled),
+       (SELECT c.backfill_key::text FROM candidates c ORDER BY c.backfill_key DESC LIMIT 1)
+"""
+
+
+def fill_in_one_statement(
+    cursor: CursorWrapper, definition: Definition, slc: Slice, size: int
+) -> tuple[Batch, int]:
+    """Lock, fill and log the next rows of the slice; the batch and the rows filled."""
+    expression = definition.set_expression()
+    assert expression is not None
+    statement = definition.compose(
+        FILL_IN_ONE_STATEMENT_SQL, expression=expression, log=sql.Identifier(Write._meta.db_table)
+    )
+    parameters = {"after": slc.cursor, "high": slc.high, "size": size, "job": slc.job_id}
+    cursor.execute(statement, {**parameters, "slice": slc.number, **slc.share_parameters()})
+    row = cursor.fetchone()
+    candidates, locked, filled, last_key = row if row else (0, 0, 0, None)
+    batch = Batch(
+        skipped=int(candidates) - int(locked),
+        candidates=int(candidates),
+        last_key=last_key,
+        locked=int(locked),
+    )
+    return batch, int(filled)
 
 
 def advance_cursor(
