@@ -162,6 +162,10 @@ def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size
 # carry a prefix: the expression names the table's columns unqualified. The
 # last key is ordered by the qualified column: a bare name in ORDER BY would
 # be the output column, the key as text ('9' after '20').
+# The UPDATE, too, finds its rows by key from an array: joined with the
+# locked rows, the planner hashed them and scanned the whole table for
+# every batch (a 50,000-row batch took 120 ms on 200,000 rows, 300 ms on
+# a million).
 FILL_IN_ONE_STATEMENT_SQL = """
 WITH candidates AS (
     SELECT {key} AS backfill_key FROM {table}
@@ -176,7 +180,7 @@ locked AS (
 ),
 filled AS (
     UPDATE {table} SET {column} = ({expression})
-    FROM locked WHERE {table}.{key} = locked.backfill_key
+    WHERE {key} = ANY(ARRAY(SELECT backfill_key FROM locked))
     RETURNING {table}.{key} AS backfill_key, {table}.{column} AS backfill_value
 ),
 logged AS (

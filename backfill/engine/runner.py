@@ -42,8 +42,10 @@ Log = logging.LoggerAdapter[logging.Logger]
 LONG_PAUSE_MS = 1000
 
 # When a batch of each job last had sessions waiting on it, in this process
-# (monotonic seconds): a worker's next tasks of the job remember it.
+# (monotonic seconds), and the size it chose last: a worker's next tasks of
+# the job remember both.
 last_waited: dict[int, float] = {}
+last_size: dict[int, int] = {}
 
 
 class Outcome(enum.StrEnum):
@@ -111,7 +113,7 @@ class SliceWork:
         phase = slc.job.status
         batch = self.batch_for(slc.job, pacer)
         sizer = BatchSizer(self.limits)
-        size = sizer.clamp(slc.batch_size)
+        size = sizer.clamp(self.first_size(slc))
         deadline = time.monotonic() + self.budget_seconds
         paced = phase == JobStatus.RUNNING
         while time.monotonic() < deadline:
@@ -161,15 +163,22 @@ class SliceWork:
                 pacer.waited(pace.pause_ms / 1000)
         return Outcome.CONTINUED
 
+    def first_size(self, slc: Slice) -> int:
+        """A slice keeps its size; a fresh one starts at the size this process
+        last used for the job, not at the job's first size again."""
+        return slc.batch_size if slc.batches else last_size.get(slc.job_id, slc.batch_size)
+
     def next_size(self, sizer: BatchSizer, job_id: int, size: int, result: BatchResult) -> int:
         """Short batches while sessions wait on the job's batches, longer ones
         once nobody has for `calm_seconds`."""
         now = time.monotonic()
         if result.waiters:
             last_waited[job_id] = now
-            return sizer.after_waiters(size, result.seconds)
+            last_size[job_id] = sizer.after_waiters(size, result.seconds)
+            return last_size[job_id]
         calm = now - last_waited.get(job_id, -math.inf) >= self.limits.calm_seconds
-        return sizer.next_size(size, result.rows_selected, result.seconds, calm)
+        last_size[job_id] = sizer.next_size(size, result.rows_selected, result.seconds, calm)
+        return last_size[job_id]
 
     def hand_back_for(self, pace: SpeedLimit, pacer: Pacer, log: Log) -> Outcome:
         """Wait out a long pause holding nothing: the slice is handed back, to be

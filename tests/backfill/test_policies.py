@@ -25,10 +25,15 @@ SIZER = BatchSizer(LIMITS)
 
 
 def test_fast_full_batches_grow_toward_the_target():
-    assert SIZER.next_size(1_000, 1_000, 0.05) == 1_500
+    assert SIZER.next_size(1_000, 1_000, 0.1) == 1_500
+    assert SIZER.next_size(1_000, 1_000, 0.05) == 2_500
 
 
-def test_slow_batches_shrink_at_most_by_half_per_step():
+def test_a_batch_far_under_its_target_grows_at_most_fourfold():
+    assert SIZER.next_size(1_000, 1_000, 0.001) == 4_000
+
+
+def test_slow_batches_shrink_at_most_by_a_quarter_per_step():
     assert SIZER.next_size(4_000, 4_000, 10.0) == 3_000
 
 
@@ -100,7 +105,7 @@ CALM = BatchLimits(**{**LIMITS.__dict__, "calm_target_seconds": 2.0})
 
 def test_calm_batches_grow_toward_the_calm_target_and_others_toward_the_short_one():
     assert BatchSizer(CALM).next_size(1_000, 1_000, 0.2) == 1_000
-    assert BatchSizer(CALM).next_size(1_000, 1_000, 0.2, calm=True) == 1_500
+    assert BatchSizer(CALM).next_size(1_000, 1_000, 0.2, calm=True) == 4_000
     assert BatchSizer(LIMITS).next_size(1_000, 1_000, 0.2, calm=True) == 1_000  # no calm target
 
 
