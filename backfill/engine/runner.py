@@ -131,7 +131,8 @@ class SliceWork:
                     return Outcome.SHED
                 if stops(pace, pacer):
                     return self.hand_back_for(pace, pacer, log)
-                result = batch(min(size, pace.batch_cap or size))
+                ran = min(size, pace.batch_cap or size)
+                result = batch(ran)
             except LeaseLost:
                 raise
             except Exception as exc:
@@ -153,7 +154,8 @@ class SliceWork:
                 log.info("job %s slice %s: waiting on rows another transaction holds", *ids(slc))
                 self.retry_in = backoff_seconds(self.limits, result.held_tries)
                 return Outcome.WAITING
-            size = self.next_size(sizer, slc.job_id, size, result)
+            # From the size that ran: its time says nothing of an uncapped one.
+            size = self.next_size(sizer, slc.job_id, ran, result)
             if result.new_pass:
                 time.sleep(backoff_seconds(self.limits, 1))
             if pace.pause_ms >= LONG_PAUSE_MS:
