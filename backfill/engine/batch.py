@@ -64,22 +64,28 @@ class Batch:
 # from an array (one index probe each): a join would let a planner that
 # underestimates the pending rows (a new column has no statistics until the
 # next ANALYZE) walk all of them to find the few candidates, in every batch.
-SELECT_BATCH_SQL = """
-WITH candidates AS (
-    SELECT {key} AS key FROM {table}
+CANDIDATES_SQL = """
+candidates AS (
+    SELECT {key} AS backfill_key FROM {table}
     WHERE {in_range} AND ({pending}) AND {share}
     ORDER BY {key}
     LIMIT %(size)s
-),
+)"""
+
+SELECT_BATCH_SQL = (
+    "WITH"
+    + CANDIDATES_SQL
+    + """,
 locked AS (
-    SELECT {key} AS key{columns} FROM {table}
-    WHERE {key} = ANY(ARRAY(SELECT key FROM candidates)) AND ({pending})
+    SELECT {key} AS backfill_key{columns} FROM {table}
+    WHERE {key} = ANY(ARRAY(SELECT backfill_key FROM candidates)) AND ({pending})
     FOR UPDATE SKIP LOCKED
 )
-SELECT c.key, l.key IS NOT NULL{locked_columns}
-FROM candidates c LEFT JOIN locked l ON l.key = c.key
-ORDER BY c.key
+SELECT c.backfill_key, l.backfill_key IS NOT NULL{locked_columns}
+FROM candidates c LEFT JOIN locked l ON l.backfill_key = c.backfill_key
+ORDER BY c.backfill_key
 """
+)
 
 
 def run_batch(
@@ -166,13 +172,10 @@ def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size
 # locked rows, the planner hashed them and scanned the whole table for
 # every batch (a 50,000-row batch took 120 ms on 200,000 rows, 300 ms on
 # a million).
-FILL_IN_ONE_STATEMENT_SQL = """
-WITH candidates AS (
-    SELECT {key} AS backfill_key FROM {table}
-    WHERE {in_range} AND ({pending}) AND {share}
-    ORDER BY {key}
-    LIMIT %(size)s
-),
+FILL_IN_ONE_STATEMENT_SQL = (
+    "WITH"
+    + CANDIDATES_SQL
+    + """,
 locked AS (
     SELECT {key} AS backfill_key FROM {table}
     WHERE {key} = ANY(ARRAY(SELECT backfill_key FROM candidates)) AND ({pending})
@@ -195,6 +198,7 @@ SELECT (SELECT count(*) FROM candidates),
        (SELECT count(*) FROM filled),
        (SELECT c.backfill_key::text FROM candidates c ORDER BY c.backfill_key DESC LIMIT 1)
 """
+)
 
 
 def fill_in_one_statement(
