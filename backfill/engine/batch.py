@@ -64,8 +64,7 @@ class Batch:
 # from an array (one index probe each): a join would let a planner that
 # underestimates the pending rows (a new column has no statistics until the
 # next ANALYZE) walk all of them to find the few candidates, in every batch.
-CANDIDATES_SQL = """
-candidates AS (
+CANDIDATES_SQL = """candidates AS (
     SELECT {key} AS backfill_key FROM {table}
     WHERE {in_range} AND ({pending}) AND {share}
     ORDER BY {key}
@@ -73,7 +72,7 @@ candidates AS (
 )"""
 
 SELECT_BATCH_SQL = (
-    "WITH"
+    "WITH "
     + CANDIDATES_SQL
     + """,
 locked AS (
@@ -173,7 +172,7 @@ def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size
 # every batch (a 50,000-row batch took 120 ms on 200,000 rows, 300 ms on
 # a million).
 FILL_IN_ONE_STATEMENT_SQL = (
-    "WITH"
+    "WITH "
     + CANDIDATES_SQL
     + """,
 locked AS (
