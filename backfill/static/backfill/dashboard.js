@@ -15,6 +15,7 @@
   }
 
   function inUse(part) {
+    if (pressed !== null && (part === pressed || part.contains(pressed))) { return true; }
     if (document.activeElement && part.contains(document.activeElement) &&
         document.activeElement !== document.body) { return true; }
     if (part.querySelector("details[open]")) { return true; }
@@ -29,6 +30,43 @@
       } else if (field.value !== field.defaultValue) { return true; }
     }
     return false;
+  }
+
+  // A pointer pressed on a part: swapping the part between press and release
+  // would swallow the click (a button pressed, then replaced, never submits).
+  var pressed = null;
+  document.addEventListener("pointerdown", function (event) {
+    pressed = event.target instanceof Element ? event.target.closest("[data-part]") : null;
+  }, true);
+  ["pointerup", "pointercancel"].forEach(function (type) {
+    document.addEventListener(type, function () {
+      // After the click this release leads to has been dispatched.
+      window.setTimeout(function () { pressed = null; }, 0);
+    }, true);
+  });
+
+  // What each part showed when last written, as the server sent it. Compared
+  // with the server's next answer rather than with the page, which the browser
+  // or an extension may have touched (a style on an input) without the server
+  // changing anything. A form's CSRF token is masked afresh on every answer, so
+  // it is left out: a part whose only change is that token has not changed.
+  var written = new WeakMap();
+
+  function sent(part) {
+    var copy = part.cloneNode(true);
+    copy.querySelectorAll("input[name=csrfmiddlewaretoken]").forEach(function (token) {
+      token.setAttribute("value", "");
+    });
+    return copy.outerHTML;
+  }
+
+  function unchanged(current, incoming) {
+    var before = written.has(current) ? written.get(current) : sent(current);
+    return before === sent(incoming);
+  }
+
+  function remember(section) {
+    section.querySelectorAll("[data-part]").forEach(function (part) { written.set(part, sent(part)); });
   }
 
   function isLive(root) {
@@ -58,14 +96,16 @@
     if (!sameShape) {
       for (var k = 0; k < current.length; k++) { if (inUse(current[k])) { return false; } }
       section.innerHTML = html;
+      remember(section);
       confirmForms(section);
       return true;
     }
     var complete = true;
     for (var n = 0; n < current.length; n++) {
-      if (current[n].outerHTML === incoming[n].outerHTML) { continue; }
+      if (unchanged(current[n], incoming[n])) { continue; }
       if (inUse(current[n])) { complete = false; continue; }
       var fresh = document.importNode(incoming[n], true);
+      written.set(fresh, sent(incoming[n]));
       current[n].replaceWith(fresh);
       confirmForms(fresh);
     }
@@ -139,6 +179,7 @@
     confirmForms(document);
     var section = document.getElementById("live");
     if (!section) { return; }
+    remember(section);
     var live = isLive(section);
     note(live);
     if (live) { offerPause(); poll(section); }
