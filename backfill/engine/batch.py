@@ -3,21 +3,24 @@
 `run_batch` locks the next pending rows of a slice (skipping rows another
 transaction holds), lets the definition fill them, and advances the slice's
 cursor and counters in the same transaction: progress never overstates and a
-crash loses at most the batch in flight.
+crash loses at most the batch in flight. A fill that is an SQL expression
+runs on the server alone, and may write before it locks
+(engine/expression_fill.py).
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
-from psycopg import sql
 
 from backfill import conf
 from backfill.conf import BatchLimits
 from backfill.engine import held, write_log
-from backfill.models import Sample, Slice, SliceStatus, Write
+from backfill.engine.candidates import CANDIDATES_SQL, Batch
+from backfill.engine.expression_fill import fill_expression
+from backfill.models import Sample, Slice, SliceStatus
 from backfill.pacing.controller import SpeedLimit
 from backfill.registry import Definition, Row
 from backfill.transactions import batch_transaction
@@ -37,39 +40,13 @@ class BatchResult:
     held_tries: int = 0
     # Sessions that were waiting on this batch's locks just before it committed.
     waiters: int = 0
+    # Its unlocked statement met a row someone held (or changed), and gave way.
+    contended: bool = False
 
     @property
     def waiting(self) -> bool:
         return self.held_tries > 0
 
-
-@dataclass(frozen=True)
-class Batch:
-    """What the locking select returned: rows to fill, and where the pass is."""
-
-    rows: list[Row] = field(default_factory=list)
-    skipped: int = 0
-    candidates: int = 0
-    last_key: str | None = None
-    # Rows locked (and so filled); the rows themselves only when `fill` needs them.
-    locked: int = 0
-
-
-# Candidates are the next `size` pending keys of the slice in key order (read
-# from the snapshot, so rows held by the app are seen too); of these, the rows
-# that can be locked right now are locked and returned with their columns. The
-# pending condition is checked again under the lock, so a row filled meanwhile
-# is left alone. Unlockable candidates come back with locked = false, and the
-# slice makes another pass for them later. The candidates are looked up by key
-# from an array (one index probe each): a join would let a planner that
-# underestimates the pending rows (a new column has no statistics until the
-# next ANALYZE) walk all of them to find the few candidates, in every batch.
-CANDIDATES_SQL = """candidates AS (
-    SELECT {key} AS backfill_key FROM {table}
-    WHERE {in_range} AND ({pending}) AND {share}
-    ORDER BY {key}
-    LIMIT %(size)s
-)"""
 
 SELECT_BATCH_SQL = (
     "WITH "
@@ -94,8 +71,12 @@ def run_batch(
     size: int,
     limits: BatchLimits,
     pace: SpeedLimit | None = None,
+    unlocked: bool = False,
 ) -> BatchResult:
+    """`unlocked`: an expression's batch may first write its rows without
+    locking them beforehand (engine/expression_fill.py)."""
     started = time.monotonic()
+    contended = False
     with batch_transaction(limits) as cursor:
         slc = Slice.objects.locked_for(slice_id, owner)
         if slc.held_keys:
@@ -105,7 +86,8 @@ def run_batch(
                 batch = select_batch(cursor, definition, slc, size)
                 filled = fill(cursor, definition, slc, batch.rows)
             else:
-                batch, filled = fill_in_one_statement(cursor, definition, slc, size)
+                done_by = fill_expression(cursor, definition, slc, size, unlocked)
+                batch, filled, contended = done_by.batch, done_by.filled, done_by.contended
             selected = batch.locked
             new_pass, done = advance_cursor(cursor, definition, slc, batch, size, filled)
         waiters = count_waiters(cursor)
@@ -113,7 +95,7 @@ def run_batch(
         slc.save()
         record_sample(slc, filled, size, seconds, pace or SpeedLimit())
     held_tries = slc.held_tries if slc.held_keys else 0
-    return BatchResult(selected, filled, seconds, new_pass, done, held_tries, waiters)
+    return BatchResult(selected, filled, seconds, new_pass, done, held_tries, waiters, contended)
 
 
 # Every session queued behind a lock this transaction holds: a row it locked,
@@ -158,68 +140,6 @@ def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size
         last_key=str(fetched[-1][0]) if fetched else None,
         locked=len(rows),
     )
-
-
-# The same batch as SELECT_BATCH_SQL, the definition's `fill` and the write
-# log's record, in one statement: for a fill that is an SQL expression over
-# the row, nothing but four counts leaves the server. The log takes the
-# values from the UPDATE's RETURNING, so nothing is read back. Column aliases
-# carry a prefix: the expression names the table's columns unqualified. The
-# last key is ordered by the qualified column: a bare name in ORDER BY would
-# be the output column, the key as text ('9' after '20').
-# The UPDATE, too, finds its rows by key from an array: joined with the
-# locked rows, the planner hashed them and scanned the whole table for
-# every batch (a 50,000-row batch took 120 ms on 200,000 rows, 300 ms on
-# a million).
-FILL_IN_ONE_STATEMENT_SQL = (
-    "WITH "
-    + CANDIDATES_SQL
-    + """,
-locked AS (
-    SELECT {key} AS backfill_key FROM {table}
-    WHERE {key} = ANY(ARRAY(SELECT backfill_key FROM candidates)) AND ({pending})
-    FOR UPDATE SKIP LOCKED
-),
-filled AS (
-    UPDATE {table} SET {column} = ({expression})
-    WHERE {key} = ANY(ARRAY(SELECT backfill_key FROM locked))
-    RETURNING {table}.{key} AS backfill_key, {table}.{column} AS backfill_value
-),
-logged AS (
-    INSERT INTO {log} (job_id, slice_number, keys, "values")
-    SELECT %(job)s, %(slice)s, array_agg(backfill_key::text), array_agg(backfill_value::text)
-    FROM filled
-    WHERE backfill_value IS NOT NULL
-    HAVING count(*) > 0
-)
-SELECT (SELECT count(*) FROM candidates),
-       (SELECT count(*) FROM locked),
-       (SELECT count(*) FROM filled),
-       (SELECT c.backfill_key::text FROM candidates c ORDER BY c.backfill_key DESC LIMIT 1)
-"""
-)
-
-
-def fill_in_one_statement(
-    cursor: CursorWrapper, definition: Definition, slc: Slice, size: int
-) -> tuple[Batch, int]:
-    """Lock, fill and log the next rows of the slice; the batch and the rows filled."""
-    expression = definition.set_expression()
-    assert expression is not None
-    statement = definition.compose(
-        FILL_IN_ONE_STATEMENT_SQL, expression=expression, log=sql.Identifier(Write._meta.db_table)
-    )
-    parameters = {"after": slc.cursor, "high": slc.high, "size": size, "job": slc.job_id}
-    cursor.execute(statement, {**parameters, "slice": slc.number, **slc.share_parameters()})
-    row = cursor.fetchone()
-    candidates, locked, filled, last_key = row if row else (0, 0, 0, None)
-    batch = Batch(
-        skipped=int(candidates) - int(locked),
-        candidates=int(candidates),
-        last_key=last_key,
-        locked=int(locked),
-    )
-    return batch, int(filled)
 
 
 def advance_cursor(

@@ -46,6 +46,9 @@ LONG_PAUSE_MS = 1000
 # the job remember both.
 last_waited: dict[int, float] = {}
 last_size: dict[int, int] = {}
+# When an expression batch of each job last met a row someone held and fell
+# back to locking first: for `calm_seconds` after, its batches lock first.
+last_contended: dict[int, float] = {}
 
 
 class Outcome(enum.StrEnum):
@@ -148,6 +151,8 @@ class SliceWork:
                 result.seconds,
                 size,
             )
+            if result.contended:
+                last_contended[slc.job_id] = time.monotonic()
             if result.slice_done:
                 return Outcome.FINISHED
             if result.waiting:
@@ -208,8 +213,20 @@ class SliceWork:
                 definition, job.context, self.slice_id, self.owner, size, self.limits
             )
         return lambda size: run_batch(
-            definition, self.slice_id, self.owner, size, self.limits, pacer.pace
+            definition,
+            self.slice_id,
+            self.owner,
+            size,
+            self.limits,
+            pacer.pace,
+            unlocked=self.uncontended(job.pk),
         )
+
+    def uncontended(self, job_id: int) -> bool:
+        """No batch of the job met a held row in this process for `calm_seconds`:
+        trying without locking first is likely to pay."""
+        met = last_contended.get(job_id, -math.inf)
+        return time.monotonic() - met >= self.limits.calm_seconds
 
     def after_failure(self, exc: Exception, size: int, sizer: BatchSizer, log: Log) -> int:
         """Record the failure and back off; the next size, or 0 when the slice failed.

@@ -1,0 +1,38 @@
+"""The rows a fill batch takes next: the statements that lock and fill share them.
+
+Candidates are the next `size` pending keys of the slice in key order, read
+from the snapshot, so rows held by the app are seen too. A statement then
+locks (or writes) the ones it can; the pending condition is checked again
+under the lock, so a row filled meanwhile is left alone, and unlockable
+candidates make the slice take another pass for them later. The statements
+look candidates up by key from an array (one index probe each): a join would
+let a planner that underestimates the pending rows (a new column has no
+statistics until the next ANALYZE) walk all of them to find the few
+candidates, in every batch.
+"""
+
+from dataclasses import dataclass, field
+
+from backfill.registry import Row
+
+CANDIDATES_TEMPLATE = """candidates AS (
+    SELECT {{key}} AS backfill_key{row} FROM {{table}}
+    WHERE {{in_range}} AND ({{pending}}) AND {{share}}
+    ORDER BY {{key}}
+    LIMIT %(size)s
+)"""
+CANDIDATES_SQL = CANDIDATES_TEMPLATE.format(row="")
+# With `{row}`, how a later statement finds each candidate again (its ctid).
+CANDIDATES_WITH_ROW_SQL = CANDIDATES_TEMPLATE.format(row=", {row} AS backfill_row")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What the locking select returned: rows to fill, and where the pass is."""
+
+    rows: list[Row] = field(default_factory=list)
+    skipped: int = 0
+    candidates: int = 0
+    last_key: str | None = None
+    # Rows locked (and so filled); the rows themselves only when `fill` needs them.
+    locked: int = 0
