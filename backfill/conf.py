@@ -37,6 +37,11 @@ class Settings:
     # commits (pg_locks): any writer that queued behind it is still waiting then.
     calm_batch_seconds: float = 0.5
     calm_seconds: float = 30.0
+    # An expression's batch writes its rows before locking them (one WAL
+    # record per row saved) unless one of the job's batches in this worker
+    # process had to fall back to locking first, because it met a row held or
+    # changed by someone else, within this many seconds (engine/expression_fill.py).
+    lock_first_seconds: float = 30.0
     # Slices worked at once (Celery tasks in flight) unless a job says otherwise.
     concurrency: int = 2
     # Key-range slices per unit of concurrency: more slices than workers evens
@@ -211,6 +216,7 @@ class BatchLimits:
     # (0: always `target_seconds`).
     calm_target_seconds: float = 0.0
     calm_seconds: float = 30.0
+    lock_first_seconds: float = 30.0
 
     @classmethod
     def from_settings(cls) -> "BatchLimits":
@@ -227,6 +233,7 @@ class BatchLimits:
             max_backoff_seconds=now.max_backoff_seconds,
             calm_target_seconds=now.calm_batch_seconds,
             calm_seconds=now.calm_seconds,
+            lock_first_seconds=now.lock_first_seconds,
         )
 
 

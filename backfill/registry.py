@@ -150,8 +150,8 @@ class Definition:
 
     def set_expression(self) -> sql.Composable | None:
         """The value as an SQL expression over the row's own columns, when the
-        fill is one: the engine then locks, fills and logs a batch in one
-        statement, and no row travels to Python. None: `fill` is called."""
+        fill is one: the engine then fills and logs a batch on the server, in
+        one statement, and no row travels to Python. None: `fill` is called."""
         return None
 
     def revert(

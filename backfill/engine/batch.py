@@ -1,11 +1,11 @@
 """One fill batch is one short transaction.
 
-`run_batch` locks the next pending rows of a slice (skipping rows another
-transaction holds), lets the definition fill them, and advances the slice's
-cursor and counters in the same transaction: progress never overstates and a
-crash loses at most the batch in flight. A fill that is an SQL expression
-runs on the server alone, and may write before it locks
-(engine/expression_fill.py).
+`run_batch` takes the next pending rows of a slice, locking them first and
+skipping rows another transaction holds, lets the definition fill them, and
+advances the slice's cursor and counters in the same transaction: progress
+never overstates and a crash loses at most the batch in flight. A fill that
+is an SQL expression runs on the server alone, and may write its rows before
+locking them (engine/expression_fill.py).
 """
 
 import time
@@ -40,8 +40,8 @@ class BatchResult:
     held_tries: int = 0
     # Sessions that were waiting on this batch's locks just before it committed.
     waiters: int = 0
-    # Its unlocked statement met a row someone held (or changed), and gave way.
-    contended: bool = False
+    # Writing first met a row held or changed by someone else: it locked first.
+    fell_back: bool = False
 
     @property
     def waiting(self) -> bool:
@@ -71,31 +71,42 @@ def run_batch(
     size: int,
     limits: BatchLimits,
     pace: SpeedLimit | None = None,
-    unlocked: bool = False,
+    lock_first: bool = True,
 ) -> BatchResult:
-    """`unlocked`: an expression's batch may first write its rows without
-    locking them beforehand (engine/expression_fill.py)."""
+    """`lock_first=False`: the caller judges a held row unlikely, so an
+    expression's batch skips taking its rows' locks before writing them (a WAL
+    record per row) and falls back to it if it meets a held or changed row."""
     started = time.monotonic()
-    contended = False
+    fell_back = False
     with batch_transaction(limits) as cursor:
         slc = Slice.objects.locked_for(slice_id, owner)
         if slc.held_keys:
-            selected, filled, new_pass, done = retry_held(cursor, definition, slc, size)
+            selected, filled, new_pass, slice_done = retry_held(cursor, definition, slc, size)
         else:
             if definition.set_expression() is None:
                 batch = select_batch(cursor, definition, slc, size)
                 filled = fill(cursor, definition, slc, batch.rows)
             else:
-                done_by = fill_expression(cursor, definition, slc, size, unlocked)
-                batch, filled, contended = done_by.batch, done_by.filled, done_by.contended
-            selected = batch.locked
-            new_pass, done = advance_cursor(cursor, definition, slc, batch, size, filled)
+                expression_batch = fill_expression(cursor, definition, slc, size, lock_first)
+                batch, filled = expression_batch.batch, expression_batch.filled
+                fell_back = expression_batch.fell_back
+            selected = batch.taken
+            new_pass, slice_done = advance_cursor(cursor, definition, slc, batch, size, filled)
         waiters = count_waiters(cursor)
         seconds = time.monotonic() - started
         slc.save()
         record_sample(slc, filled, size, seconds, pace or SpeedLimit())
     held_tries = slc.held_tries if slc.held_keys else 0
-    return BatchResult(selected, filled, seconds, new_pass, done, held_tries, waiters, contended)
+    return BatchResult(
+        rows_selected=selected,
+        rows_changed=filled,
+        seconds=seconds,
+        new_pass=new_pass,
+        slice_done=slice_done,
+        held_tries=held_tries,
+        waiters=waiters,
+        fell_back=fell_back,
+    )
 
 
 # Every session queued behind a lock this transaction holds: a row it locked,
@@ -138,7 +149,7 @@ def select_batch(cursor: CursorWrapper, definition: Definition, slc: Slice, size
         skipped=len(fetched) - len(rows),
         candidates=len(fetched),
         last_key=str(fetched[-1][0]) if fetched else None,
-        locked=len(rows),
+        taken=len(rows),
     )
 
 

@@ -28,11 +28,13 @@ CANDIDATES_WITH_ROW_SQL = CANDIDATES_TEMPLATE.format(row=", {row} AS backfill_ro
 
 @dataclass(frozen=True)
 class Batch:
-    """What the locking select returned: rows to fill, and where the pass is."""
+    """What a batch's statement took of its candidates, and where the pass is."""
 
     rows: list[Row] = field(default_factory=list)
+    # Candidates another transaction held, passed over for a later pass.
     skipped: int = 0
     candidates: int = 0
     last_key: str | None = None
-    # Rows locked (and so filled); the rows themselves only when `fill` needs them.
-    locked: int = 0
+    # Rows taken (locked, or written first) and so filled; the rows themselves
+    # only when the definition's `fill` needs them.
+    taken: int = 0

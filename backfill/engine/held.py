@@ -1,6 +1,7 @@
 """Rows another transaction holds: which, held by whom, and retrying only them.
 
-SKIP LOCKED never waits, so a row the app holds is skipped and the slice
+SKIP LOCKED never waits (a batch writing first gives way to it on the first
+held row it meets), so a row the app holds is skipped and the slice
 makes another pass for it. A row held for minutes (an idle transaction, a
 long report) would make that an endless rescan. After a few passes the slice
 instead keeps the keys still pending in its range (the first MAX_HELD_KEYS,

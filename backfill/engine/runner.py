@@ -46,9 +46,10 @@ LONG_PAUSE_MS = 1000
 # the job remember both.
 last_waited: dict[int, float] = {}
 last_size: dict[int, int] = {}
-# When an expression batch of each job last met a row someone held and fell
-# back to locking first: for `calm_seconds` after, its batches lock first.
-last_contended: dict[int, float] = {}
+# When an expression's batch of each job last met a row held or changed by
+# someone else, in this process, and fell back to locking first: for
+# `lock_first_seconds` after, the job's batches here lock first.
+last_fallback: dict[int, float] = {}
 
 
 class Outcome(enum.StrEnum):
@@ -151,8 +152,8 @@ class SliceWork:
                 result.seconds,
                 size,
             )
-            if result.contended:
-                last_contended[slc.job_id] = time.monotonic()
+            if result.fell_back:
+                last_fallback[slc.job_id] = time.monotonic()
             if result.slice_done:
                 return Outcome.FINISHED
             if result.waiting:
@@ -219,14 +220,14 @@ class SliceWork:
             size,
             self.limits,
             pacer.pace,
-            unlocked=self.uncontended(job.pk),
+            lock_first=not self.may_write_first(job.pk),
         )
 
-    def uncontended(self, job_id: int) -> bool:
-        """No batch of the job met a held row in this process for `calm_seconds`:
-        trying without locking first is likely to pay."""
-        met = last_contended.get(job_id, -math.inf)
-        return time.monotonic() - met >= self.limits.calm_seconds
+    def may_write_first(self, job_id: int) -> bool:
+        """No batch of the job in this process met a held or changed row for
+        `lock_first_seconds`: writing before locking is likely to pay."""
+        met = last_fallback.get(job_id, -math.inf)
+        return time.monotonic() - met >= self.limits.lock_first_seconds
 
     def after_failure(self, exc: Exception, size: int, sizer: BatchSizer, log: Log) -> int:
         """Record the failure and back off; the next size, or 0 when the slice failed.

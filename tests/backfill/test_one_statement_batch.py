@@ -1,6 +1,9 @@
-"""An expression's batch is one statement: locked, filled and logged on the server."""
+"""An expression's batch is one statement, filled and logged on the server: locking its
+rows first, or writing first and giving way to locking first when a row is held or
+changed under it."""
 
 import threading
+import time
 
 import pytest
 from django.db import connection
@@ -8,9 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from psycopg import sql
 
 from backfill.conf import BatchLimits
-from backfill.engine import expression_fill, service
+from backfill.engine import expression_fill, runner, service
 from backfill.engine.batch import run_batch
 from backfill.engine.options import JobOptions
+from backfill.engine.runner import SliceWork
 from backfill.models import Slice, Write
 from backfill.registry import get_definition
 from organizations.models import Organization
@@ -69,7 +73,7 @@ def fill_statements(queries: CaptureQueriesContext) -> list[str]:
     return [q["sql"] for q in queries.captured_queries if "WITH candidates" in q["sql"]]
 
 
-def test_an_unlocked_batch_writes_and_logs_without_locking_first(local_queue):
+def test_a_batch_writing_first_writes_and_logs_without_locking_first(local_queue):
     seed(200)
     Organization.objects.update(search_name=None)
     slc = leased_slice("search_names")
@@ -81,12 +85,12 @@ def test_an_unlocked_batch_writes_and_logs_without_locking_first(local_queue):
             OWNER,
             20,
             BatchLimits.from_settings(),
-            unlocked=True,
+            lock_first=False,
         )
     (statement,) = fill_statements(queries)
     assert "FOR UPDATE" not in statement
     assert "ctid" in statement
-    assert (result.rows_selected, result.rows_changed, result.contended) == (20, 20, False)
+    assert (result.rows_selected, result.rows_changed, result.fell_back) == (20, 20, False)
     worked = Slice.objects.get(pk=slc.pk)
     assert (worked.rows_done, worked.cursor, worked.rows_skipped) == (20, str(keys[19]), 0)
     (log,) = Write.objects.filter(job_id=slc.job_id)
@@ -96,7 +100,7 @@ def test_an_unlocked_batch_writes_and_logs_without_locking_first(local_queue):
     assert Organization.objects.filter(pk__in=keys[20:], search_name__isnull=False).count() == 0
 
 
-def test_an_unlocked_batch_meeting_a_held_row_gives_way_to_the_locking_one(local_queue):
+def test_a_batch_writing_first_meets_a_held_row_and_gives_way_to_locking_first(local_queue):
     seed(200)
     Organization.objects.update(search_name=None)
     slc = leased_slice("search_names")
@@ -111,13 +115,13 @@ def test_an_unlocked_batch_meeting_a_held_row_gives_way_to_the_locking_one(local
                 OWNER,
                 20,
                 BatchLimits.from_settings(),
-                unlocked=True,
+                lock_first=False,
             )
         app.rollback()
-    unlocked, locking = fill_statements(queries)
-    assert "FOR UPDATE" not in unlocked
-    assert "FOR UPDATE SKIP LOCKED" in locking
-    assert (result.rows_selected, result.rows_changed, result.contended) == (19, 19, True)
+    writing_first, locking_first = fill_statements(queries)
+    assert "FOR UPDATE" not in writing_first
+    assert "FOR UPDATE SKIP LOCKED" in locking_first
+    assert (result.rows_selected, result.rows_changed, result.fell_back) == (19, 19, True)
     worked = Slice.objects.get(pk=slc.pk)
     assert (worked.rows_done, worked.cursor, worked.rows_skipped) == (19, str(keys[19]), 1)
     assert Organization.objects.get(pk=held).search_name is None
@@ -128,13 +132,13 @@ def test_an_unlocked_batch_meeting_a_held_row_gives_way_to_the_locking_one(local
     assert Organization.objects.filter(search_name__isnull=False).count() == 19
 
 
-def test_a_row_the_app_changes_under_an_unlocked_batch_is_filled_not_passed_over(
+def test_a_row_the_app_changes_under_a_batch_writing_first_is_filled_not_passed_over(
     local_queue, monkeypatch
 ):
-    """The app renames a candidate and commits while the unlocked UPDATE waits on
+    """The app renames a candidate and commits while the writing-first UPDATE waits on
     it: the UPDATE follows the row to its new version, whose ctid is not the
     candidate's, and leaves it; the batch notices and the locking one fills it."""
-    monkeypatch.setattr(expression_fill, "UNLOCKED_LOCK_TIMEOUT_MS", 5_000)
+    monkeypatch.setattr(expression_fill, "WRITE_FIRST_LOCK_TIMEOUT_MS", 5_000)
     seed(200)
     Organization.objects.update(search_name=None)
     slc = leased_slice("search_names")
@@ -153,20 +157,92 @@ def test_a_row_the_app_changes_under_an_unlocked_batch_is_filled_not_passed_over
             OWNER,
             20,
             BatchLimits.from_settings(),
-            unlocked=True,
+            lock_first=False,
         )
         commit_soon.join()
-    assert (result.rows_changed, result.contended) == (20, True)
+    assert (result.rows_changed, result.fell_back) == (20, True)
     assert Organization.objects.get(pk=renamed).search_name == "renamed meanwhile"
     worked = Slice.objects.get(pk=slc.pk)
     assert (worked.rows_done, worked.rows_skipped) == (20, 0)
 
 
-@pytest.mark.django_db
-def test_the_unlocked_update_finds_rows_by_key_where_ctids_repeat_across_partitions():
+def test_a_batch_writing_first_on_a_partitioned_table_finds_its_rows_by_key(local_queue, settings):
+    """The partitions' ctids repeat: found by ctid, a row of one partition would
+    stand for a row of the other too."""
+    settings.BACKFILL_SLICES_PER_WORKER = 1
     with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO examples_measurement (id, value, unit) "
+            "SELECT g + p, g, NULL FROM generate_series(1, 200) g, (VALUES (0), (500000)) v(p)"
+        )
+        cursor.execute(
+            "SELECT count(DISTINCT tableoid), count(DISTINCT ctid), count(*) "
+            "FROM examples_measurement"
+        )
+        partitions, ctids, rows = cursor.fetchone()
+        assert partitions == 2
+        assert ctids < rows  # the same ctid in both partitions
+        definition = get_definition("measurement_units")
+        assert expression_fill.row_locator(cursor, definition) == sql.Identifier("id")
         assert expression_fill.row_locator(cursor, get_definition("search_names")) == sql.SQL(
             "ctid"
         )
-        partitioned = get_definition("measurement_units")
-        assert expression_fill.row_locator(cursor, partitioned) == sql.Identifier("id")
+    slc = leased_slice("measurement_units")
+    # The first partition's rows: by ctid, the second's would be written too.
+    result = run_batch(
+        get_definition("measurement_units"),
+        slc.pk,
+        OWNER,
+        200,
+        BatchLimits.from_settings(),
+        lock_first=False,
+    )
+    assert (result.rows_changed, result.fell_back) == (200, False)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id < 500001, count(*) FILTER (WHERE unit IS NULL), count(*) "
+            "FROM examples_measurement GROUP BY 1 ORDER BY 1"
+        )
+        assert cursor.fetchall() == [(False, 200, 200), (True, 0, 200)]
+    (log,) = Write.objects.filter(job_id=slc.job_id)
+    assert sorted(int(k) for k in log.keys) == list(range(1, 201))
+
+
+@pytest.fixture
+def fallbacks_forgotten():
+    runner.last_fallback.clear()
+    yield
+    runner.last_fallback.clear()
+
+
+def test_after_a_fall_back_the_worker_locks_first_for_a_while(
+    local_queue, fallbacks_forgotten, settings
+):
+    settings.BACKFILL_SLICES_PER_WORKER = 1
+    settings.BACKFILL_BATCH_SIZE = 50
+    seed(200)
+    Organization.objects.update(search_name=None)
+    slc = leased_slice("search_names")
+    Slice.objects.filter(pk=slc.pk).update(lease_owner="", lease_expires_at=None)
+    work = SliceWork(slc.pk, OWNER, budget_seconds=1.0)
+    assert work.may_write_first(slc.job_id)
+    held = Organization.objects.order_by("pk").values_list("pk", flat=True)[5]
+    with app_session() as app:
+        app.execute("SELECT 1 FROM organizations_organization WHERE id = %s FOR UPDATE", [held])
+        # The runner clears Django's query log after every batch: a wrapper keeps them.
+        statements: list[str] = []
+        with connection.execute_wrapper(
+            lambda run, sql, *rest: statements.append(sql) or run(sql, *rest)
+        ):
+            work.run()
+        app.rollback()
+    fills = [statement for statement in statements if "WITH candidates" in statement]
+    # The first batch wrote first and gave way; every later one locked first.
+    assert len(fills) >= 3
+    assert "FOR UPDATE" not in fills[0]
+    assert all("FOR UPDATE SKIP LOCKED" in statement for statement in fills[1:])
+    assert not work.may_write_first(slc.job_id)
+    period = work.limits.lock_first_seconds
+    runner.last_fallback[slc.job_id] = time.monotonic() - period - 1
+    assert work.may_write_first(slc.job_id)
+    assert Organization.objects.filter(search_name__isnull=True).count() == 1
