@@ -23,7 +23,7 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ROWS = 30_000
+ROWS = 60_000
 # Roles a person acts on or reads a value from: each must have a name.
 CONTROL_ROLES = {
     "button",
@@ -113,7 +113,9 @@ def test_staff_user_starts_watches_pauses_resumes_and_sees_success(
     start.locator("summary").click()
     start.get_by_label("Batch size").fill("200")
     start.get_by_label("Concurrency").fill("2")
-    start.get_by_label("Pause (ms)").fill("600")
+    # Slow enough that the pause lands with most rows left, and the job still
+    # runs through the refresh checks after the resume.
+    start.get_by_label("Pause (ms)").fill("800")
     assert_readable(page)
     start.get_by_role("button", name="Start admin_groups").click()
     page.wait_for_url("**/backfill/jobs/*/")
@@ -143,14 +145,20 @@ def test_staff_user_starts_watches_pauses_resumes_and_sees_success(
     page.locator("button.resume").click()
     page.wait_for_selector("#job-status:text('running')", timeout=30_000)
 
-    # The buttons are not swapped under the pointer while the page refreshes:
-    # a swap between press and release swallows the click. Their part changes
-    # only by its CSRF tokens while the job runs, so it stays the same node,
-    # while the progress beside it is replaced.
+    # Nothing is swapped under the pointer while the page refreshes: a swap
+    # between press and release swallows the click. The buttons' part changes
+    # only by its CSRF tokens while the job runs, so it stays the same node;
+    # the progress, held down by a pressed pointer, is kept until released.
     mark = "part => document.querySelector(`[data-part=${part}]`).keptAcrossRefreshes = true"
     kept = "part => document.querySelector(`[data-part=${part}]`).keptAcrossRefreshes === true"
     page.evaluate(mark, "actions")
     page.evaluate(mark, "answers")
+    box = page.locator(".answers [role=progressbar]").bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    page.mouse.down()
+    page.wait_for_timeout(2500)
+    assert page.evaluate(kept, "answers")
+    page.mouse.up()
     page.wait_for_timeout(2500)
     assert page.evaluate(kept, "actions")
     assert not page.evaluate(kept, "answers")

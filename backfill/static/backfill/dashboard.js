@@ -14,6 +14,21 @@
     });
   }
 
+  // A pointer pressed on a part: swapping the part between press and release
+  // would swallow the click (a button pressed, then replaced, never submits).
+  // A release outside the window is never seen: the part then waits for the
+  // next press and release anywhere on the page to be refreshed again.
+  var pressed = null;
+  document.addEventListener("pointerdown", function (event) {
+    pressed = event.target instanceof Element ? event.target.closest("[data-part]") : null;
+  }, true);
+  ["pointerup", "pointercancel"].forEach(function (type) {
+    document.addEventListener(type, function () {
+      // After the click this release leads to has been dispatched.
+      window.setTimeout(function () { pressed = null; }, 0);
+    }, true);
+  });
+
   function inUse(part) {
     if (pressed !== null && (part === pressed || part.contains(pressed))) { return true; }
     if (document.activeElement && part.contains(document.activeElement) &&
@@ -32,24 +47,13 @@
     return false;
   }
 
-  // A pointer pressed on a part: swapping the part between press and release
-  // would swallow the click (a button pressed, then replaced, never submits).
-  var pressed = null;
-  document.addEventListener("pointerdown", function (event) {
-    pressed = event.target instanceof Element ? event.target.closest("[data-part]") : null;
-  }, true);
-  ["pointerup", "pointercancel"].forEach(function (type) {
-    document.addEventListener(type, function () {
-      // After the click this release leads to has been dispatched.
-      window.setTimeout(function () { pressed = null; }, 0);
-    }, true);
-  });
-
   // What each part showed when last written, as the server sent it. Compared
   // with the server's next answer rather than with the page, which the browser
   // or an extension may have touched (a style on an input) without the server
   // changing anything. A form's CSRF token is masked afresh on every answer, so
-  // it is left out: a part whose only change is that token has not changed.
+  // it is left out: a part whose only change is that token has not changed,
+  // and the token it keeps stays valid (every masking unmasks to the same
+  // secret, the one in the CSRF cookie).
   var written = new WeakMap();
 
   function sent(part) {
