@@ -4,6 +4,7 @@ changed under it."""
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -231,9 +232,12 @@ def test_after_a_fall_back_the_worker_locks_first_for_a_while(
         app.execute("SELECT 1 FROM organizations_organization WHERE id = %s FOR UPDATE", [held])
         # The runner clears Django's query log after every batch: a wrapper keeps them.
         statements: list[str] = []
-        with connection.execute_wrapper(
-            lambda run, sql, *rest: statements.append(sql) or run(sql, *rest)
-        ):
+
+        def keep(run: Any, statement: str, *rest: Any) -> Any:
+            statements.append(statement)
+            return run(statement, *rest)
+
+        with connection.execute_wrapper(keep):
             work.run()
         app.rollback()
     fills = [statement for statement in statements if "WITH candidates" in statement]
