@@ -87,7 +87,9 @@ def run_batch(
                 batch = select_batch(cursor, definition, slc, size)
                 filled = fill(cursor, definition, slc, batch.rows)
             else:
-                expression_batch = fill_expression(cursor, definition, slc, size, lock_first)
+                expression_batch = fill_expression(
+                    cursor, definition, slc, size, lock_first, limits.lock_timeout_ms
+                )
                 batch, filled = expression_batch.batch, expression_batch.filled
                 fell_back = expression_batch.fell_back
             selected = batch.taken

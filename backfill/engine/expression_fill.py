@@ -28,9 +28,10 @@ from backfill.registry import Definition
 from backfill.transactions import local_settings
 
 # Each wait of the writing-first UPDATE for a row someone holds is cut off
-# here: long enough for an app transaction a few commits long to let go,
-# short enough that the rows the batch has already written (which the app
-# may be queued behind) are not kept long when it does not.
+# here (or at the batches' own lock timeout, when shorter): long enough for an
+# app transaction a few commits long to let go, short enough that the rows
+# the batch has already written (which the app may be queued behind) are not
+# kept long when it does not.
 WRITE_FIRST_LOCK_TIMEOUT_MS = 10
 
 # The write log is built from the UPDATE's RETURNING: nothing is read back.
@@ -75,9 +76,12 @@ SELECT (SELECT count(*) FROM candidates),
 )
 
 # A candidate the app changed after the statement's snapshot is followed by
-# the UPDATE to its new version, which fails the `{row}` test and is not
-# written: the counts then differ and the batch goes to LOCK_FIRST_SQL. The
-# pending test keeps a row the app filled meanwhile as the app left it.
+# the UPDATE to its new version. Where the server checks the `{row}` test
+# again there (PostgreSQL's minor releases since September 2025), the new
+# version fails it and is not written: the counts differ and the batch goes
+# to LOCK_FIRST_SQL. Older minor releases write it, with the expression over
+# its new columns: as right. The pending test keeps a row the app filled
+# meanwhile as the app left it; a deleted candidate makes the counts differ.
 WRITE_FIRST_SQL = (
     "WITH "
     + CANDIDATES_WITH_ROW_SQL
@@ -119,12 +123,18 @@ class CandidateChanged(Exception):
 
 
 def fill_expression(
-    cursor: CursorWrapper, definition: Definition, slc: Slice, size: int, lock_first: bool
+    cursor: CursorWrapper,
+    definition: Definition,
+    slc: Slice,
+    size: int,
+    lock_first: bool,
+    lock_timeout_ms: int,
 ) -> ExpressionBatch:
     """Fill and log the next rows of the slice, writing first unless told not to."""
     if not lock_first:
+        timeout_ms = min(WRITE_FIRST_LOCK_TIMEOUT_MS, lock_timeout_ms)
         try:
-            batch, filled = fill_writing_first(cursor, definition, slc, size)
+            batch, filled = fill_writing_first(cursor, definition, slc, size, timeout_ms)
             return ExpressionBatch(batch, filled, fell_back=False)
         except CandidateChanged:
             pass
@@ -151,12 +161,12 @@ def fill_locking_first(
 
 
 def fill_writing_first(
-    cursor: CursorWrapper, definition: Definition, slc: Slice, size: int
+    cursor: CursorWrapper, definition: Definition, slc: Slice, size: int, timeout_ms: int
 ) -> tuple[Batch, int]:
     """Every candidate written, or the savepoint rolled back and an exception raised."""
     row_test = row_locator(cursor, definition)
     statement = statement_for(definition, WRITE_FIRST_SQL, row=row_test)
-    with local_settings({"lock_timeout": f"{WRITE_FIRST_LOCK_TIMEOUT_MS}ms"}) as inner:
+    with local_settings({"lock_timeout": f"{timeout_ms}ms"}) as inner:
         inner.execute(statement, statement_parameters(slc, size))
         row = inner.fetchone()
         candidates, filled, last_key = row if row else (0, 0, None)

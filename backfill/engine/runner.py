@@ -140,6 +140,10 @@ class SliceWork:
             except LeaseLost:
                 raise
             except Exception as exc:
+                if classify(exc) == Fault.LOCK_TIMEOUT:
+                    # Locking first timed out too (a table lock, say): writing
+                    # first again on the retry would only meet the same wait.
+                    last_fallback[slc.job_id] = time.monotonic()
                 size = self.after_failure(exc, size, sizer, log)
                 if size == 0:
                     return Outcome.FAILED

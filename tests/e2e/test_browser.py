@@ -151,6 +151,8 @@ def test_staff_user_starts_watches_pauses_resumes_and_sees_success(
     # the progress, held down by a pressed pointer, is kept until released.
     mark = "part => document.querySelector(`[data-part=${part}]`).keptAcrossRefreshes = true"
     kept = "part => document.querySelector(`[data-part=${part}]`).keptAcrossRefreshes === true"
+    token = "() => document.querySelector('[data-part=actions] [name=csrfmiddlewaretoken]').value"
+    first_token = page.evaluate(token)
     page.evaluate(mark, "actions")
     page.evaluate(mark, "answers")
     box = page.locator(".answers [role=progressbar]").bounding_box()
@@ -162,6 +164,9 @@ def test_staff_user_starts_watches_pauses_resumes_and_sees_success(
     page.wait_for_timeout(2500)
     assert page.evaluate(kept, "actions")
     assert not page.evaluate(kept, "answers")
+    # ... yet its forms carry the latest answer's token: signing in again
+    # elsewhere changes the secret behind them.
+    assert page.evaluate(token) != first_token
 
     # While the job runs, the list refreshes: a value typed into another
     # definition's start form, focus gone elsewhere, survives the refreshes.

@@ -14,20 +14,26 @@
     });
   }
 
-  // A pointer pressed on a part: swapping the part between press and release
-  // would swallow the click (a button pressed, then replaced, never submits).
-  // A release outside the window is never seen: the part then waits for the
-  // next press and release anywhere on the page to be refreshed again.
+  // A part pressed with the main button: swapping it between press and
+  // release would swallow the click (a button pressed, then replaced, never
+  // submits). Only a click is guarded: a press whose release may never reach
+  // the page (a context menu, a drag, the window left) ends the guard at once.
   var pressed = null;
+  function release() { pressed = null; }
   document.addEventListener("pointerdown", function (event) {
-    pressed = event.target instanceof Element ? event.target.closest("[data-part]") : null;
+    var target = event.button === 0 && event.target instanceof Element ? event.target : null;
+    pressed = target ? target.closest("[data-part]") : null;
   }, true);
   ["pointerup", "pointercancel"].forEach(function (type) {
     document.addEventListener(type, function () {
       // After the click this release leads to has been dispatched.
-      window.setTimeout(function () { pressed = null; }, 0);
+      window.setTimeout(release, 0);
     }, true);
   });
+  ["contextmenu", "dragstart", "visibilitychange"].forEach(function (type) {
+    document.addEventListener(type, release, true);
+  });
+  window.addEventListener("blur", release);
 
   function inUse(part) {
     if (pressed !== null && (part === pressed || part.contains(pressed))) { return true; }
@@ -51,9 +57,8 @@
   // with the server's next answer rather than with the page, which the browser
   // or an extension may have touched (a style on an input) without the server
   // changing anything. A form's CSRF token is masked afresh on every answer, so
-  // it is left out: a part whose only change is that token has not changed,
-  // and the token it keeps stays valid (every masking unmasks to the same
-  // secret, the one in the CSRF cookie).
+  // it is left out: a part whose only change is that token has not changed
+  // (its tokens are renewed in place, see renewTokens).
   var written = new WeakMap();
 
   function sent(part) {
@@ -67,6 +72,19 @@
   function unchanged(current, incoming) {
     var before = written.has(current) ? written.get(current) : sent(current);
     return before === sent(incoming);
+  }
+
+  // A kept part takes the answer's CSRF tokens: the secret behind them
+  // changes when the user signs in again (in another tab, say), and a form
+  // holding the old one would be refused.
+  function renewTokens(current, incoming) {
+    var fresh = incoming.querySelectorAll("input[name=csrfmiddlewaretoken]");
+    current.querySelectorAll("input[name=csrfmiddlewaretoken]").forEach(function (token, i) {
+      if (fresh[i]) {
+        token.value = fresh[i].value;
+        token.setAttribute("value", fresh[i].value);
+      }
+    });
   }
 
   function remember(section) {
@@ -106,7 +124,7 @@
     }
     var complete = true;
     for (var n = 0; n < current.length; n++) {
-      if (unchanged(current[n], incoming[n])) { continue; }
+      if (unchanged(current[n], incoming[n])) { renewTokens(current[n], incoming[n]); continue; }
       if (inUse(current[n])) { complete = false; continue; }
       var fresh = document.importNode(incoming[n], true);
       written.set(fresh, sent(incoming[n]));
