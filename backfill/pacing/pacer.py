@@ -52,6 +52,10 @@ from backfill.pacing.controller import (
 
 logger = logging.getLogger(__name__)
 
+# How long a closing task keeps trying to show its last pace on a held job row.
+CLOSING_SAVE_TRIES = 20
+CLOSING_SAVE_PAUSE_SECONDS = 0.05
+
 # Job id -> the latency baseline its readings were weighed against, and what
 # pausing its last worker has bought, as this process read it.
 _pause_evidence: dict[int, tuple[float | None, PauseEvidence]] = {}
@@ -227,14 +231,24 @@ class Pacer:
         self.throttled.append((end - beyond, end))
 
     def close(self) -> None:
-        """Stop the probe (and close its connection) and show the last pace."""
+        """Stop the probe (and close its connection) and show the last pace.
+
+        The task ends here, and with it the seconds throttled not shown yet:
+        while the scheduler holds the job's row, the save is tried again for a
+        moment (this worker's batch has committed, so nothing it holds is
+        what the scheduler waits for).
+        """
         if self.probe is not None:
             self.probe.stop()
             self.probe = None
-        self.save()
+        for _ in range(CLOSING_SAVE_TRIES):
+            if self.save():
+                return
+            time.sleep(CLOSING_SAVE_PAUSE_SECONDS)
 
-    def save(self) -> None:
-        """Show the pace on the job's row, unless someone holds the row right now.
+    def save(self) -> bool:
+        """Show the pace on the job's row, unless someone holds the row right now;
+        whether there was nothing to show or it was shown.
 
         The scheduler holds it while it splits a share, waiting for that
         share's batch: a worker must never queue behind that, so the row is
@@ -242,7 +256,7 @@ class Pacer:
         With pacing off there is nothing to show.
         """
         if self.controller is None:
-            return
+            return True
 
         def shown(job: Job) -> dict[str, object]:
             seconds, until = wall_seconds(self.throttled, job.throttled_until)
@@ -256,9 +270,11 @@ class Pacer:
                 fields["pause_given_up_until"] = self.given_up_until
             return fields
 
-        if self.update_free_row(shown):
-            self.throttled = []
-            self.given_up_until = None
+        if not self.update_free_row(shown):
+            return False
+        self.throttled = []
+        self.given_up_until = None
+        return True
 
 
 def report_unreadable(job_id: int, signals: Signals) -> None:
