@@ -49,30 +49,35 @@ LAST_KEY_SQL = (
     "(SELECT c.backfill_key::text FROM candidates c ORDER BY c.backfill_key DESC LIMIT 1)"
 )
 
+
+def fill_sql(rows_before: str, rows_written: str, counts: str) -> str:
+    """WITH the candidates (and what else `rows_before` adds), the UPDATE of the
+    rows `rows_written` picks, the write log from its RETURNING, and `counts`
+    followed by the last candidate's key."""
+    return f"""WITH {rows_before},
+filled AS (
+    UPDATE {{table}} SET {{column}} = ({{expression}})
+    WHERE {rows_written}
+    {RETURNING_SQL}
+),
+{LOG_SQL}
+SELECT {counts},
+       {LAST_KEY_SQL}"""
+
+
 # The UPDATE finds its rows by key from an array: joined with the locked
 # rows, the planner hashed them and scanned the whole table for every batch.
-LOCK_FIRST_SQL = (
-    "WITH "
-    + CANDIDATES_SQL
+LOCK_FIRST_SQL = fill_sql(
+    CANDIDATES_SQL
     + """,
 locked AS (
     SELECT {key} AS backfill_key FROM {table}
     WHERE {key} = ANY(ARRAY(SELECT backfill_key FROM candidates)) AND ({pending})
     FOR UPDATE SKIP LOCKED
-),
-filled AS (
-    UPDATE {table} SET {column} = ({expression})
-    WHERE {key} = ANY(ARRAY(SELECT backfill_key FROM locked))
-    """
-    + RETURNING_SQL
-    + "\n),\n"
-    + LOG_SQL
-    + """
-SELECT (SELECT count(*) FROM candidates),
-       (SELECT count(*) FROM locked),
-       (SELECT count(*) FROM filled),
-       """
-    + LAST_KEY_SQL
+)""",
+    "{key} = ANY(ARRAY(SELECT backfill_key FROM locked))",
+    "(SELECT count(*) FROM candidates), (SELECT count(*) FROM locked), "
+    "(SELECT count(*) FROM filled)",
 )
 
 # A candidate the app changed after the statement's snapshot is followed by
@@ -82,22 +87,10 @@ SELECT (SELECT count(*) FROM candidates),
 # to LOCK_FIRST_SQL. Older minor releases write it, with the expression over
 # its new columns: as right. The pending test keeps a row the app filled
 # meanwhile as the app left it; a deleted candidate makes the counts differ.
-WRITE_FIRST_SQL = (
-    "WITH "
-    + CANDIDATES_WITH_ROW_SQL
-    + """,
-filled AS (
-    UPDATE {table} SET {column} = ({expression})
-    WHERE {row} = ANY(ARRAY(SELECT backfill_row FROM candidates)) AND ({pending})
-    """
-    + RETURNING_SQL
-    + "\n),\n"
-    + LOG_SQL
-    + """
-SELECT (SELECT count(*) FROM candidates),
-       (SELECT count(*) FROM filled),
-       """
-    + LAST_KEY_SQL
+WRITE_FIRST_SQL = fill_sql(
+    CANDIDATES_WITH_ROW_SQL,
+    "{row} = ANY(ARRAY(SELECT backfill_row FROM candidates)) AND ({pending})",
+    "(SELECT count(*) FROM candidates), (SELECT count(*) FROM filled)",
 )
 
 # A table ctids are unique in: plain, with no inheritance children (an UPDATE

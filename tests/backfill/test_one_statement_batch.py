@@ -14,7 +14,7 @@ from psycopg import sql
 
 from backfill.conf import BatchLimits
 from backfill.engine import expression_fill, runner, service
-from backfill.engine.batch import run_batch
+from backfill.engine.batch import BatchResult, run_batch
 from backfill.engine.options import JobOptions
 from backfill.engine.runner import SliceWork
 from backfill.models import Slice, Write
@@ -37,18 +37,28 @@ def leased_slice(definition: str) -> Slice:
     return acquired
 
 
-def test_a_batch_skips_the_row_the_app_holds_and_logs_what_it_wrote(local_queue):
-    seed(200)
+def search_names_emptied(rows: int) -> tuple[Slice, list[int]]:
+    """`rows` organizations without a search name, the first slice of a job leased."""
+    seed(rows)
     Organization.objects.update(search_name=None)
     slc = leased_slice("search_names")
-    keys = list(Organization.objects.order_by("pk").values_list("pk", flat=True))
+    return slc, list(Organization.objects.order_by("pk").values_list("pk", flat=True))
+
+
+def first_twenty(slc: Slice, lock_first: bool = True) -> BatchResult:
+    limits = BatchLimits.from_settings()
+    return run_batch(
+        get_definition("search_names"), slc.pk, OWNER, 20, limits, lock_first=lock_first
+    )
+
+
+def test_a_batch_skips_the_row_the_app_holds_and_logs_what_it_wrote(local_queue):
+    slc, keys = search_names_emptied(200)
     held = keys[3]
     with app_session() as app:
         app.execute("SELECT 1 FROM organizations_organization WHERE id = %s FOR UPDATE", [held])
         with CaptureQueriesContext(connection) as queries:
-            result = run_batch(
-                get_definition("search_names"), slc.pk, OWNER, 20, BatchLimits.from_settings()
-            )
+            result = first_twenty(slc)
         app.rollback()
     fills = [q["sql"] for q in queries.captured_queries if "WITH candidates" in q["sql"]]
     assert len(fills) == 1
@@ -76,19 +86,9 @@ def fill_statements(queries: CaptureQueriesContext) -> list[str]:
 
 
 def test_a_batch_writing_first_writes_and_logs_without_locking_first(local_queue):
-    seed(200)
-    Organization.objects.update(search_name=None)
-    slc = leased_slice("search_names")
-    keys = list(Organization.objects.order_by("pk").values_list("pk", flat=True))
+    slc, keys = search_names_emptied(200)
     with CaptureQueriesContext(connection) as queries:
-        result = run_batch(
-            get_definition("search_names"),
-            slc.pk,
-            OWNER,
-            20,
-            BatchLimits.from_settings(),
-            lock_first=False,
-        )
+        result = first_twenty(slc, lock_first=False)
     (statement,) = fill_statements(queries)
     assert "FOR UPDATE" not in statement
     assert "ctid" in statement
@@ -103,22 +103,12 @@ def test_a_batch_writing_first_writes_and_logs_without_locking_first(local_queue
 
 
 def test_a_batch_writing_first_meets_a_held_row_and_gives_way_to_locking_first(local_queue):
-    seed(200)
-    Organization.objects.update(search_name=None)
-    slc = leased_slice("search_names")
-    keys = list(Organization.objects.order_by("pk").values_list("pk", flat=True))
+    slc, keys = search_names_emptied(200)
     held = keys[3]
     with app_session() as app:
         app.execute("SELECT 1 FROM organizations_organization WHERE id = %s FOR UPDATE", [held])
         with CaptureQueriesContext(connection) as queries:
-            result = run_batch(
-                get_definition("search_names"),
-                slc.pk,
-                OWNER,
-                20,
-                BatchLimits.from_settings(),
-                lock_first=False,
-            )
+            result = first_twenty(slc, lock_first=False)
         app.rollback()
     writing_first, locking_first = fill_statements(queries)
     assert "FOR UPDATE" not in writing_first
@@ -142,10 +132,7 @@ def test_a_row_the_app_changes_under_a_batch_writing_first_is_filled_not_passed_
     ctid again there leaves it (the batch notices, and locking first fills it);
     an older minor release writes it from its new name. Filled either way."""
     monkeypatch.setattr(expression_fill, "WRITE_FIRST_LOCK_TIMEOUT_MS", 5_000)
-    seed(200)
-    Organization.objects.update(search_name=None)
-    slc = leased_slice("search_names")
-    keys = list(Organization.objects.order_by("pk").values_list("pk", flat=True))
+    slc, keys = search_names_emptied(200)
     renamed = keys[3]
     with app_session() as app:
         app.execute(
@@ -225,9 +212,7 @@ def test_after_a_fall_back_the_worker_locks_first_for_a_while(
 ):
     settings.BACKFILL_SLICES_PER_WORKER = 1
     settings.BACKFILL_BATCH_SIZE = 50
-    seed(200)
-    Organization.objects.update(search_name=None)
-    slc = leased_slice("search_names")
+    slc, _ = search_names_emptied(200)
     Slice.objects.filter(pk=slc.pk).update(lease_owner="", lease_expires_at=None)
     work = SliceWork(slc.pk, OWNER, budget_seconds=1.0)
     assert work.may_write_first(slc.job_id)
@@ -260,9 +245,7 @@ def test_a_batch_whose_locking_first_times_out_too_keeps_the_worker_locking_firs
     local_queue, fallbacks_forgotten
 ):
     """A table lock stops both statements: the retry must not write first again."""
-    seed(100)
-    Organization.objects.update(search_name=None)
-    slc = leased_slice("search_names")
+    slc, _ = search_names_emptied(100)
     Slice.objects.filter(pk=slc.pk).update(lease_owner="", lease_expires_at=None)
     work = SliceWork(slc.pk, OWNER, budget_seconds=0.5)
     with app_session() as app:
