@@ -15,15 +15,12 @@ from dataclasses import dataclass, field
 
 from backfill.registry import Row
 
-CANDIDATES_TEMPLATE = """candidates AS (
-    SELECT {{key}} AS backfill_key{row} FROM {{table}}
-    WHERE {{in_range}} AND ({{pending}}) AND {{share}}
-    ORDER BY {{key}}
+CANDIDATES_SQL = """candidates AS (
+    SELECT {key} AS backfill_key FROM {table}
+    WHERE {in_range} AND ({pending}) AND {share}
+    ORDER BY {key}
     LIMIT %(size)s
 )"""
-CANDIDATES_SQL = CANDIDATES_TEMPLATE.format(row="")
-# With `{row}`, how a later statement finds each candidate again (its ctid).
-CANDIDATES_WITH_ROW_SQL = CANDIDATES_TEMPLATE.format(row=", {row} AS backfill_row")
 
 
 @dataclass(frozen=True)
@@ -35,6 +32,6 @@ class Batch:
     skipped: int = 0
     candidates: int = 0
     last_key: str | None = None
-    # Rows taken (locked, or written first) and so filled; the rows themselves
-    # only when the definition's `fill` needs them.
+    # Rows taken (locked, or covered by a written-first key range) and so
+    # filled; the rows themselves only when the definition's `fill` needs them.
     taken: int = 0

@@ -4,14 +4,15 @@ Two statements can do it, both filling and logging the rows without reading
 them into Python. The locking-first one takes the candidates' row locks with
 SKIP LOCKED before it updates, so a row the app holds is passed over and never
 waited for; but taking those locks writes every row a second time (a WAL
-record each), a large share of a cheap expression's batch
-(docs/benchmarks.md, "Cost per row"). The writing-first one updates the
-candidates straight away, inside a savepoint, with a short lock timeout on
-each row it has to wait for. When it meets a held row, or a candidate that
-changed after its snapshot, the savepoint is rolled back and the locking-first
+record each), and the candidates are listed, kept and looked up again: most
+of a cheap expression's batch beyond what one UPDATE costs
+(docs/benchmarks.md, "Cost per row"). The writing-first one updates every
+pending row of the next key range straight away, as a one-pass UPDATE does,
+inside a savepoint, with a short lock timeout on each row it has to wait for.
+When it meets a held row the savepoint is rolled back and the locking-first
 statement does the batch, skipping and naming held rows as every batch always
-did. Either way the rows written, the cursor and the write log are the same.
-Which one a batch tries first is the runner's call (`lock_first`).
+did. Either way the rows written, the cursor and the write log agree. Which
+one a batch tries first is the runner's call (`lock_first`).
 """
 
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from django.db import DatabaseError
 from django.db.backends.utils import CursorWrapper
 from psycopg import sql
 
-from backfill.engine.candidates import CANDIDATES_SQL, CANDIDATES_WITH_ROW_SQL, Batch
+from backfill.engine.candidates import CANDIDATES_SQL, Batch
 from backfill.faults import Fault, classify
 from backfill.models import Slice, Write
 from backfill.registry import Definition
@@ -44,60 +45,46 @@ LOG_SQL = """logged AS (
 )"""
 # Aliases carry a prefix: the expression names the table's columns unqualified.
 RETURNING_SQL = "RETURNING {table}.{key} AS backfill_key, {table}.{column} AS backfill_value"
-# Ordered by the key, not its text: ORDER BY the text would put '9' after '20'.
-LAST_KEY_SQL = (
-    "(SELECT c.backfill_key::text FROM candidates c ORDER BY c.backfill_key DESC LIMIT 1)"
-)
-
-
-def fill_sql(rows_before: str, rows_written: str, counts: str) -> str:
-    """WITH the candidates (and what else `rows_before` adds), the UPDATE of the
-    rows `rows_written` picks, the write log from its RETURNING, and `counts`
-    followed by the last candidate's key."""
-    return f"""WITH {rows_before},
+# The UPDATE finds its rows by key from an array: joined with the locked
+# rows, the planner hashed them and scanned the whole table for every batch.
+# The last key is ordered by the key, not its text ('9' would follow '20').
+LOCK_FIRST_SQL = f"""WITH {CANDIDATES_SQL},
+locked AS (
+    SELECT {{key}} AS backfill_key FROM {{table}}
+    WHERE {{key}} = ANY(ARRAY(SELECT backfill_key FROM candidates)) AND ({{pending}})
+    FOR UPDATE SKIP LOCKED
+),
 filled AS (
     UPDATE {{table}} SET {{column}} = ({{expression}})
-    WHERE {rows_written}
+    WHERE {{key}} = ANY(ARRAY(SELECT backfill_key FROM locked))
     {RETURNING_SQL}
 ),
 {LOG_SQL}
-SELECT {counts},
-       {LAST_KEY_SQL}"""
+SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM locked),
+       (SELECT count(*) FROM filled),
+       (SELECT c.backfill_key::text FROM candidates c ORDER BY c.backfill_key DESC LIMIT 1)"""
 
+# Where a writing-first batch ends: the `size`th key of the slice after its
+# cursor, pending or not, read from the key index alone. None when fewer are
+# left: the batch then runs to the slice's end. The alias keeps ORDER BY on
+# the key itself: a bare name would pick the output column, the key's text.
+RANGE_END_SQL = """SELECT {key}::text AS range_end FROM {table}
+WHERE {in_range} AND {share}
+ORDER BY {key}
+OFFSET %(size)s - 1 LIMIT 1"""
 
-# The UPDATE finds its rows by key from an array: joined with the locked
-# rows, the planner hashed them and scanned the whole table for every batch.
-LOCK_FIRST_SQL = fill_sql(
-    CANDIDATES_SQL
-    + """,
-locked AS (
-    SELECT {key} AS backfill_key FROM {table}
-    WHERE {key} = ANY(ARRAY(SELECT backfill_key FROM candidates)) AND ({pending})
-    FOR UPDATE SKIP LOCKED
-)""",
-    "{key} = ANY(ARRAY(SELECT backfill_key FROM locked))",
-    "(SELECT count(*) FROM candidates), (SELECT count(*) FROM locked), "
-    "(SELECT count(*) FROM filled)",
-)
-
-# A candidate the app changed after the statement's snapshot is followed by
-# the UPDATE to its new version. Where the server checks the `{row}` test
-# again there (PostgreSQL's minor releases since September 2025), the new
-# version fails it and is not written: the counts differ and the batch goes
-# to LOCK_FIRST_SQL. Older minor releases write it, with the expression over
-# its new columns: as right. The pending test keeps a row the app filled
-# meanwhile as the app left it; a deleted candidate makes the counts differ.
-WRITE_FIRST_SQL = fill_sql(
-    CANDIDATES_WITH_ROW_SQL,
-    "{row} = ANY(ARRAY(SELECT backfill_row FROM candidates)) AND ({pending})",
-    "(SELECT count(*) FROM candidates), (SELECT count(*) FROM filled)",
-)
-
-# A table ctids are unique in: plain, with no inheritance children (an UPDATE
-# of the parent reaches the children, whose ctids repeat the parent's).
-CTIDS_UNIQUE_SQL = (
-    "SELECT relkind = 'r' AND NOT relhassubclass FROM pg_class WHERE oid = to_regclass(%s)"
-)
+# Every pending row of the key range, found by the key index as a one-pass
+# UPDATE finds its rows: no candidate list is built, kept or looked up again.
+# A row the app changes and commits while the UPDATE waits on it is followed
+# to its new version and tested again (range, share, pending): filled from
+# its new columns, or left as the app filled it.
+WRITE_FIRST_SQL = f"""WITH filled AS (
+    UPDATE {{table}} SET {{column}} = ({{expression}})
+    WHERE {{in_range}} AND ({{pending}}) AND {{share}}
+    {RETURNING_SQL}
+),
+{LOG_SQL}
+SELECT count(*) FROM filled"""
 
 
 @dataclass(frozen=True)
@@ -106,13 +93,8 @@ class ExpressionBatch:
 
     batch: Batch
     filled: int
-    # Writing first met a row held or changed by someone else; locking first ran.
+    # Writing first met a row held by someone else; locking first ran.
     fell_back: bool
-
-
-class CandidateChanged(Exception):
-    """A candidate was changed, filled or deleted by someone else after the
-    writing-first statement's snapshot: raised to roll its savepoint back."""
 
 
 def fill_expression(
@@ -129,8 +111,6 @@ def fill_expression(
         try:
             batch, filled = fill_writing_first(cursor, definition, slc, size, timeout_ms)
             return ExpressionBatch(batch, filled, fell_back=False)
-        except CandidateChanged:
-            pass
         except DatabaseError as exc:
             if classify(exc) != Fault.LOCK_TIMEOUT:
                 raise
@@ -156,35 +136,31 @@ def fill_locking_first(
 def fill_writing_first(
     cursor: CursorWrapper, definition: Definition, slc: Slice, size: int, timeout_ms: int
 ) -> tuple[Batch, int]:
-    """Every candidate written, or the savepoint rolled back and an exception raised."""
-    row_test = row_locator(cursor, definition)
-    statement = statement_for(definition, WRITE_FIRST_SQL, row=row_test)
-    with local_settings({"lock_timeout": f"{timeout_ms}ms"}) as inner:
-        inner.execute(statement, statement_parameters(slc, size))
-        row = inner.fetchone()
-        candidates, filled, last_key = row if row else (0, 0, None)
-        if filled != candidates:
-            raise CandidateChanged
-    return Batch(candidates=int(candidates), last_key=last_key, taken=int(filled)), int(filled)
+    """The next `size` keys of the slice, every pending row among them written;
+    or the savepoint rolled back and the lock timeout raised.
 
-
-def row_locator(cursor: CursorWrapper, definition: Definition) -> sql.Composable:
-    """How the writing-first UPDATE finds each candidate again: by ctid where
-    ctids are unique, read straight from its page instead of probing the key
-    index a second time; else by key. Asked every batch (one catalog read):
-    a table can gain a child or be swapped for a partitioned one meanwhile."""
-    cursor.execute(CTIDS_UNIQUE_SQL, [sql.Identifier(definition.table).as_string()])
+    The batch counts as `size` rows taken whether or not all were pending: it
+    covered them, and the sizer must see a full batch to grow it."""
+    parameters = statement_parameters(slc, size)
+    cursor.execute(definition.compose(RANGE_END_SQL), parameters)
     row = cursor.fetchone()
-    unique = bool(row and row[0])
-    return sql.SQL("ctid") if unique else sql.Identifier(definition.key_column)
+    end = row[0] if row else None
+    if end is not None:
+        parameters["high"] = end
+    with local_settings({"lock_timeout": f"{timeout_ms}ms"}) as inner:
+        inner.execute(statement_for(definition, WRITE_FIRST_SQL), parameters)
+        row = inner.fetchone()
+        filled = int(row[0]) if row else 0
+    covered = size if end is not None else 0
+    return Batch(candidates=covered, last_key=end, taken=covered), filled
 
 
-def statement_for(definition: Definition, template: str, **extra: sql.Composable) -> str:
+def statement_for(definition: Definition, template: str) -> str:
     """The template with the definition's names, its expression and the write log quoted in."""
     expression = definition.set_expression()
     assert expression is not None
     log = sql.Identifier(Write._meta.db_table)
-    return definition.compose(template, expression=expression, log=log, **extra)
+    return definition.compose(template, expression=expression, log=log)
 
 
 def statement_parameters(slc: Slice, size: int) -> dict[str, Any]:
