@@ -39,8 +39,8 @@ class Settings:
     calm_seconds: float = 30.0
     # An expression's batch writes its rows before locking them (one WAL
     # record per row saved) unless one of the job's batches in this worker
-    # process had to fall back to locking first, because it met a row held or
-    # changed by someone else, within this many seconds (engine/expression_fill.py).
+    # process had to fall back to locking first, because it met a row held by
+    # someone else, within this many seconds (engine/expression_fill.py).
     lock_first_seconds: float = 30.0
     # Slices worked at once (Celery tasks in flight) unless a job says otherwise.
     concurrency: int = 2

@@ -40,7 +40,7 @@ class BatchResult:
     held_tries: int = 0
     # Sessions that were waiting on this batch's locks just before it committed.
     waiters: int = 0
-    # Writing first met a row held or changed by someone else: it locked first.
+    # Writing first met a row held by someone else: it locked first.
     fell_back: bool = False
 
     @property
@@ -75,7 +75,7 @@ def run_batch(
 ) -> BatchResult:
     """`lock_first=False`: the caller judges a held row unlikely, so an
     expression's batch skips taking its rows' locks before writing them (a WAL
-    record per row) and falls back to it if it meets a held or changed row."""
+    record per row) and falls back to it if it meets a held row."""
     started = time.monotonic()
     fell_back = False
     with batch_transaction(limits) as cursor:

@@ -46,7 +46,7 @@ LONG_PAUSE_MS = 1000
 # the job remember both.
 last_waited: dict[int, float] = {}
 last_size: dict[int, int] = {}
-# When an expression's batch of each job last met a row held or changed by
+# When an expression's batch of each job last met a row held by
 # someone else, in this process, and fell back to locking first: for
 # `lock_first_seconds` after, the job's batches here lock first.
 last_fallback: dict[int, float] = {}
@@ -228,7 +228,7 @@ class SliceWork:
         )
 
     def may_write_first(self, job_id: int) -> bool:
-        """No batch of the job in this process met a held or changed row for
+        """No batch of the job in this process met a held row for
         `lock_first_seconds`: writing before locking is likely to pay."""
         met = last_fallback.get(job_id, -math.inf)
         return time.monotonic() - met >= self.limits.lock_first_seconds
