@@ -18,7 +18,9 @@ The same approaches run again, with no app load, on a skewed copy where a
 fifth of the organizations share one name (B, S1, S2, S4 "skewed"); S4 is
 four worker processes on this machine's cores. B and S2 run on two tables of
 other shapes too (see tables.py): pending rows bunched before a gap of 10^12
-in the ids ("gap"), and random UUID keys ("uuid"). Every run is verified
+in the ids ("gap"), and random UUID keys ("uuid"). The cost-per-row shapes
+of cost.py follow, with no app load: B, S1 and S2 on the hostile table, and
+those and the Django peer (P) on a cheap expression. Every run is verified
 afterwards (see verify.py). Then the contract step
 (`EnforceNotNull` beside a plain SET NOT NULL) on the table S2 filled, and
 S2 alone at each `--scaling` size; and the expand and contract steps behind a
@@ -45,7 +47,7 @@ import psutil
 import psycopg
 
 from backfill.management.arguments import positive_int
-from benchmarks import contract_lock, report, schema_gaps, tables
+from benchmarks import contract_lock, cost, report, schema_gaps, tables
 from benchmarks.databases import ROOT, copy_of, drop, url
 from benchmarks.results import Results, Run
 from benchmarks.runner import ALONE_SECONDS, REFERENCE_SECONDS, check, measure_all, reference
@@ -182,6 +184,8 @@ def main() -> None:
     runs += skewed_comparison(skewed, logs)
     drop(skewed.db)
     runs += tables.comparison(options.rows, logs / "tables")
+    runs += cost.hostile_runs(options.rows, logs / "cost")
+    runs += cost.cheap_runs(options.rows, logs / "cost")
     scaling, contracts, gaps = scale(options.scaling, template, logs, options.rate)
     drop(template.db)
     results = Results(

@@ -12,6 +12,11 @@ S2_OVER_B = 1.5
 # Health-aware pacing at its defaults must keep this much of the set-based pass.
 S2AUTO_OVER_B = 0.7
 S2_OVER_B_SKEWED = 1.2
+# The cost-per-row shapes (benchmarks/cost.py): a hostile table and a cheap
+# expression, no app load; on the cheap one against the Django peer too.
+S1_OVER_B_COST = 0.85
+S2_OVER_B_COST = 1.3
+S2_OVER_P = 2.0
 S2_OVER_A = 20.0
 P99_OVER_ALONE = 2.0
 THROUGHPUT_KEPT = 0.95
@@ -42,6 +47,7 @@ def check(results: Results) -> list[Target]:
     return [
         *speed(results),
         *skewed(results),
+        *cost(results),
         *paced(results),
         *(t for run in results.under_load() for t in app(run, results)),
         *contract(results),
@@ -74,6 +80,24 @@ def skewed(results: Results) -> list[Target]:
             sum(r.lock_timeouts for r in services) == 0,
         ),
     ]
+
+
+def cost(results: Results) -> list[Target]:
+    """Each cost shape's runs against its own B (and the cheap one's against P)."""
+    targets = []
+    for shape in ("hostile", "cheap"):
+        runs = {r.approach: r for r in results.runs if r.scenario == shape}
+        if "B" not in runs:
+            continue
+        b = runs["B"].rows_per_second
+        for approach, limit in (("S1", S1_OVER_B_COST), ("S2", S2_OVER_B_COST)):
+            if approach in runs:
+                value = runs[approach].rows_per_second / b
+                targets.append(ratio(f"{approach} rows/s ≥ {limit}x B, {shape}", value, limit))
+        if "S2" in runs and "P" in runs:
+            value = runs["S2"].rows_per_second / runs["P"].rows_per_second
+            targets.append(ratio(f"S2 rows/s ≥ {S2_OVER_P}x P, {shape}", value, S2_OVER_P))
+    return targets
 
 
 def paced(results: Results) -> list[Target]:
