@@ -1,8 +1,9 @@
-"""The rows a fill batch takes next: the statements that lock and fill share them.
+"""The rows a fill batch takes next, for the statements that lock them first.
 
 Candidates are the next `size` pending keys of the slice in key order, read
-from the snapshot, so rows held by the app are seen too. A statement then
-locks (or writes) the ones it can; the pending condition is checked again
+from the snapshot, so rows held by the app are seen too. (A batch writing
+first lists none: it reads only where they end, engine/expression_fill.py.)
+A statement then locks the ones it can; the pending condition is checked again
 under the lock, so a row filled meanwhile is left alone, and unlockable
 candidates make the slice take another pass for them later. The statements
 look candidates up by key from an array (one index probe each): a join would
@@ -32,6 +33,6 @@ class Batch:
     skipped: int = 0
     candidates: int = 0
     last_key: str | None = None
-    # Rows taken (locked, or covered by a written-first key range) and so
-    # filled; the rows themselves only when the definition's `fill` needs them.
+    # Rows taken (locked, or written first) and so filled; the rows
+    # themselves only when the definition's `fill` needs them.
     taken: int = 0

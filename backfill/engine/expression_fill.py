@@ -64,12 +64,12 @@ SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM locked),
        (SELECT count(*) FROM filled),
        (SELECT c.backfill_key::text FROM candidates c ORDER BY c.backfill_key DESC LIMIT 1)"""
 
-# Where a writing-first batch ends: the `size`th key of the slice after its
-# cursor, pending or not, read from the key index alone. None when fewer are
+# Where a writing-first batch ends: the slice's `size`th pending key after
+# its cursor, walked in key order as the candidates are. None when fewer are
 # left: the batch then runs to the slice's end. The alias keeps ORDER BY on
 # the key itself: a bare name would pick the output column, the key's text.
 RANGE_END_SQL = """SELECT {key}::text AS range_end FROM {table}
-WHERE {in_range} AND {share}
+WHERE {in_range} AND ({pending}) AND {share}
 ORDER BY {key}
 OFFSET %(size)s - 1 LIMIT 1"""
 
@@ -136,23 +136,24 @@ def fill_locking_first(
 def fill_writing_first(
     cursor: CursorWrapper, definition: Definition, slc: Slice, size: int, timeout_ms: int
 ) -> tuple[Batch, int]:
-    """The next `size` keys of the slice, every pending row among them written;
-    or the savepoint rolled back and the lock timeout raised.
-
-    The batch counts as `size` rows taken whether or not all were pending: it
-    covered them, and the sizer must see a full batch to grow it."""
+    """The slice's next `size` pending rows written (with any row of their key
+    range that became pending meanwhile); or the savepoint rolled back and the
+    lock timeout raised. Both statements are in the savepoint: the first can
+    be the batch's first wait on the table (behind a queued schema change)."""
     parameters = statement_parameters(slc, size)
-    cursor.execute(definition.compose(RANGE_END_SQL), parameters)
-    row = cursor.fetchone()
-    end = row[0] if row else None
-    if end is not None:
-        parameters["high"] = end
     with local_settings({"lock_timeout": f"{timeout_ms}ms"}) as inner:
+        inner.execute(definition.compose(RANGE_END_SQL), parameters)
+        row = inner.fetchone()
+        end = row[0] if row else None
+        if end is not None:
+            parameters["high"] = end
         inner.execute(statement_for(definition, WRITE_FIRST_SQL), parameters)
         row = inner.fetchone()
         filled = int(row[0]) if row else 0
-    covered = size if end is not None else 0
-    return Batch(candidates=covered, last_key=end, taken=covered), filled
+    # Without an end the range ran to the slice's end: no last key, so the
+    # cursor's advance ends the pass.
+    found = size if end is not None else filled
+    return Batch(candidates=found, last_key=end, taken=filled), filled
 
 
 def statement_for(definition: Definition, template: str) -> str:

@@ -156,12 +156,14 @@ PENDING_SQL = (
 )
 
 
-# Any pending row at or below the highest key of the job's slices: one scan
-# of the table, where each slice's own test may be one more (a planner that
-# expects pending rows everywhere scans the table for the first of each).
+# Any pending row at or below the high end of one of the job's slices: one
+# scan of the table, where each slice's own test may be one more (a planner
+# that expects pending rows everywhere scans the table for the first of each).
+# Compared as the key column compares (its type, its collation): some key
+# types have no max(), and a text key's collation may not be the default.
 ANY_PENDING_SQL = (
     "SELECT EXISTS (SELECT 1 FROM {table} WHERE ({pending}) "
-    "AND {key} <= (SELECT max(h::{key_type}) FROM unnest(%(highs)s::text[]) AS h))"
+    "AND {key} <= ANY(%(highs)s::{key_type}[]))"
 )
 
 
