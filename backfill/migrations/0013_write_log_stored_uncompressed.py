@@ -5,7 +5,8 @@ it (pglz) cost a batch of a cheap expression about a tenth of its time, for a
 log about twice as small (docs/benchmarks.md, "Cost per row"). Only new rows
 are stored this way. Changing a column's storage is a catalog change, but it
 takes the table's strongest lock: behind a batch in flight it waits at most
-five seconds, and `migrate` can be run again.
+five seconds (batches queued behind it meanwhile wait too, and may count a
+lock timeout), and `migrate` can be run again. Best run with jobs paused.
 """
 
 from django.db import migrations

@@ -12,7 +12,14 @@ import pytest
 from django.db import connection, transaction
 
 from backfill.engine.batch import SELECT_BATCH_SQL
+from backfill.engine.expression_fill import (
+    RANGE_END_SQL,
+    WRITE_FIRST_SETTINGS,
+    WRITE_FIRST_SQL,
+    statement_for,
+)
 from backfill.engine.plan import batch_parameters
+from backfill.transactions import local_settings
 from backfill.registry import get_definition
 from tests.data import app_session, seed
 
@@ -57,3 +64,32 @@ def test_a_batch_locks_its_candidates_by_key_when_the_column_has_no_statistics(s
     reads = rows_read(plan["Plan"])
     assert reads
     assert max(reads) <= 2 * size, reads
+
+
+@pytest.mark.parametrize("size", [50, 500])
+def test_a_batch_writing_first_reads_about_its_own_rows_when_the_column_has_no_statistics(size):
+    """Both statements of an expression's writing-first batch: where its range
+    ends, and the UPDATE of that range."""
+    seed(20_000)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {TABLE} SET search_name = NULL")
+    forget_statistics("search_name")
+    definition = get_definition("search_names")
+    parameters = {**batch_parameters(definition, size), "job": 0, "slice": 0}
+    with local_settings(WRITE_FIRST_SETTINGS) as cursor:
+        cursor.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + definition.compose(RANGE_END_SQL), parameters
+        )
+        (end_plan,) = cursor.fetchone()[0]
+        cursor.execute(definition.compose(RANGE_END_SQL), parameters)
+        parameters["high"] = cursor.fetchone()[0]
+        cursor.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + statement_for(definition, WRITE_FIRST_SQL),
+            parameters,
+        )
+        (write_plan,) = cursor.fetchone()[0]
+        transaction.set_rollback(True)
+    for plan in (end_plan, write_plan):
+        reads = rows_read(plan["Plan"])
+        assert reads
+        assert max(reads) <= 2 * size, (reads, plan)
