@@ -19,8 +19,8 @@ from backfill.engine.expression_fill import (
     statement_for,
 )
 from backfill.engine.plan import batch_parameters
-from backfill.transactions import local_settings
 from backfill.registry import get_definition
+from backfill.transactions import local_settings
 from tests.data import app_session, seed
 
 pytestmark = pytest.mark.django_db(transaction=True)
