@@ -1,14 +1,17 @@
-"""A stand-in for the live app: ORM writes at a fixed rate, each one timed.
+"""A stand-in for the live app: writes at a fixed rate, each one timed.
 
     DATABASE_URL=... python -m benchmarks.app_load --rate 200 --out ops.json
 
-Runs in a process of its own, through Django's ORM exactly as the app would:
-single-row updates of random organizations and, for a share of the writes,
-`Organization.objects.create()`, which claims an admin group by the naming
-rule in the same transaction. As in the seeded table, one created name in ten
-is a common one ("Shared Org 7"), so it competes with the rows a backfill is
-naming. A process of its own samples `pg_stat_activity` for the longest time
-any of the writes waited for a lock.
+Runs in a process of its own. By default (`--kind orm`) through Django's ORM
+exactly as the app would: single-row updates of random organizations and, for
+a share of the writes, `Organization.objects.create()`, which claims an admin
+group by the naming rule in the same transaction. As in the seeded table, one
+created name in ten is a common one ("Shared Org 7"), so it competes with the
+rows a backfill is naming. With `--kind plain`, a client that is not Django:
+plain SQL from one psycopg connection, short transactions updating random
+organizations, a share of them reading the row FOR UPDATE first (a lock held
+across a round trip). A process of its own samples `pg_stat_activity` for
+the longest time any of the writes waited for a lock.
 
 It writes until SIGTERM or SIGINT, then dumps every write (wall-clock start,
 latency, kind) and the lock waits as JSON for the benchmark to summarise.
@@ -130,7 +133,31 @@ class Writer:
         return f"Signed up during the backfill {os.getpid()}-{self.created}"
 
 
-def run(rate: float, insert_share: float, seed: int) -> list[Write]:
+class PlainWriter:
+    """The app's writes as plain SQL: what any client of the database sends."""
+
+    TOUCH = "UPDATE organizations_organization SET updated_at = now() WHERE id = %s"
+    READ_FOR_UPDATE = "SELECT name FROM organizations_organization WHERE id = %s FOR UPDATE"
+
+    def __init__(self, conninfo: str, locked_share: float, seed: int) -> None:
+        self.conn = psycopg.connect(conninfo, autocommit=True, application_name=APPLICATION_NAME)
+        bounds = self.conn.execute("SELECT min(id), max(id) FROM organizations_organization")
+        low, high = bounds.fetchone() or (1, 1)
+        self.low, self.high = low or 1, high or 1
+        self.random = random.Random(seed)
+        self.locked_share = locked_share
+
+    def write(self) -> str:
+        pk = self.random.randint(self.low, self.high)
+        locked = self.random.random() < self.locked_share
+        with self.conn.transaction():
+            if locked:
+                self.conn.execute(self.READ_FOR_UPDATE, [pk])
+            self.conn.execute(self.TOUCH, [pk])
+        return "locked update" if locked else "update"
+
+
+def run(writer: Writer | PlainWriter, rate: float) -> list[Write]:
     """Write `rate` times a second until told to stop.
 
     Open loop, like `pgbench --rate`: a write that runs late does not delay
@@ -146,7 +173,6 @@ def run(rate: float, insert_share: float, seed: int) -> list[Write]:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    writer = Writer(insert_share, seed)
     writes: list[Write] = []
     interval = 1.0 / rate
     next_at = time.monotonic()
@@ -248,7 +274,9 @@ def load_result(path: Path) -> tuple[list[Write], list[tuple[float, float]]]:
 class AppLoad:
     """Context manager: the load runs in a child process against `db` for the block."""
 
-    def __init__(self, db: str, out: Path, rate: float = 200.0, insert_share: float = 0.2) -> None:
+    def __init__(
+        self, db: str, out: Path, rate: float = 200.0, insert_share: float = 0.2, kind: str = "orm"
+    ) -> None:
         self.out = out
         self.command = [
             sys.executable,
@@ -256,6 +284,7 @@ class AppLoad:
             "benchmarks.app_load",
             f"--rate={rate}",
             f"--insert-share={insert_share}",
+            f"--kind={kind}",
             f"--out={out}",
         ]
         self.cwd, self.env = ROOT, env_for(db)
@@ -282,7 +311,13 @@ class AppLoad:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0, help="writes per second")
-    parser.add_argument("--insert-share", type=float, default=0.2, help="share of inserts")
+    parser.add_argument(
+        "--insert-share",
+        type=float,
+        default=0.2,
+        help="share of inserts (orm), of updates that lock the row first (plain)",
+    )
+    parser.add_argument("--kind", choices=["orm", "plain"], default="orm")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, required=True)
     options = parser.parse_args()
@@ -294,10 +329,16 @@ def main() -> None:
 
     monitor = LockWaitMonitor(os.environ["DATABASE_URL"])
     monitor.start()
-    django.setup()
-    writes = run(options.rate, options.insert_share, options.seed)
+    writer: Writer | PlainWriter
+    if options.kind == "plain":
+        writer = PlainWriter(os.environ["DATABASE_URL"], options.insert_share, options.seed)
+    else:
+        django.setup()
+        writer = Writer(options.insert_share, options.seed)
+    writes = run(writer, options.rate)
     longest = monitor.stop()
-    connection.close()
+    if options.kind == "orm":
+        connection.close()
     waits = [(datetime.fromisoformat(at).timestamp(), s, w) for at, s, w in longest]
     options.out.write_text(
         json.dumps({"writes": [list(asdict(w).values()) for w in writes], "lock_waits": waits})

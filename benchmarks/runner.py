@@ -50,15 +50,17 @@ def under_load(
     out: Path,
     rate: float,
     alone_seconds: float = ALONE_SECONDS,
+    kind: str = "orm",
 ) -> tuple[Run, str]:
-    """Run `measure` on a fresh copy while the app load writes to it (none at rate 0),
-    after `alone_seconds` of the load alone; returns the copy too."""
+    """Run `measure` on a fresh copy while the app load (of `kind`) writes to it
+    (none at rate 0), after `alone_seconds` of the load alone; returns the copy too."""
     db = copy_of(template.db, f"{PREFIX}_{label.lower().replace(' ', '_')}")
     if not rate:
         result = measure(db)
         check(result, template, db)
         return result, db
-    with AppLoad(db, out / f"load-{label}.json", rate=rate) as load:
+    load_file = out / f"load-{label.replace(' ', '-')}.json"
+    with AppLoad(db, load_file, rate=rate, kind=kind) as load:
         time.sleep(ALONE_WARMUP_SECONDS)
         alone_from = time.time()
         time.sleep(alone_seconds)
@@ -89,11 +91,12 @@ def measure_all(
     logs: Path,
     rate: float,
     alone_seconds: float = ALONE_SECONDS,
+    kind: str = "orm",
 ) -> list[Run]:
     """Each measure under the load in turn, each on its own copy, dropped once verified."""
     runs = []
     for label, measure in measures.items():
-        run, db = under_load(template, label, measure, logs, rate, alone_seconds)
+        run, db = under_load(template, label, measure, logs, rate, alone_seconds, kind)
         run.label = label
         drop(db)
         print(

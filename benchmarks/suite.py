@@ -14,6 +14,9 @@ process writes through the ORM as the app would (see app_load.py):
 - S1, S2: this service with 1 and 2 real Celery worker processes, from
   `backfill start` to `succeeded`.
 
+B and S2auto run again under a load of another kind: plain SQL from psycopg,
+not the ORM, a fifth of it reading the row FOR UPDATE before updating it.
+
 The same approaches run again, with no app load, on a skewed copy where a
 fifth of the organizations share one name (B, S1, S2, S4 "skewed"); S4 is
 four worker processes on this machine's cores. B and S2 run on two tables of
@@ -80,6 +83,19 @@ def skewed_comparison(template: Template, logs: Path) -> list[Run]:
     runs = measure_all(template, measures, logs, 0)
     for run in runs:
         run.method += f", {HOT_SHARE:.0%} of rows one name, no app load"
+    return runs
+
+
+def plain_comparison(template: Template, options: argparse.Namespace, logs: Path) -> list[Run]:
+    """B and S2auto again, under an app load that is not the ORM: plain SQL,
+    some of it holding a row lock across a round trip."""
+    measures = {
+        "B plain": one_pass(template, "B", "set-based", 0),
+        "S2auto plain": service(template, "S2auto", 2, logs / "plain", pace=True),
+    }
+    runs = measure_all(template, measures, logs, options.rate, options.alone_seconds, "plain")
+    for run in runs:
+        run.method += ", under a plain-SQL app load"
     return runs
 
 
@@ -180,6 +196,7 @@ def main() -> None:
     reference_load = reference(template, options.reference_seconds, logs, options.rate)
     print(f"reference load: {reference_load}", flush=True)
     runs = comparison(template, options, logs)
+    runs += plain_comparison(template, options, logs)
     skewed = seed(options.rows, HOT_SHARE)
     runs += skewed_comparison(skewed, logs)
     drop(skewed.db)

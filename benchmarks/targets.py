@@ -105,9 +105,14 @@ def paced(results: Results) -> list[Target]:
     if not any(r.label == "S2auto" for r in results.runs):
         return []
     auto, b = results.run("S2auto"), results.run("B")
-    return [
+    targets = [
         ratio("S2auto rows/s ≥ 0.7x B", auto.rows_per_second / b.rows_per_second, S2AUTO_OVER_B)
     ]
+    labels = {r.label for r in results.runs}
+    if {"S2auto plain", "B plain"} <= labels:
+        plain = results.run("S2auto plain").rows_per_second / results.run("B plain").rows_per_second
+        targets.append(ratio("S2auto rows/s ≥ 0.7x B, plain-SQL app load", plain, S2AUTO_OVER_B))
+    return targets
 
 
 def app(run: Run, results: Results) -> list[Target]:
