@@ -141,7 +141,10 @@ def service(table: Table, rows: int, logs: Path, workers: int = 2) -> Measure:
                 DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
             )
         result = job_run(db, table.name, f"S{workers}", rows, pool.peak_mb)
-        result.method = f"this service, {workers} workers, no app load; {evenness(db, table.name)}"
+        result.method = (
+            f"this service, {workers} worker{'' if workers == 1 else 's'}, no app load; "
+            f"{evenness(db, table.name)}"
+        )
         return result
 
     return run
