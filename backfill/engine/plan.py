@@ -1,7 +1,8 @@
 """`backfill plan`: what a backfill will do to this database, before it does it.
 
-Changes nothing. Reads the batch statement's plan (does it walk an index to
-the pending rows, or scan the table?), fills one sample batch in a
+Changes nothing. Reads the batch statements' plans (do they walk an index to
+the pending rows, or scan the table? for an expression, those of a batch
+writing first, as the workers run it), fills one sample batch in a
 transaction that is rolled back (rows per second, WAL bytes per row: the
 sample's writes are undone, but sequences it drew from stay advanced),
 counts what is pending, and projects duration and WAL volume for 1, 2 and
@@ -22,9 +23,17 @@ from django.db import connection
 from backfill import conf
 from backfill.engine.batch import SELECT_BATCH_SQL
 from backfill.engine.checker import estimate_pending
+from backfill.engine.expression_fill import (
+    RANGE_END_SQL,
+    WRITE_FIRST_SETTINGS,
+    WRITE_FIRST_SQL,
+    fill_expression,
+    statement_for,
+)
+from backfill.models import Slice
 from backfill.nullability import has_not_valid_not_null
 from backfill.registry import Definition
-from backfill.transactions import batch_transaction
+from backfill.transactions import batch_transaction, local_settings
 
 WORKERS = (1, 2, 4)
 LONG_TRANSACTION_SECONDS = 60
@@ -120,9 +129,24 @@ def batch_parameters(definition: Definition, size: int) -> dict[str, Any]:
 
 
 def explain(definition: Definition, parameters: dict[str, Any]) -> list[str]:
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + definition.compose(SELECT_BATCH_SQL), parameters)
-        return [str(row[0]) for row in cursor.fetchall()]
+    """The plans of what a worker's first batch runs. For an expression, a batch
+    writing first: where its range ends, then the UPDATE of that range (EXPLAIN
+    alone does not run it)."""
+    if definition.set_expression() is None:
+        with connection.cursor() as cursor:
+            return explained(cursor, definition.compose(SELECT_BATCH_SQL), parameters)
+    with local_settings(WRITE_FIRST_SETTINGS) as cursor:
+        end_statement = definition.compose(RANGE_END_SQL)
+        lines = explained(cursor, end_statement, parameters)
+        cursor.execute(end_statement, parameters)
+        row = cursor.fetchone()
+        ranged = {**parameters, "high": row[0] if row else parameters["high"], "job": 0, "slice": 0}
+        return lines + explained(cursor, statement_for(definition, WRITE_FIRST_SQL), ranged)
+
+
+def explained(cursor: Any, statement: str, parameters: dict[str, Any]) -> list[str]:
+    cursor.execute("EXPLAIN " + statement, parameters)
+    return [str(row[0]) for row in cursor.fetchall()]
 
 
 class Rollback(Exception):
@@ -139,9 +163,7 @@ def sample_batch(definition: Definition, parameters: dict[str, Any]) -> tuple[in
             cursor.execute("SELECT pg_current_wal_insert_lsn()")
             start_lsn = cursor.fetchone()[0]
             started = time.monotonic()
-            cursor.execute(definition.compose(SELECT_BATCH_SQL), parameters)
-            rows = [(key, *rest) for key, locked, *rest in cursor.fetchall() if locked]
-            filled = definition.fill(cursor, rows) if rows else 0
+            filled = fill_sample(cursor, definition, parameters)
             seconds = time.monotonic() - started
             cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", [start_lsn])
             wal = int(cursor.fetchone()[0])
@@ -150,6 +172,19 @@ def sample_batch(definition: Definition, parameters: dict[str, Any]) -> tuple[in
     except Rollback:
         pass
     return result
+
+
+def fill_sample(cursor: Any, definition: Definition, parameters: dict[str, Any]) -> int:
+    """The first batch's fill as a worker runs it: an expression's writing first."""
+    if definition.set_expression() is None:
+        cursor.execute(definition.compose(SELECT_BATCH_SQL), parameters)
+        rows = [(key, *rest) for key, locked, *rest in cursor.fetchall() if locked]
+        return definition.fill(cursor, rows) if rows else 0
+    # Never saved: it gives the statements their bounds (the sample rolls back).
+    whole = Slice(job_id=0, number=0, after=None, cursor=None, high=parameters["high"])
+    limits = conf.BatchLimits.from_settings()
+    size = int(parameters["size"])
+    return fill_expression(cursor, definition, whole, size, False, limits.lock_timeout_ms).filled
 
 
 def table_bytes(definition: Definition) -> int:

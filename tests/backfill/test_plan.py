@@ -9,7 +9,9 @@ from django.core.management import call_command
 from django.db import connection
 
 from backfill.engine import plan as plan_module
+from backfill.models import Write
 from backfill.nullability import has_not_valid_not_null
+from backfill.registry import get_definition
 from organizations.models import AdminNameCounter, Organization
 from tests.data import app_session, seed
 from tests.processes import manage
@@ -82,3 +84,17 @@ def test_plan_of_an_unknown_backfill_is_one_line():
     result = manage("backfill", "plan", "no_such_thing")
     assert result.returncode == 2
     assert "unknown backfill 'no_such_thing'" in result.stderr
+
+
+def test_plan_of_an_expression_explains_and_samples_a_batch_writing_first():
+    """What the workers run: where the range ends, and one UPDATE of it."""
+    seed(3_000)
+    Organization.objects.update(search_name=None)
+    found = plan_module.make_plan(get_definition("search_names"), sample_size=500)
+    assert Organization.objects.filter(search_name__isnull=False).count() == 0  # rolled back
+    assert not Write.objects.exists()
+    text = "\n".join(found.batch_plan)
+    assert "Update on organizations_organization" in text
+    assert "LockRows" not in text  # no FOR UPDATE: the locking-first statement is not sampled
+    assert found.sample_rows == 500
+    assert found.pending == 3_000
