@@ -34,7 +34,8 @@ from backfill.transactions import local_settings
 # the batch has already written (which the app may be queued behind) are not
 # kept long when it does not.
 WRITE_FIRST_LOCK_TIMEOUT_MS = 10
-# See RANGE_END_SQL. The UPDATE after it has nothing to sort.
+# See RANGE_END_SQL. The UPDATE after it runs with it too: it sorts nothing
+# itself, and an expression that does still runs (the setting only weighs plans).
 WRITE_FIRST_SETTINGS = {"enable_sort": "off"}
 
 # The write log is built from the UPDATE's RETURNING: nothing is read back.
