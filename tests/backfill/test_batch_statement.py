@@ -82,7 +82,14 @@ def test_a_batch_writing_first_reads_about_its_own_rows_when_the_column_has_no_s
         )
         (end_plan,) = cursor.fetchone()[0]
         cursor.execute(definition.compose(RANGE_END_SQL), parameters)
-        parameters["high"] = cursor.fetchone()[0]
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(definition.pending_query("count(*)"))
+            pytest.fail(
+                f"no {size}th pending key up to {parameters['high']}: "
+                f"{cursor.fetchone()[0]} rows pending, plan {end_plan}"
+            )
+        parameters["high"] = row[0]
         cursor.execute(
             "EXPLAIN (ANALYZE, FORMAT JSON) " + statement_for(definition, WRITE_FIRST_SQL),
             parameters,
