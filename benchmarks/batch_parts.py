@@ -1,0 +1,149 @@
+"""What each part of an expression's batch costs, in plain SQL, against one UPDATE.
+
+    .venv/bin/python -m benchmarks.batch_parts --rows 1000000 --size 100000 --rounds 3
+
+On the cost benchmark's cheap table (`'r' || value` into every row of
+`examples_reading`), each variant fills a fresh copy in one process, batch
+after batch of `size` rows in key order, and the variants alternate round
+after round. Each variant takes one part away from the batch the workers run
+(docs/engine.md, "writing first"), so the differences are the parts' costs,
+with no worker, lease, sample or Python of the service around them:
+
+- batch: where the range ends (the `size`th pending key), then one UPDATE
+  of the range with the write log built from RETURNING, as a worker does;
+- no log: the same without the log;
+- no RETURNING: the range's end, then a bare UPDATE of the range;
+- key arithmetic: a bare UPDATE of (cursor, cursor + size], no range end
+  (only possible on dense integer keys: the floor of any batched pass);
+- B: one UPDATE of the whole table.
+
+Every batch runs as the workers' do: `synchronous_commit`, `jit` and sorting
+off. The figure a variant prints is its time over B's in the same round.
+"""
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from backfill.management.arguments import positive_int
+from benchmarks import tables
+from benchmarks.databases import copy_of, drop, url
+
+TABLE = "examples_reading"
+# The writing-first batch of backfill/engine/expression_fill.py, written out
+# for this one table. The range end is aliased: ORDER BY id after SELECT id::text
+# would sort the text.
+AFTER = "(%(after)s::bigint IS NULL OR id > %(after)s::bigint)"
+RANGE_END = (
+    f"SELECT id::text AS range_end FROM {TABLE} WHERE {AFTER} AND label IS NULL "
+    "ORDER BY id OFFSET %(size)s - 1 LIMIT 1"
+)
+RANGE = f"{AFTER} AND id <= %(high)s::bigint AND label IS NULL"
+UPDATE = f"UPDATE {TABLE} SET label = 'r' || value WHERE {RANGE}"
+RETURNING = f" RETURNING {TABLE}.id AS k, {TABLE}.label AS v"
+LOG = """, logged AS (
+    INSERT INTO parts_log (job_id, slice_number, keys, "values")
+    SELECT 1, 1, array_agg(k::text), array_agg(v::text) FROM filled
+    WHERE v IS NOT NULL HAVING count(*) > 0
+)"""
+WITH_LOG = f"WITH filled AS ({UPDATE}{RETURNING}){LOG} SELECT count(*) FROM filled"
+WITHOUT_LOG = f"WITH filled AS ({UPDATE}{RETURNING}) SELECT count(*) FROM filled"
+# The write log's table as migrations 0005 and 0013 leave it, without the job's key.
+LOG_TABLE = (
+    'CREATE TABLE parts_log (job_id int, slice_number int, keys text[], "values" text[]); '
+    'ALTER TABLE parts_log ALTER keys SET STORAGE EXTERNAL, ALTER "values" SET STORAGE EXTERNAL'
+)
+BATCH_SETTINGS = (
+    "SET LOCAL synchronous_commit = off; SET LOCAL jit = off; SET LOCAL enable_sort = off"
+)
+
+Variant = Callable[[psycopg.Connection, int, int], None]
+
+
+def batched(statement: str | None) -> Variant:
+    """Batches that read where their range ends, then run `statement` over it
+    (a bare UPDATE when None: the range is the cursor plus `size`)."""
+
+    def run(conn: psycopg.Connection, rows: int, size: int) -> None:
+        after: str | None = None
+        while True:
+            with conn.transaction():
+                conn.execute(BATCH_SETTINGS)
+                if statement is None:
+                    high = str(int(after or 0) + size)
+                    more = int(high) < rows
+                    conn.execute(UPDATE, {"after": after, "high": high})
+                else:
+                    row = conn.execute(RANGE_END, {"after": after, "size": size}).fetchone()
+                    high, more = (row[0], True) if row else (str(rows), False)
+                    conn.execute(statement, {"after": after, "high": high})
+            if not more:
+                return
+            after = high
+
+    return run
+
+
+def one_update(conn: psycopg.Connection, rows: int, size: int) -> None:
+    conn.execute(f"UPDATE {TABLE} SET label = 'r' || value WHERE label IS NULL")
+    conn.commit()
+
+
+VARIANTS: dict[str, Variant] = {
+    "B": one_update,
+    "batch": batched(WITH_LOG),
+    "no log": batched(WITHOUT_LOG),
+    "no RETURNING": batched(UPDATE),
+    "key arithmetic": batched(None),
+}
+
+
+def timed(template: str, variant: Variant, rows: int, size: int) -> float:
+    db = copy_of(template, f"{template}_parts")
+    try:
+        # Client-side binding, as Django's: a prepared generic plan would not
+        # fold the null test of the first batch's cursor.
+        with psycopg.connect(url(db), cursor_factory=psycopg.ClientCursor) as conn:
+            conn.execute(LOG_TABLE)
+            conn.execute("CHECKPOINT")
+            conn.commit()
+            started = time.perf_counter()
+            variant(conn, rows, size)
+            seconds = time.perf_counter() - started
+            (left,) = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE label IS NULL").fetchone()  # type: ignore[misc]
+        if left:
+            raise RuntimeError(f"{left:,} rows left pending")
+        return seconds
+    finally:
+        drop(db)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=positive_int, default=1_000_000)
+    parser.add_argument("--size", type=positive_int, default=100_000, help="rows a batch")
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    options = parser.parse_args()
+    template = tables.seed(tables.CHEAP, options.rows)
+    seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    try:
+        for round_number in range(options.rounds):
+            for name, variant in VARIANTS.items():
+                seconds[name].append(timed(template, variant, options.rows, options.size))
+                print(f"round {round_number + 1}, {name}: {seconds[name][-1]:.2f} s", flush=True)
+    finally:
+        drop(template)
+    print(f"\n| variant ({options.rows:,} rows, {options.size:,} a batch) | seconds | vs B |")
+    print("|---|---|---|")
+    for name, times in seconds.items():
+        ratios = [b / t for b, t in zip(seconds["B"], times, strict=True)]
+        print(
+            f"| {name} | {' '.join(f'{t:.2f}' for t in times)} | {statistics.median(ratios):.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()
