@@ -4,13 +4,20 @@ On one seeded table, in one run: the app load alone (the reference; each run
 is also weighed against the load alone on its copy right before it), B (one
 set-based pass, what rows/s are weighed against), S1 and S2 unpaced, and S2
 paced at each `--ratios` latency budget (`--max-latency-ratio`); each point is
-rows/s against the app's p99, the frontier a budget buys.
+rows/s against the app's p99, the frontier a budget buys. With
+`--pauses`, S1 and S2 also run unpaced with each fixed pause between batches
+(`--pause-ms`): what slowing down by hand buys. `--kind plain` puts a
+plain-SQL app under the runs instead of the ORM one (app_load.py).
 
     python -m benchmarks.pacing_frontier --rows 1000000 --ratios 2,1.5,1.25
+    python -m benchmarks.pacing_frontier --rows 1000000 --kind plain --ratios 2 --pauses 100,250
 """
 
 import argparse
+from collections.abc import Callable
+from typing import TypeVar
 
+from backfill.management.arguments import positive_int
 from benchmarks.databases import ROOT, drop, manage
 from benchmarks.results import Run
 from benchmarks.runner import REFERENCE_SECONDS, measure_all, reference
@@ -38,27 +45,41 @@ def paced(template: Template, label: str, ratio: float) -> Measure:
     return run
 
 
+T = TypeVar("T")
+
+
+def numbers(parse: Callable[[str], T]) -> Callable[[str], list[T]]:
+    """A comma-separated list, each item read by `parse`."""
+    return lambda text: [parse(item) for item in text.split(",") if item]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rate", type=int, default=200)
-    parser.add_argument("--ratios", default="2,1.5,1.25")
+    parser.add_argument("--ratios", type=numbers(float), default=[2.0, 1.5, 1.25])
+    parser.add_argument("--pauses", type=numbers(positive_int), default=[], help="ms, none")
+    parser.add_argument("--kind", choices=["orm", "plain"], default="orm", help="the app load")
     options = parser.parse_args()
     LOGS.mkdir(parents=True, exist_ok=True)
     template = seed(options.rows)
-    reference_load = reference(template, REFERENCE_SECONDS, LOGS, options.rate)
+    reference_load = reference(template, REFERENCE_SECONDS, LOGS, options.rate, options.kind)
     measures = {
         "B": one_pass(template, "B", "set-based", 0),
         "S1": service(template, "S1", 1, LOGS),
         "S2": service(template, "S2", 2, LOGS),
     }
-    for ratio in (float(r) for r in options.ratios.split(",")):
+    for pause in options.pauses:
+        for workers in (1, 2):
+            label = f"S{workers}p {pause} ms"
+            measures[label] = service(template, label, workers, LOGS, pause_ms=pause)
+    for ratio in options.ratios:
         measures[f"S2auto x{ratio:g}"] = paced(template, f"S2auto-{ratio:g}", ratio)
-    runs = measure_all(template, measures, LOGS, options.rate)
+    runs = measure_all(template, measures, LOGS, options.rate, kind=options.kind)
     drop(template.db)
     b = next(run for run in runs if run.label == "B")
     print(
-        f"\nreference p99 {reference_load.p99_ms:.2f} ms, "
+        f"\nreference ({options.kind} app load) p99 {reference_load.p99_ms:.2f} ms, "
         f"{reference_load.writes_per_second:.0f} writes/s"
     )
     print(

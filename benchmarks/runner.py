@@ -74,10 +74,12 @@ def under_load(
     return result, db
 
 
-def reference(template: Template, seconds: float, out: Path, rate: float) -> LoadReport:
-    """The app load alone on a copy of `template`, for `seconds`."""
+def reference(
+    template: Template, seconds: float, out: Path, rate: float, kind: str = "orm"
+) -> LoadReport:
+    """The app load (of `kind`, app_load.py) alone on a copy of `template`, for `seconds`."""
     db = copy_of(template.db, f"{PREFIX}_ref")
-    with AppLoad(db, out / "load-ref.json", rate=rate) as load:
+    with AppLoad(db, out / "load-ref.json", rate=rate, kind=kind) as load:
         start = time.time()
         time.sleep(seconds)
         end = time.time()
