@@ -150,6 +150,9 @@ def current() -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+# Milliseconds PostgreSQL waits before giving up on a lock or a statement.
+WAIT_LIMITS = ("lock_timeout_ms", "statement_timeout_ms", "ddl_lock_timeout_ms")
+
 # BACKFILL_* names that are not engine settings: read by the workers' beat
 # schedule (workers/) and by the latency probe's environment.
 ELSEWHERE = frozenset({"BACKFILL_SWEEP_SECONDS", "BACKFILL_PROBE_CONNINFO"})
@@ -180,6 +183,16 @@ def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMe
     found += [
         Error(f"{PREFIX}{name.upper()} must not be negative", id="backfill.E001")
         for name in negative
+    ]
+    # PostgreSQL reads 0 as "no limit": a batch, or a schema step, would wait
+    # on a lock, or run, without end.
+    found += [
+        Error(
+            f"{PREFIX}{name.upper()} must be at least 1 (0 turns the limit off)",
+            id="backfill.E001",
+        )
+        for name in WAIT_LIMITS
+        if getattr(now, name) == 0
     ]
     if not 1 <= now.min_batch_size <= now.max_batch_size:
         found.append(

@@ -25,6 +25,9 @@ def test_the_defaults_pass_and_are_typed():
         ("BACKFILL_TASK_SECONDS", "15", "BACKFILL_TASK_SECONDS must be a number"),
         ("BACKFILL_MAX_ATTEMPTS", -1, "BACKFILL_MAX_ATTEMPTS must not be negative"),
         ("BACKFILL_MIN_BATCH_SIZE", 200_000, "at most BACKFILL_MAX_BATCH_SIZE"),
+        ("BACKFILL_LOCK_TIMEOUT_MS", 0, "BACKFILL_LOCK_TIMEOUT_MS must be at least 1"),
+        ("BACKFILL_STATEMENT_TIMEOUT_MS", 0, "BACKFILL_STATEMENT_TIMEOUT_MS must be at least 1"),
+        ("BACKFILL_DDL_LOCK_TIMEOUT_MS", 0, "BACKFILL_DDL_LOCK_TIMEOUT_MS must be at least 1"),
     ],
 )
 def test_a_wrong_setting_is_an_error_naming_it(settings, name, value, says):
