@@ -151,7 +151,12 @@ def current() -> Settings:
 
 
 # Milliseconds PostgreSQL waits before giving up on a lock or a statement.
-WAIT_LIMITS = ("lock_timeout_ms", "statement_timeout_ms", "ddl_lock_timeout_ms")
+WAIT_LIMITS = (
+    "lock_timeout_ms",
+    "statement_timeout_ms",
+    "ddl_lock_timeout_ms",
+    "exact_count_timeout_ms",
+)
 
 # BACKFILL_* names that are not engine settings: read by the workers' beat
 # schedule (workers/) and by the latency probe's environment.
@@ -160,7 +165,8 @@ ELSEWHERE = frozenset({"BACKFILL_SWEEP_SECONDS", "BACKFILL_PROBE_CONNINFO"})
 
 @register()
 def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
-    """Refuse wrong settings at startup (`check`, `migrate`, the worker), not inside a batch."""
+    """Refuse wrong settings at startup (`check`, `migrate`; a worker through
+    `workers.checks.refuse_wrong_settings`), not inside a batch."""
     try:
         now = current()
     except ImproperlyConfigured as exc:
@@ -184,8 +190,8 @@ def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMe
         Error(f"{PREFIX}{name.upper()} must not be negative", id="backfill.E001")
         for name in negative
     ]
-    # PostgreSQL reads 0 as "no limit": a batch, or a schema step, would wait
-    # on a lock, or run, without end.
+    # PostgreSQL reads 0 as "no limit": a batch, a schema step or the checker's
+    # count would wait on a lock, or run, without end.
     found += [
         Error(
             f"{PREFIX}{name.upper()} must be at least 1 (0 turns the limit off)",

@@ -11,11 +11,28 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from celery.signals import worker_init
 from django.core.checks import CheckMessage, Error, register
 from django.db import DatabaseError, connection
 from kombu.utils.url import maybe_sanitize_url
 
 SERVICES_TAG = "services"
+
+
+@worker_init.connect
+def refuse_wrong_settings(**kwargs: Any) -> None:
+    """A worker does not start with a wrong BACKFILL_* setting.
+
+    Celery runs Django's checks as a worker starts but drops what they find,
+    so a worker would otherwise run batches with, say, no lock timeout.
+    SystemExit, not an error: Celery logs and carries on past an exception
+    from a signal handler.
+    """
+    from backfill.conf import check_settings
+
+    errors = [message for message in check_settings() if message.is_serious()]
+    if errors:
+        raise SystemExit("; ".join(f"{message.msg} ({message.id})" for message in errors))
 
 
 @register(SERVICES_TAG)

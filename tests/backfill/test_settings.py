@@ -6,6 +6,7 @@ import pytest
 from django.core.checks import Error, Warning
 
 from backfill import conf
+from workers.checks import refuse_wrong_settings
 
 
 def test_the_defaults_pass_and_are_typed():
@@ -42,3 +43,14 @@ def test_a_misspelt_setting_is_a_warning(settings):
     found = conf.check_settings()
     assert [(type(message), message.id) for message in found] == [(Warning, "backfill.W002")]
     assert "BACKFILL_LEASE_SECONDSS" in found[0].msg
+
+
+def test_a_worker_refuses_to_start_with_a_wrong_setting(settings):
+    settings.BACKFILL_LOCK_TIMEOUT_MS = 0
+    with pytest.raises(SystemExit, match="BACKFILL_LOCK_TIMEOUT_MS must be at least 1"):
+        refuse_wrong_settings()
+
+
+def test_a_real_worker_exits_at_start_with_a_wrong_setting(start_worker):
+    with pytest.raises(RuntimeError, match="BACKFILL_LOCK_TIMEOUT_MS must be at least 1"):
+        start_worker(extra_env={"DJANGO_SETTINGS_MODULE": "tests.settings_no_lock_timeout"})
