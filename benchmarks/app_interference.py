@@ -14,9 +14,10 @@ that touches none of the app's rows, timing the app's writes in each window:
   commits) and then on;
 - the same at about half the rate (a 30 ms sleep after each commit).
 
-An "alone" window comes between each, so the machine's drift shows. Each
+An "alone" window comes before each, so the machine's drift shows. Each
 line gives the app's p99 and writes per second in the window, and the WAL
-the server wrote per second.
+the whole server wrote per second (run nothing else beside it). Needs `psql`
+and `yes` on the PATH.
 """
 
 import argparse
@@ -41,11 +42,12 @@ INSERTS = (
     "INSERT INTO interference SELECT g, repeat('x', 50) FROM generate_series(1, 10000) AS g; "
     "COMMIT; PERFORM pg_sleep(%s); END LOOP; END $$"
 )
-# Ends what this benchmark's own sessions run, and nothing else.
+# Ends this benchmark's own sessions, in its own database, and nothing else.
 APPLICATION_NAME = "app-interference"
-CANCEL_SQL = (
-    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
-    "WHERE application_name = %s AND datname = current_database()"
+TERMINATE_SQL = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    "WHERE application_name = %s AND datname = current_database() "
+    "AND pid <> pg_backend_pid()"
 )
 
 
@@ -84,25 +86,44 @@ def wal_mb(db: str) -> float:
 
 @contextmanager
 def beside(db: str, neighbour: Neighbour | None) -> Iterator[None]:
-    processes = [
-        subprocess.Popen(
-            command,
-            env={**os.environ, "PGAPPNAME": APPLICATION_NAME},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for command in (neighbour.commands if neighbour else [])
-    ]
+    """The neighbour's processes run for the block; each must still be running
+    at its end (else the window measured the app alone), and none of their
+    sessions outlives it."""
+    processes: list[subprocess.Popen[bytes]] = []
     try:
+        for command in neighbour.commands if neighbour else []:
+            processes.append(
+                subprocess.Popen(
+                    command,
+                    env={**os.environ, "PGAPPNAME": APPLICATION_NAME},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+            )
         time.sleep(0.5 if processes else 0)
         yield
+        for process in processes:
+            if process.poll() is not None:
+                error = process.stderr.read().decode() if process.stderr else ""
+                raise RuntimeError(f"{neighbour and neighbour.name} stopped early: {error}")
     finally:
-        with psycopg.connect(url(db), autocommit=True) as conn:
-            conn.execute(CANCEL_SQL, [APPLICATION_NAME])
-            conn.execute("TRUNCATE interference")
         for process in processes:
             process.terminate()
+        end_sessions(db)
+        for process in processes:
             process.wait()
+
+
+def end_sessions(db: str) -> None:
+    """End this benchmark's own sessions (psql's server side runs on without
+    its client), wait until they are gone, then empty the insert table."""
+    with psycopg.connect(url(db), autocommit=True) as conn:
+        deadline = time.monotonic() + 30
+        while conn.execute(TERMINATE_SQL, [APPLICATION_NAME]).fetchall():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the neighbour's sessions did not end")
+            time.sleep(0.1)
+        conn.execute("TRUNCATE interference")
 
 
 def main() -> None:

@@ -18,7 +18,8 @@ with no worker, lease, sample or Python of the service around them:
 - B: one UPDATE of the whole table.
 
 Every batch runs as the workers' do: `synchronous_commit`, `jit` and sorting
-off. The figure a variant prints is its time over B's in the same round.
+off. The figure a variant prints is B's time over its own, round by round
+(the median of the rounds): its speed as a share of B's.
 """
 
 import argparse

@@ -14,6 +14,7 @@ plain-SQL app under the runs instead of the ORM one (app_load.py).
 """
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -24,6 +25,8 @@ from benchmarks.runner import REFERENCE_SECONDS, measure_all, reference
 from benchmarks.scenarios import Measure, job_run, one_pass, pace_of, service
 from benchmarks.templates import Template, seed
 from benchmarks.workers import BROKER_URL, Workers
+
+T = TypeVar("T")
 
 LOGS = ROOT / "benchmarks" / "logs" / "frontier"
 
@@ -45,20 +48,38 @@ def paced(template: Template, label: str, ratio: float) -> Measure:
     return run
 
 
-T = TypeVar("T")
+def budget(text: str) -> float:
+    """A latency budget: a ratio to the baseline, above 1 (0 would mean no budget)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"a latency budget is a ratio above 1, got {text!r}")
+    return value
 
 
 def numbers(parse: Callable[[str], T]) -> Callable[[str], list[T]]:
-    """A comma-separated list, each item read by `parse`."""
-    return lambda text: [parse(item) for item in text.split(",") if item]
+    """A comma-separated list of at least one item, each read by `parse`."""
+
+    def listed(text: str) -> list[T]:
+        items = [item.strip() for item in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"a comma-separated list, got {text!r}")
+        return [parse(item) for item in items]
+
+    listed.__name__ = f"list of {parse.__name__}"
+    return listed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rate", type=int, default=200)
-    parser.add_argument("--ratios", type=numbers(float), default=[2.0, 1.5, 1.25])
-    parser.add_argument("--pauses", type=numbers(positive_int), default=[], help="ms, none")
+    parser.add_argument("--rows", type=positive_int, default=1_000_000)
+    parser.add_argument("--rate", type=positive_int, default=200)
+    parser.add_argument("--ratios", type=numbers(budget), default=[2.0, 1.5, 1.25])
+    parser.add_argument(
+        "--pauses", type=numbers(positive_int), default=[], help="ms between batches (none)"
+    )
     parser.add_argument("--kind", choices=["orm", "plain"], default="orm", help="the app load")
     options = parser.parse_args()
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -71,7 +92,7 @@ def main() -> None:
     }
     for pause in options.pauses:
         for workers in (1, 2):
-            label = f"S{workers}p {pause} ms"
+            label = f"S{workers}p{pause}"
             measures[label] = service(template, label, workers, LOGS, pause_ms=pause)
     for ratio in options.ratios:
         measures[f"S2auto x{ratio:g}"] = paced(template, f"S2auto-{ratio:g}", ratio)

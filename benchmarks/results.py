@@ -39,6 +39,9 @@ class Run:
     pace: dict[str, Any] | None = None
     # The app load alone on the run's own copy, in the seconds right before the run.
     alone: LoadReport | None = None
+    # Seconds the job's batches took, summed over workers, from each batch's
+    # sample (timed up to, not including, its commit); S runs of the cost shapes.
+    batch_seconds: float | None = None
 
     @property
     def rows_per_second(self) -> float:
