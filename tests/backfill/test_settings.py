@@ -1,11 +1,14 @@
 """A wrong BACKFILL_* setting is refused at startup with its name, not inside a batch."""
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 from django.core.checks import Error, Warning
 
 from backfill import conf
+from tests.processes import ROOT, worker_environment
 from workers.checks import refuse_wrong_settings
 
 
@@ -51,6 +54,15 @@ def test_a_worker_refuses_to_start_with_a_wrong_setting(settings):
         refuse_wrong_settings()
 
 
-def test_a_real_worker_exits_at_start_with_a_wrong_setting(start_worker):
-    with pytest.raises(RuntimeError, match="BACKFILL_LOCK_TIMEOUT_MS must be at least 1"):
-        start_worker(extra_env={"DJANGO_SETTINGS_MODULE": "tests.settings_no_lock_timeout"})
+def test_a_real_worker_exits_at_start_with_a_wrong_setting():
+    env = {**worker_environment(), "DJANGO_SETTINGS_MODULE": "tests.settings_no_lock_timeout"}
+    worker = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "project", "worker", "-c", "1", "-l", "INFO"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode != 0
+    assert "BACKFILL_LOCK_TIMEOUT_MS must be at least 1" in worker.stdout + worker.stderr
