@@ -5,6 +5,9 @@ so a wrong DATABASE_URL gives one line instead of a hang or a traceback. The
 broker is checked only where a command needs it (starting or steering a job
 through Celery, `/readyz`): `migrate`, `check`, `backfill check` and
 `backfill run --sync` work with Redis down.
+
+A worker also refuses to start on wrong BACKFILL_* settings
+(`refuse_wrong_settings`): Celery runs the system checks but ignores them.
 """
 
 from collections.abc import Sequence
