@@ -15,6 +15,8 @@ with no worker, lease, sample or Python of the service around them:
 - no RETURNING: the range's end, then a bare UPDATE of the range;
 - key arithmetic: a bare UPDATE of (cursor, cursor + size], no range end
   (only possible on dense integer keys: the floor of any batched pass);
+- batch, two sessions / key arithmetic, two sessions: the same batches, each
+  of two sessions walking its own half of the keys at once (the floor of S2);
 - B: one UPDATE of the whole table.
 
 Every batch runs as the workers' do: `synchronous_commit`, `jit` and sorting
@@ -23,9 +25,11 @@ off. The figure a variant prints is B's time over its own, round by round
 """
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
@@ -39,7 +43,8 @@ TABLE = "examples_reading"
 # would sort the text.
 AFTER = "(%(after)s::bigint IS NULL OR id > %(after)s::bigint)"
 RANGE_END = (
-    f"SELECT id::text AS range_end FROM {TABLE} WHERE {AFTER} AND label IS NULL "
+    f"SELECT id::text AS range_end FROM {TABLE} "
+    f"WHERE {AFTER} AND id <= %(stop)s AND label IS NULL "
     "ORDER BY id OFFSET %(size)s - 1 LIMIT 1"
 )
 RANGE = f"{AFTER} AND id <= %(high)s::bigint AND label IS NULL"
@@ -61,36 +66,48 @@ BATCH_SETTINGS = (
     "SET LOCAL synchronous_commit = off; SET LOCAL jit = off; SET LOCAL enable_sort = off"
 )
 
-Variant = Callable[[psycopg.Connection, int, int], None]
+Variant = Callable[[str, int, int], None]
 
 
-def batched(statement: str | None) -> Variant:
+def batched(statement: str | None, sessions: int = 1) -> Variant:
     """Batches that read where their range ends, then run `statement` over it
-    (a bare UPDATE when None: the range is the cursor plus `size`)."""
+    (a bare UPDATE when None: the range is the cursor plus `size`); with more
+    than one session, each walks its own equal share of the keys at once, as
+    workers on slices do."""
 
-    def run(conn: psycopg.Connection, rows: int, size: int) -> None:
-        after: str | None = None
-        while True:
-            with conn.transaction():
-                conn.execute(BATCH_SETTINGS)
-                if statement is None:
-                    high = str(int(after or 0) + size)
-                    more = int(high) < rows
-                    conn.execute(UPDATE, {"after": after, "high": high})
-                else:
-                    row = conn.execute(RANGE_END, {"after": after, "size": size}).fetchone()
-                    high, more = (row[0], True) if row else (str(rows), False)
-                    conn.execute(statement, {"after": after, "high": high})
-            if not more:
-                return
-            after = high
+    def run(conninfo: str, rows: int, size: int) -> None:
+        bounds = [rows * part // sessions for part in range(sessions + 1)]
+        shares = list(itertools.pairwise(bounds))
+        with ThreadPoolExecutor(sessions) as pool:
+            # list(): a session's error is raised here, not lost.
+            list(pool.map(lambda share: walk(conninfo, share[0], share[1], size), shares))
+
+    def walk(conninfo: str, first: int, stop: int, size: int) -> None:
+        after = str(first) if first else None
+        with psycopg.connect(conninfo, cursor_factory=psycopg.ClientCursor) as conn:
+            while True:
+                with conn.transaction():
+                    conn.execute(BATCH_SETTINGS)
+                    if statement is None:
+                        high = str(min(int(after or 0) + size, stop))
+                        more = int(high) < stop
+                        conn.execute(UPDATE, {"after": after, "high": high})
+                    else:
+                        bounds = {"after": after, "size": size, "stop": stop}
+                        row = conn.execute(RANGE_END, bounds).fetchone()
+                        high, more = (row[0], True) if row else (str(stop), False)
+                        conn.execute(statement, {"after": after, "high": high})
+                if not more:
+                    return
+                after = high
 
     return run
 
 
-def one_update(conn: psycopg.Connection, rows: int, size: int) -> None:
-    conn.execute(f"UPDATE {TABLE} SET label = 'r' || value WHERE label IS NULL")
-    conn.commit()
+def one_update(conninfo: str, rows: int, size: int) -> None:
+    # As the suite's B: the server's settings, one transaction.
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(f"UPDATE {TABLE} SET label = 'r' || value WHERE label IS NULL")
 
 
 VARIANTS: dict[str, Variant] = {
@@ -99,6 +116,8 @@ VARIANTS: dict[str, Variant] = {
     "no log": batched(WITHOUT_LOG),
     "no RETURNING": batched(UPDATE),
     "key arithmetic": batched(None),
+    "batch, two sessions": batched(WITH_LOG, sessions=2),
+    "key arithmetic, two sessions": batched(None, sessions=2),
 }
 
 
@@ -112,7 +131,7 @@ def timed(template: str, variant: Variant, rows: int, size: int) -> float:
             conn.execute("CHECKPOINT")
             conn.commit()
             started = time.perf_counter()
-            variant(conn, rows, size)
+            variant(url(db), rows, size)
             seconds = time.perf_counter() - started
             (left,) = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE label IS NULL").fetchone()  # type: ignore[misc]
         if left:
