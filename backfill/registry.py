@@ -222,7 +222,11 @@ class ExpressionDefinition(Definition):
     def fill(self, cursor: CursorWrapper, rows: Sequence[Row]) -> int:
         """For the held rows a slice retries by key (the batch itself is one
         statement, see `set_expression`)."""
-        statement = sql.SQL("UPDATE {table} SET {column} = ({expression}) WHERE {key} = ANY(%s)")
+        statement = sql.SQL(
+            "WITH filled AS (UPDATE {table} SET {column} = ({expression}) "
+            "WHERE {key} = ANY(%s) RETURNING {column} AS value) "
+            "SELECT count(value) FROM filled"
+        )
         cursor.execute(
             statement.format(
                 table=sql.Identifier(self.table),
@@ -232,7 +236,9 @@ class ExpressionDefinition(Definition):
             ).as_string(),
             [[row[0] for row in rows]],
         )
-        return int(cursor.rowcount)
+        # Rows the expression gives NULL stay pending: they are not counted as filled.
+        row = cursor.fetchone()
+        return int(row[0]) if row else 0
 
 
 _registry: dict[str, Definition] = {}

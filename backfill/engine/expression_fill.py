@@ -39,6 +39,8 @@ WRITE_FIRST_LOCK_TIMEOUT_MS = 10
 WRITE_FIRST_SETTINGS = {"enable_sort": "off"}
 
 # The write log is built from the UPDATE's RETURNING: nothing is read back.
+# A row the expression gives NULL is written but not filled: it is neither
+# logged nor counted (progress counts filled rows), and stays pending.
 LOG_SQL = """logged AS (
     INSERT INTO {log} (job_id, slice_number, keys, "values")
     SELECT %(job)s, %(slice)s, array_agg(backfill_key::text), array_agg(backfill_value::text)
@@ -64,7 +66,7 @@ filled AS (
 ),
 {LOG_SQL}
 SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM locked),
-       (SELECT count(*) FROM filled),
+       (SELECT count(backfill_value) FROM filled),
        (SELECT c.backfill_key::text FROM candidates c ORDER BY c.backfill_key DESC LIMIT 1)"""
 
 # Where a writing-first batch ends: the slice's `size`th pending key after
@@ -90,7 +92,7 @@ WRITE_FIRST_SQL = f"""WITH filled AS (
     {RETURNING_SQL}
 ),
 {LOG_SQL}
-SELECT count(*) FROM filled"""
+SELECT count(backfill_value) FROM filled"""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from backfill.engine.options import JobOptions
 from backfill.engine.runner import SliceWork
 from backfill.models import Slice, Write
 from backfill.registry import get_definition
+from organizations.backfills import SearchNames
 from organizations.models import Organization
 from tests.backfill.test_success_on_data import SearchNamesWithAWriter
 from tests.data import app_session, seed
@@ -255,3 +256,43 @@ def test_a_batch_whose_locking_first_times_out_too_keeps_the_worker_locking_firs
         app.rollback()
     assert Slice.objects.get(pk=slc.pk).lock_timeouts >= 1
     assert not work.may_write_first(slc.job_id)
+
+
+class SearchNamesOfEvenKeys(SearchNames):
+    """search_names, with an expression that gives NULL for odd keys."""
+
+    name = "test_search_names_of_even_keys"
+    expression = "CASE WHEN mod(id, 2) = 0 THEN lower(name) END"
+
+
+def filled_search_names() -> int:
+    return Organization.objects.filter(search_name__isnull=False).count()
+
+
+@pytest.mark.parametrize("lock_first", [True, False], ids=["locking first", "writing first"])
+def test_rows_the_expression_leaves_null_are_neither_counted_nor_logged(
+    register, local_queue, lock_first
+):
+    register(SearchNamesOfEvenKeys)
+    seed(200)
+    Organization.objects.update(search_name=None)
+    slc = leased_slice(SearchNamesOfEvenKeys.name)
+    definition = get_definition(SearchNamesOfEvenKeys.name)
+    limits = BatchLimits.from_settings()
+    result = run_batch(definition, slc.pk, OWNER, 20, limits, lock_first=lock_first)
+    filled = filled_search_names()
+    assert 0 < filled < 20
+    assert result.rows_changed == filled
+    assert Slice.objects.get(pk=slc.pk).rows_done == filled
+    (log,) = Write.objects.filter(job_id=slc.job_id)
+    assert len(log.keys) == filled
+
+
+def test_the_fill_of_held_rows_counts_only_the_rows_it_gave_a_value(register):
+    register(SearchNamesOfEvenKeys)
+    seed(20)
+    Organization.objects.update(search_name=None)
+    keys = list(Organization.objects.values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        counted = get_definition(SearchNamesOfEvenKeys.name).fill(cursor, [(k,) for k in keys])
+    assert counted == filled_search_names() == sum(1 for k in keys if k % 2 == 0)
